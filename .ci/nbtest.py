@@ -11,7 +11,7 @@ from nbdev.test import _keep_file
 cfg = get_config()
 files = [f for f in sorted(nbglob(cfg.nbs_path, as_path=True)) if _keep_file(f, '.notest')]
 t0 = time.time()
-proc = subprocess.run(['nbdev-test', '--timing', '--n_workers', '2'], capture_output=True, text=True)
+proc = subprocess.run(['nbdev-test', '--timing', '--n-workers', '2'], capture_output=True, text=True)
 sys.stdout.write(proc.stdout); sys.stderr.write(proc.stderr)
 failed = set()
 if proc.returncode != 0:
