@@ -7,7 +7,7 @@ anchor) resolves, and the server never answered 404 (e.g. a MathJax file we forg
 Needs Chromium (`apt-get install chromium`, or set `CHROMIUM=/path`) and `websocket-client`. Without them the tests
 skip, unless `EV_REQUIRE_BROWSER=1` (set in CI), where they fail.
 """
-import functools, http.server, json, os, re, shutil, subprocess, tempfile, threading, time, urllib.request
+import functools, http.server, json, os, re, shutil, subprocess, sys, tempfile, threading, time, urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, unquote
 
@@ -219,11 +219,18 @@ def test_tiny_site_in_browser(tiny_site):
 # ---------------------------------------------------------------- the real site
 @pytest.fixture(scope='session')
 def real_site(tmp_path_factory):
-    from efficient_video.docs import build_site
     nbs = REPO/'nbs'
     if not any(nbs.glob('*.ipynb')): pytest.skip('no notebooks in nbs/ yet')
     _need_browser()  # don't spend a minute executing notebooks for nothing
-    return build_site(nbs, out=tmp_path_factory.mktemp('site'), execute=os.environ.get('EV_DOCS_EXEC', '1') == '1'), nbs
+    # built through the user-facing command, exactly as the README says
+    out = tmp_path_factory.mktemp('site')
+    exe = shutil.which('efficient-video') or str(Path(sys.executable).parent/'efficient-video')
+    cmd = [exe, 'docs', '--out', str(out), '--json'] + ([] if os.environ.get('EV_DOCS_EXEC', '1') == '1' else ['--no-exec'])
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout)
+    assert Path(report['out']) == out.resolve() and report['pages'] >= len(expected_pages(nbs)), report
+    return out, nbs
 
 def test_real_site_in_browser(real_site):
     site, nbs = real_site
