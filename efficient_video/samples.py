@@ -23,13 +23,14 @@ from PIL import Image
 # %% auto #0
 __all__ = ['SAMPLES_ENV', 'FASHION_CLASSES', 'DEBIAN_FASHION_MNIST', 'BACKGROUND_PHOTOS', 'PLAIN_COLOURS', 'PLAIN_PROB',
            'BACKGROUND_SIDE', 'POSITIONS', 'SPRITE_SCALE', 'ALPHA_GAIN', 'POSITION_WORDS', 'DIRECTIONS', 'OPPOSITE',
-           'MAX_JITTER', 'BBB_EXCERPTS', 'BBB_SIZE', 'BBB_FRAMES', 'N_TRAIN_PER_CLASS', 'N_CAPTIONS', 'MOTION_PAIRS',
-           'MOTION_FRAMES', 'MOTION_FPS', 'MOTION_SIZE', 'UNSEEN_GARMENTS', 'N_UNTRIMMED', 'UNTRIMMED_FRAMES', 'PARTS',
-           'MOTION_CLASSES', 'SamplesError', 'default_samples_dir', 'samples_dir', 'read_idx', 'load_fashion_mnist',
-           'load_backgrounds', 'Background', 'sample_background', 'paste_sprite', 'compose_image', 'caption_for',
-           'motion_path', 'motion_clip', 'save_npz', 'write_video', 'sha256', 'motion_label', 'build_clips',
-           'build_fashion_mnist', 'build_backgrounds', 'build_captions', 'build_motion', 'sentence_for',
-           'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples', 'motion_frames']
+           'MAX_JITTER', 'BBB_EXCERPTS', 'BBB_SIZE', 'BBB_FRAMES', 'N_TRAIN_PER_CLASS', 'N_SHIPPED_PER_CLASS',
+           'N_CAPTIONS', 'MOTION_PAIRS', 'MOTION_FRAMES', 'MOTION_FPS', 'MOTION_SIZE', 'UNSEEN_GARMENTS', 'N_UNTRIMMED',
+           'UNTRIMMED_FRAMES', 'PARTS', 'MOTION_CLASSES', 'SamplesError', 'default_samples_dir', 'samples_dir',
+           'read_idx', 'load_fashion_mnist', 'load_backgrounds', 'Background', 'sample_background', 'paste_sprite',
+           'compose_image', 'caption_for', 'motion_path', 'motion_clip', 'save_npz', 'write_video', 'sha256',
+           'motion_label', 'build_clips', 'build_fashion_mnist', 'build_backgrounds', 'build_captions', 'build_motion',
+           'sentence_for', 'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples',
+           'motion_frames']
 
 # %% ../nbs/02_samples.ipynb #d35e5ab0
 SAMPLES_ENV = 'EFFICIENT_VIDEO_SAMPLES'
@@ -94,7 +95,7 @@ def load_fashion_mnist(split: str = 'test', root: str | os.PathLike | None = Non
     """Fashion-MNIST `(images uint8 N×28×28, labels uint8 N)` for `split` in {'train', 'test'}.
 
     `source='shipped'` reads `data_samples/fashion_mnist/` (the full test set; for 'train' the balanced
-    10,000-image subset), `'debian'` the official files in /usr/share/datasets/fashion-mnist (60,000 train),
+    5,000-image subset), `'debian'` the official files in /usr/share/datasets/fashion-mnist (60,000 train),
     `'auto'` the shipped copy when present, else Debian's."""
     if split not in _FASHION_FILES: raise ValueError(f"split={split!r}: use 'train' or 'test'")
     if source not in ('auto', 'shipped', 'debian'): raise ValueError(f"source={source!r}: use 'auto', 'shipped' or 'debian'")
@@ -331,7 +332,8 @@ def sha256(path: str | os.PathLike) -> str:
 BBB_EXCERPTS = (('emerging', 0), ('stretching', 41), ('standing', 82))  # (label, first frame) of 50-frame (2 s) excerpts
 BBB_SIZE = (320, 180)     # W, H: a quarter of the 1280×720 source, even for yuv420p
 BBB_FRAMES = 50
-N_TRAIN_PER_CLASS = 1000  # balanced Fashion-MNIST training subset: 10,000 of the 60,000 (the full set is 26 MB)
+N_TRAIN_PER_CLASS = 1000  # the first 1,000 training images of each class feed captions/; motion/ and untrimmed/ never use them
+N_SHIPPED_PER_CLASS = 500 # of those, the first 500 per class are shipped (5,000 of 60,000: the full set is 26 MB, the budget 20)
 N_CAPTIONS = 1000         # precomposed image-caption pairs
 MOTION_PAIRS = {'train': 300, 'val': 100, 'test': 100}   # opposite-direction twin pairs: 600/200/200 clips
 MOTION_FRAMES, MOTION_FPS, MOTION_SIZE = 8, 8, 64
@@ -377,12 +379,13 @@ def build_clips(out: Path) -> list[dict]:
     return records
 
 def build_fashion_mnist(out: Path) -> dict[str, np.ndarray]:
-    "The official test set and a balanced training subset (first `N_TRAIN_PER_CLASS` of each class) as npz files."
+    "The official test set and a balanced training subset (first `N_SHIPPED_PER_CLASS` of each class) as npz files."
     x_tr, y_tr = load_fashion_mnist('train', source='debian')
     x_te, y_te = load_fashion_mnist('test', source='debian')
     # the first N of each class in the official order: no randomness, so the subset is the same for every seed
     idx = np.sort(np.concatenate([np.flatnonzero(y_tr == k)[:N_TRAIN_PER_CLASS] for k in range(len(FASHION_CLASSES))]))
-    save_npz(out/_SHIPPED_FASHION['train'], images=x_tr[idx], labels=y_tr[idx], indices=idx.astype(np.int32))
+    shipped = np.sort(np.concatenate([np.flatnonzero(y_tr == k)[:N_SHIPPED_PER_CLASS] for k in range(len(FASHION_CLASSES))]))
+    save_npz(out/_SHIPPED_FASHION['train'], images=x_tr[shipped], labels=y_tr[shipped], indices=shipped.astype(np.int32))
     save_npz(out/_SHIPPED_FASHION['test'], images=x_te, labels=y_te)
     _write_lines(out/'fashion_mnist'/'classes.txt', FASHION_CLASSES)
     return dict(train_images=x_tr, train_labels=y_tr, subset=idx)
@@ -607,6 +610,10 @@ centre-cropped to a square and resized to {BACKGROUND_SIDE}x{BACKGROUND_SIDE}.
 ## Derived data
 `captions/`, `motion/`, `untrimmed/` and `retrieval/` are composites of the above made by
 `efficient_video.samples.build_samples` (Apache-2.0 code); they carry the licences of their parts.
+
+## Other folders
+Folders that `efficient-video samples --build` does not build (such as `tiny_clip/`, written by the CLIP pretraining
+chapter, `nbs/03a_pretrain.ipynb`) carry their own `LICENSE.md`.
 """
 
 def _readme_md() -> str:
@@ -622,7 +629,7 @@ folder; paths in the plain `path label` lists (`*.txt` with two columns) are rel
 | folder | content |
 |---|---|
 | `clips/` | {len(BBB_EXCERPTS)} Big Buck Bunny excerpts, {BBB_FRAMES} frames ({BBB_FRAMES // 25} s) at 25 fps, {BBB_SIZE[0]}x{BBB_SIZE[1]}, H.264; `clips.txt` (`path label`), `classes.txt` |
-| `fashion_mnist/` | `test.npz`: the official 10,000 test images (`images` uint8 Nx28x28, `labels`); `train_subset.npz`: the first {N_TRAIN_PER_CLASS} training images of each class ({N_TRAIN_PER_CLASS * 10} in all, with their official `indices`); `classes.txt` |
+| `fashion_mnist/` | `test.npz`: the official 10,000 test images (`images` uint8 Nx28x28, `labels`); `train_subset.npz`: the first {N_SHIPPED_PER_CLASS} training images of each class ({N_SHIPPED_PER_CLASS * 10} in all, with their official `indices`); `classes.txt` |
 | `backgrounds/` | {len(BACKGROUND_PHOTOS)} photos, {BACKGROUND_SIDE}x{BACKGROUND_SIDE} PNG |
 | `captions/` | `images.npz`: {N_CAPTIONS} composed 64x64 RGB images (`images`, `labels`, `positions` indexing {list(POSITIONS)}), grouped by background (shuffle before training); `captions.jsonl`: caption, garment, position, background per image |
 | `motion/` | the temporal benchmark: {sum(n_motion.values())} clips of {MOTION_FRAMES} frames at {MOTION_FPS} fps, {MOTION_SIZE}x{MOTION_SIZE}, H.264 ({', '.join(f'{s} {n}' for s, n in n_motion.items())}); `motion.csv`, `classes.txt` ({len(MOTION_CLASSES)} labels "a {{garment}} moving {{direction}}"), `train.txt`/`val.txt`/`test.txt`, `zero_shot.json` + `zero_shot_{{train,test}}.txt` |
@@ -653,13 +660,18 @@ def _versions() -> dict[str, str]:
         except md.PackageNotFoundError: v[dist] = None
     return v
 
+_BUILT = PARTS + ('README.md', 'LICENSES.md')   # the top-level names `build_samples` writes
+
 def write_manifest(out: Path, seed: int) -> dict:
-    "Hash every file of the built folder into `MANIFEST.json` (relative path -> sha256 + bytes)."
-    files = {}
-    for p in sorted(out.rglob('*')):
-        rel = p.relative_to(out).as_posix()
-        if p.is_file() and rel != 'MANIFEST.json' and rel.split('/')[0] in PARTS + ('README.md', 'LICENSES.md'):
-            files[rel] = dict(sha256=sha256(p), bytes=p.stat().st_size)
+    """Hash every built file of `out` into `MANIFEST.json` (relative path -> sha256 + bytes). Entries of the existing
+    manifest for files the build does not make (e.g. `tiny_clip/`, added by the CLIP pretraining chapter) are kept,
+    re-hashed, while their file exists, and dropped once it is gone: a rebuild never forgets another chapter's files."""
+    out = Path(out)
+    old = json.loads((out/'MANIFEST.json').read_text(encoding='utf-8'))['files'] if (out/'MANIFEST.json').exists() else {}
+    built = [p for p in out.rglob('*') if p.is_file() and p.relative_to(out).parts[0] in _BUILT]
+    foreign = [out/rel for rel in old if rel.split('/')[0] not in _BUILT + ('MANIFEST.json',) and (out/rel).is_file()]
+    files = {p.relative_to(out).as_posix(): dict(sha256=sha256(p), bytes=p.stat().st_size)
+             for p in sorted(built + foreign)}
     manifest = dict(format=1, seed=seed, built_with=_versions(), total_bytes=sum(f['bytes'] for f in files.values()),
                     files=files)
     _write_json(out/'MANIFEST.json', manifest)
