@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace as dc_replace
 from pathlib import Path
 from typing import Callable
 
@@ -212,14 +212,19 @@ def lr_at(frac: float, cfg: PretrainConfig) -> float:
 
 def pretrain_clip(cfg: PretrainConfig, out: str | Path | None = None, minutes: float | None = None,
                   steps: int | None = None, eval_every: float = 3.0, eval_n: int = 1000,
-                  callback: Callable[[dict], None] | None = None, progress: bool = True):
+                  callback: Callable[[dict], None] | None = None, progress: bool = True,
+                  bundle: ClipBundle | None = None):
     """Pretrain a tiny CLIP from scratch for `minutes` of training time or `steps` steps (schedule over whichever is
     given). Evaluates zero-shot on `eval_n` test images every `eval_every` minutes (not counted as training time).
     Returns `(bundle, history)`. With `out`, also evaluates on all 10,000 test images and writes the model folder
-    (`save_pretrained`: fp16 weights, `open_clip_config.json`, the config, history and final metrics) there."""
+    (`save_pretrained`: fp16 weights, `open_clip_config.json`, the config, history and final metrics) there.
+    `bundle` (from `load_clip`) trains that model instead of a fresh one built from `cfg`: any `open_clip` architecture,
+    from scratch or from pretrained weights; `cfg` then sets the data and the optimisation only."""
     if (minutes is None) == (steps is None): raise ValueError("pretrain_clip: give exactly one of minutes= or steps=")
     torch.set_num_threads(cfg.threads)
-    bundle, stream = build_clip(cfg), CaptionStream(cfg)
+    if bundle is None: bundle = build_clip(cfg)
+    else: cfg = dc_replace(cfg, context_length=bundle.model.context_length)   # captions tokenised for this text tower
+    stream = CaptionStream(cfg)
     model = bundle.model
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-6)
     sets = zero_shot_sets(cfg.image_size, eval_n) if eval_every else None
@@ -292,7 +297,7 @@ def save_pretrained(bundle: ClipBundle, cfg: PretrainConfig, out: str | Path, hi
     save_file(state, str(out/CHECKPOINT_FILE))
     pp = bundle.model.visual.preprocess_cfg
     pp = {k: list(pp[k]) if isinstance(pp[k], tuple) else pp[k] for k in ('mean', 'std', 'interpolation', 'resize_mode')}
-    files = {'open_clip_config.json': dict(model_name=MODEL_NAME, model_cfg=model_config(cfg), preprocess_cfg=pp),
+    files = {'open_clip_config.json': dict(model_name=bundle.name, model_cfg=bundle.config, preprocess_cfg=pp),
              'pretrain_config.json': asdict(cfg)}
     if history is not None: files['history.json'] = thin_history(history)
     if metrics is not None: files['metrics.json'] = metrics
