@@ -173,7 +173,7 @@ def check_site(site:Path, nbs:Path, must_have_math=()):
 # ---------------------------------------------------------------- a small project: every feature, always buildable
 TINY = {
  '00_tiny.ipynb': ['# Tiny\n> A tiny notebook', '#| default_exp tiny', '#| export\nimport math',
-     'The area is $A = \\pi r^2$, and\n\n$$E = mc^2$$\n\ncosts \\$5. See [part two](tutorials/other.ipynb#part-two).',
+     'The area is $A = \\pi r^2$, and\n\n$$E = mc^2$$\n\nfor $\\mathcal{L}: \\mathbb{R} \\to \\mathbb{R}$ (fonts beyond the basic set) costs \\$5. See [part two](tutorials/other.ipynb#part-two).',
      '#| export\ndef area(r:float, # radius\n        )->float:\n    "Area of a circle of radius `r`"\n    return math.pi*r**2',
      'import matplotlib.pyplot as plt\nplt.figure(figsize=(2,2)); plt.plot([0, 1], [0, area(1)]); plt.show()',
      '#| slow\nraise RuntimeError("a slow cell must not run in the docs build")',
