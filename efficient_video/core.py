@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast, dataclasses, fnmatch, os, random, re, types, typing
 from collections import OrderedDict
 from dataclasses import dataclass, field, asdict
-from typing import Any, Callable, Iterable, get_type_hints
+from typing import Any, Callable, Iterable, Sequence, get_type_hints
 
 import numpy as np
 import torch
@@ -18,9 +18,10 @@ import torch.utils.flop_counter as flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
-__all__ = ['fmt_num', 'override', 'seed_everything', 'worker_init_fn', 'get_device', 'autocast_dtype', 'ParamRow', 'ParamReport',
-           'count_params', 'freeze', 'unfreeze', 'trainable_parameter_names', 'name_matches', 'set_trainable',
-           'extra_flop_formulas', 'FlopRow', 'FlopReport', 'count_flops', 'vit_flop_terms', 'vit_flops']
+__all__ = ['NO_DECAY_NAMES', 'fmt_num', 'override', 'seed_everything', 'worker_init_fn', 'get_device', 'autocast_dtype',
+           'ParamRow', 'ParamReport', 'count_params', 'freeze', 'unfreeze', 'trainable_parameter_names', 'name_matches',
+           'set_trainable', 'no_decay', 'param_groups', 'extra_flop_formulas', 'FlopRow', 'FlopReport', 'count_flops',
+           'vit_flop_terms', 'vit_flops']
 
 # %% ../nbs/00_core.ipynb #cae34024
 def fmt_num(n: float, digits: int = 2) -> str:
@@ -242,6 +243,23 @@ def set_trainable(model: nn.Module, patterns: str | Iterable[str]) -> list[str]:
     for n, p in model.named_parameters():
         if any(name_matches(n, pat) for pat in patterns): p.requires_grad_(True)
     return trainable_parameter_names(model)
+
+# %% ../nbs/00_core.ipynb #68799957
+NO_DECAY_NAMES = ('bias', 'norm', 'ln_', 'bn', 'embedding', 'embed', 'pos_emb', 'cls_token', 'class_token', 'prompt',
+                  'logit_scale', 'temperature')
+
+def no_decay(name: str, p: torch.Tensor, names: Sequence[str] = NO_DECAY_NAMES) -> bool:
+    "Is parameter `name` exempt from weight decay (<= 1-D: biases, norm gains, scalars; or named like an embedding)?"
+    return p.ndim <= 1 or any(k in name.lower() for k in names)
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    "Two AdamW groups over the trainable parameters: decayed weights, and norms/biases/embeddings without decay."
+    decay, skip = [], []
+    for n, p in model.named_parameters():
+        if p.requires_grad: (skip if no_decay(n, p) else decay).append(p)
+    if not decay and not skip:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters: did the method freeze everything?")
+    return [{'params': decay, 'weight_decay': weight_decay}, {'params': skip, 'weight_decay': 0.0}]
 
 # %% ../nbs/00_core.ipynb #d6ffde0d
 def _sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from efficient_video.clip import (
     ClipBundle, load_clip, register_config, to_pixels, encode_images, encode_texts, clip_loss, clamp_logit_scale_,
     INIT_LOGIT_SCALE)
+from .core import param_groups
 from efficient_video.samples import (
     FASHION_CLASSES, POSITIONS, load_fashion_mnist, load_backgrounds, sample_background, compose_image, caption_for,
     samples_dir, sha256)
@@ -30,8 +31,8 @@ from efficient_video.samples import (
 # %% auto #0
 __all__ = ['MODEL_NAME', 'POSITION_TEMPLATE', 'POSITION_PROBE', 'GARMENT_TEMPLATE', 'CHECKPOINT_FILE', 'LICENSE_FILE',
            'CHECKPOINT_LICENSE', 'PretrainConfig', 'model_config', 'build_clip', 'make_caption', 'CaptionStream',
-           'zero_shot_sets', 'evaluate_zero_shot', 'param_groups', 'lr_at', 'pretrain_clip', 'write_license',
-           'thin_history', 'save_pretrained', 'add_to_manifest']
+           'zero_shot_sets', 'evaluate_zero_shot', 'lr_at', 'pretrain_clip', 'write_license', 'thin_history',
+           'save_pretrained', 'add_to_manifest']
 
 # %% ../nbs/03a_pretrain.ipynb #595f929f
 @dataclass
@@ -195,15 +196,6 @@ def evaluate_zero_shot(model: torch.nn.Module, tokenizer=None, sets: dict | None
                 position=float((p_pred == sets['position_labels']).mean()), n=len(sets['garment_labels']))
 
 # %% ../nbs/03a_pretrain.ipynb #ed27ce6b
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    "AdamW groups: decay matrices only; norms, biases, embeddings, class token and logit_scale are not decayed."
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad: continue
-        skip = p.ndim < 2 or 'embedding' in name or 'logit_scale' in name or 'class_embedding' in name
-        (no_decay if skip else decay).append(p)
-    return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
-
 def lr_at(frac: float, cfg: PretrainConfig) -> float:
     "Learning rate after `frac` of the budget: linear warm-up over `warmup_frac`, then cosine to 0."
     if frac < cfg.warmup_frac: return cfg.lr * frac / cfg.warmup_frac

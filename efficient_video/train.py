@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
 
-from .core import override, seed_everything, worker_init_fn, get_device, autocast_dtype
+from .core import (override, seed_everything, worker_init_fn, get_device, autocast_dtype, param_groups,
+                                  no_decay, NO_DECAY_NAMES)
 from .video import (VideoDataset, VideoRecord, SegmentSampler, DenseSampler, train_transform,
                                    eval_transform, read_path_label_list, read_kinetics_csv, read_ssv2_json,
                                    read_ucf_hmdb_split, collate_videos)
@@ -37,15 +38,15 @@ except ImportError:
     SummaryWriter = None
 
 # %% auto #0
-__all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'PRESETS', 'NO_DECAY_NAMES', 'CKPT_PREFIX', 'RESUME_FIELDS',
-           'TrainConfig', 'ConfigError', 'validate_config', 'sample_clip', 'load_config', 'DistEnv', 'init_distributed',
+__all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'PRESETS', 'CKPT_PREFIX', 'RESUME_FIELDS', 'TrainConfig',
+           'ConfigError', 'validate_config', 'sample_clip', 'load_config', 'DistEnv', 'init_distributed',
            'all_reduce_sum', 'barrier', 'item_seed', 'EpochSeeded', 'ResumableSampler', 'ShardSampler',
-           'read_class_names', 'read_records', 'frame_sampler', 'build_dataset', 'infer_num_classes', 'no_decay',
-           'param_groups', 'WarmupCosine', 'resolve_amp', 'set_grad_checkpointing', 'unwrap', 'trainable_state',
-           'rng_state', 'set_rng_state', 'config_to_json', 'config_from_json', 'save_checkpoint', 'find_checkpoint',
-           'load_checkpoint', 'multiview_probs', 'metrics_from_confusion', 'evaluate_model', 'confusion_figure',
-           'MetricLogger', 'read_metrics', 'ClassificationLoss', 'micro_batch_size', 'fit', 'model_from_config',
-           'train', 'evaluate', 'FeatureDataset', 'cache_features']
+           'read_class_names', 'read_records', 'frame_sampler', 'build_dataset', 'infer_num_classes', 'WarmupCosine',
+           'resolve_amp', 'set_grad_checkpointing', 'unwrap', 'trainable_state', 'rng_state', 'set_rng_state',
+           'config_to_json', 'config_from_json', 'save_checkpoint', 'find_checkpoint', 'load_checkpoint',
+           'multiview_probs', 'metrics_from_confusion', 'evaluate_model', 'confusion_figure', 'MetricLogger',
+           'read_metrics', 'ClassificationLoss', 'micro_batch_size', 'fit', 'model_from_config', 'train', 'evaluate',
+           'FeatureDataset', 'cache_features']
 
 # %% ../nbs/06_train.ipynb #f3ae0135
 AMP_MODES = ('auto', 'bf16', 'fp16', 'none')
@@ -342,23 +343,6 @@ def infer_num_classes(cfg: TrainConfig, records: Sequence[VideoRecord] | None = 
     if names: return len(names)
     if records: return max(r.label for r in records) + 1
     raise ValueError("cannot tell the number of classes: set num_classes=K or class_names=FILE")
-
-# %% ../nbs/06_train.ipynb #6d741d8c
-NO_DECAY_NAMES = ('bias', 'norm', 'ln_', 'bn', 'embedding', 'embed', 'pos_emb', 'cls_token', 'class_token', 'prompt',
-                  'logit_scale', 'temperature')
-
-def no_decay(name: str, p: torch.Tensor, names: Sequence[str] = NO_DECAY_NAMES) -> bool:
-    "Is parameter `name` exempt from weight decay (<= 1-D: biases, norm gains, scalars; or named like an embedding)?"
-    return p.ndim <= 1 or any(k in name.lower() for k in names)
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    "Two AdamW groups over the trainable parameters: decayed weights, and norms/biases/embeddings without decay."
-    decay, skip = [], []
-    for n, p in model.named_parameters():
-        if p.requires_grad: (skip if no_decay(n, p) else decay).append(p)
-    if not decay and not skip:
-        raise ValueError(f"{type(model).__name__} has no trainable parameters: did the method freeze everything?")
-    return [{'params': decay, 'weight_decay': weight_decay}, {'params': skip, 'weight_decay': 0.0}]
 
 # %% ../nbs/06_train.ipynb #525b69ce
 @dataclass
