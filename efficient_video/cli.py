@@ -154,32 +154,36 @@ def run_profile(args):
 
 # %% ../nbs/99_cli.ipynb #57795876
 def _pretrain_options(p):
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument('--minutes', type=float, default=None, help='training minutes (default 30; evaluation time not counted)')
-    budget.add_argument('--steps', type=int, default=None, help='training steps instead of minutes (reproducible across machines)')
+    p.add_argument('--steps', type=int, default=None, help='optimizer steps (default: the recipe\'s 4,000, ~28 minutes on one CPU core)')
     p.add_argument('--out', default='runs/tiny_clip', help='model folder to write (weights, open_clip_config.json, history, metrics)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing checkpoint in --out')
-    p.add_argument('--eval-every', type=float, default=3.0, help='minutes between zero-shot evaluations on 1,000 test images')
+    p.add_argument('--resume', action='store_true', help='continue a stopped run from the engine checkpoints in --run-dir')
+    p.add_argument('--run-dir', default=None, help='where the engine writes its checkpoints and metrics.jsonl (default: OUT/run)')
+    p.add_argument('--eval-every', type=int, default=None, help='steps between zero-shot evaluations on 1,000 test images (0: none)')
     p.add_argument('--model', default=None, help='train this open_clip architecture instead of the recipe\'s tiny CLIP')
     p.add_argument('--pretrained', default=None, help='start from these weights: an open_clip tag, a checkpoint file or a model folder')
+    p.add_argument('--device', default=None, help='cpu, cuda, ... (default: a GPU if there is one)')
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='PretrainConfig fields, e.g. lr=5e-4 batch_size=256')
 
 @subcommand('pretrain-clip', 'pretrain the tiny sample CLIP on the shipped image-caption data (CPU, ~30 minutes)', _pretrain_options)
 def run_pretrain_clip(args):
     from efficient_video import pretrain
+    from efficient_video.train import pretrain_clip
     from efficient_video.core import override
     out = Path(args.out)
-    if (out/pretrain.CHECKPOINT_FILE).exists() and not args.overwrite:
+    if (out/pretrain.CHECKPOINT_FILE).exists() and not (args.overwrite or args.resume):
         raise CLIError(f'{out/pretrain.CHECKPOINT_FILE} exists; pass --overwrite to replace it, or choose another --out')
     bad = [o for o in args.overrides if '=' not in o]
     if bad: raise CLIError(f'overrides must be KEY=VALUE, got {bad}')
     cfg = override(pretrain.PretrainConfig(), args.overrides)
-    budget = dict(steps=args.steps) if args.steps is not None else dict(minutes=args.minutes or 30.0)
+    if args.steps is not None: cfg = override(cfg, steps=args.steps)
+    if args.eval_every is not None: cfg = override(cfg, eval_every=args.eval_every)
+    if cfg.steps < 1 or cfg.eval_every < 0: raise CLIError(f'steps={cfg.steps} must be >= 1 and eval_every={cfg.eval_every} >= 0')
     bundle = None
     if args.model is not None or args.pretrained is not None:
         from efficient_video.clip import load_clip
         bundle = load_clip(args.model, args.pretrained)
-    _, history = pretrain.pretrain_clip(cfg, out=out, eval_every=args.eval_every, bundle=bundle, **budget)
+    pretrain_clip(cfg, out=out, run_dir=args.run_dir, bundle=bundle, resume=args.resume, device=args.device)
     return {'out': str(out), **json.loads((out/'metrics.json').read_text())}
 
 def _zero_shot_options(p):

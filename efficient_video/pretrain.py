@@ -8,30 +8,25 @@ Docs: https://efficient-video.github.io/efficient_video/pretrain.html.md"""
 from __future__ import annotations
 import hashlib
 import json
-import math
-import time
-from dataclasses import dataclass, asdict, replace as dc_replace
+from dataclasses import dataclass, asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import open_clip
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset, default_collate
 
-from efficient_video.clip import (
-    ClipBundle, load_clip, register_config, to_pixels, encode_images, encode_texts, clip_loss, clamp_logit_scale_,
-    INIT_LOGIT_SCALE)
-from .core import param_groups
+from .clip import (
+    ClipBundle, load_clip, register_config, to_pixels, encode_images, encode_texts, ContrastiveLoss)
 from efficient_video.samples import (
     FASHION_CLASSES, POSITIONS, load_fashion_mnist, load_backgrounds, sample_background, compose_image, caption_for,
     samples_dir, sha256)
 
 # %% auto #0
-__all__ = ['MODEL_NAME', 'POSITION_TEMPLATE', 'POSITION_PROBE', 'GARMENT_TEMPLATE', 'CHECKPOINT_FILE', 'LICENSE_FILE',
-           'CHECKPOINT_LICENSE', 'PretrainConfig', 'model_config', 'build_clip', 'make_caption', 'CaptionStream',
-           'zero_shot_sets', 'evaluate_zero_shot', 'lr_at', 'pretrain_clip', 'write_license', 'thin_history',
+__all__ = ['MODEL_NAME', 'POSITION_TEMPLATE', 'POSITION_PROBE', 'GARMENT_TEMPLATE', 'SAMPLE_CLIP_DIR', 'CHECKPOINT_FILE',
+           'LICENSE_FILE', 'CHECKPOINT_LICENSE', 'PretrainConfig', 'model_config', 'build_clip', 'make_caption',
+           'CaptionPairs', 'zero_shot_sets', 'evaluate_zero_shot', 'CLIPPretrainLoss', 'write_license',
            'save_pretrained', 'add_to_manifest']
 
 # %% ../nbs/03a_pretrain.ipynb #595f929f
@@ -50,20 +45,24 @@ class PretrainConfig:
     context_length: int = 32      # captions are ≤ 16 tokens; 32 leaves room for learned prompt vectors later
     embed_dim: int = 64           # the shared embedding space
     batch_size: int = 128         # negatives per step; only 50 (garment, position) pairs exist, so more adds little
+    steps: int = 4000             # the budget, in optimizer steps: ~28 minutes at ~0.42 s/step on one core of our machine
     lr: float = 1e-3              # 5e-3 (and 2e-3 with sine-cosine positions) collapsed to loss = ln B
-    warmup_frac: float = 0.05     # linear warm-up over the first 5% of the budget, then cosine to 0
+    warmup_frac: float = 0.05     # linear warm-up over the first 5% of the steps, then cosine to 0
     weight_decay: float = 0.1     # CLIP's value; not on norms, biases, embeddings, logit_scale
     betas: tuple = (0.9, 0.98)    # CLIP's β2 = 0.98 keeps Adam stable at large learning rates
+    eps: float = 1e-6             # CLIP's Adam ε
     grad_clip: float = 1.0        # clip the global gradient norm: guards the early, spiky steps
     plain_prob: float = 0.3       # share of plain backgrounds: photo-only training stalled at chance
     jitter: int = 4               # ± pixels of random shift, so position means a region, not a pixel
     p_garment: float = 0.2        # share of captions 'a photo of a {garment}.' and kin (the garment probe's phrasing)
     p_position: float = 0.2       # share of position-only captions ('a photo of something on the left.')
-    p_centre: float = 0.2         # share of garments in the centre (with group = 1): the garment probe's view
-    group: int = 1                # each garment appears this many times per batch, at different positions
+    p_centre: float = 0.2         # share of garments in the centre: the garment probe's view
     pool: int = 0                 # > 0: a fixed set of this many pairs (a finite dataset, for the CI run); 0: fresh
-    bf16: bool = False            # bf16 autocast: measured slower here (its backward took 2× fp32)
+    amp: str = 'none'             # 'bf16' autocast measured slower here (its backward took 2× fp32)
     threads: int = 1              # torch threads: 1 was ~8× faster than 2 on our 2 cores shared with other jobs
+    num_workers: int = 0          # DataLoader processes composing pairs; > 0 overlaps composing with training
+    eval_every: int = 250         # steps between zero-shot evaluations on `eval_n` test images (the curves); 0 = none
+    eval_n: int = 1000            # test images per probe in those evaluations (the final one uses all 10,000)
     seed: int = 0
 
 # %% ../nbs/03a_pretrain.ipynb #abf40b2d
@@ -112,68 +111,69 @@ def make_caption(garment: int, position: str, rng: np.random.Generator, p_garmen
     return caption_for(int(garment), position, rng)
 
 # %% ../nbs/03a_pretrain.ipynb #131beadb
-class CaptionStream:
-    """An endless stream of freshly composed (image, caption) batches from the 60,000 official training garments.
-    Deterministic given `seed`: batch k is the same on every run."""
-    def __init__(self, cfg: PretrainConfig, seed: int | None = None, images: np.ndarray | None = None,
-                 labels: np.ndarray | None = None, photos: dict | None = None):
+class CaptionPairs(Dataset):
+    """(image, caption) pairs composed on demand from the 60,000 official training garments (`cfg.pool` = n > 0: n
+    pairs, fixed). Item `i` of epoch `e` is drawn from a generator seeded by `(seed, e, i)` (`(seed, i)` for a pool).
+    Items: `image` uint8 H×W×3, `text` token ids (`context_length`), `label` (garment), `position` (index into
+    `POSITIONS`), `caption`, `index`; `default_collate` batches them."""
+    def __init__(self, cfg: PretrainConfig, images: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 photos: dict | None = None, seed: int | None = None):
         if images is None: images, labels = load_fashion_mnist('train', source='debian')
         self.cfg, self.images, self.labels = cfg, images, labels
         self.photos = photos if photos is not None else load_backgrounds(size=cfg.image_size)
-        self.rng = np.random.default_rng(cfg.seed if seed is None else seed)
+        self.seed, self.epoch = cfg.seed if seed is None else seed, 0
         self.tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=cfg.context_length)
         self._tokens: dict[str, torch.Tensor] = {}     # the caption set is finite: tokenise each string once
-        self.pool = self.sample(cfg.pool) if cfg.pool else None   # a finite dataset, drawn once
 
-    def tokenize(self, captions: list[str]) -> torch.Tensor:
-        "Token ids B×context_length, cached per caption."
-        new = [c for c in set(captions) if c not in self._tokens]
-        if new: self._tokens.update(zip(new, self.tokenizer(new)))
-        return torch.stack([self._tokens[c] for c in captions])
+    def __len__(self) -> int: return self.cfg.pool or len(self.images)
+    def set_epoch(self, epoch: int) -> None: self.epoch = epoch   # the engine calls this (via EpochSeeded)
 
-    def sample(self, n: int) -> dict:
-        """n composed examples: uint8 images n×H×W×3, captions, garment labels and position names. With
-        `cfg.group = g > 1` each drawn garment appears g times at g different positions (n must be a multiple of g):
-        inside a batch only *where* tells those copies apart, a direct signal for position."""
-        cfg, rng = self.cfg, self.rng
-        g = cfg.group
-        if n % g: raise ValueError(f"CaptionStream.sample: n={n} is not a multiple of group={g}")
-        idx = np.repeat(rng.integers(len(self.images), size=n // g), g)
-        names = list(POSITIONS)                       # left, right, top, bottom, centre
-        sides = [p for p in names if p != 'centre']
-        imgs, caps, poss = [], [], []
-        for k, i in enumerate(idx):
-            if g == 1: pos = 'centre' if rng.random() < cfg.p_centre else sides[rng.integers(4)]
-            else:
-                if k % g == 0: order = rng.permutation(names)    # g distinct positions for this garment
-                pos = str(order[k % g])
-            bg = sample_background(rng, self.photos, cfg.image_size, cfg.plain_prob)
-            jit = rng.integers(-cfg.jitter, cfg.jitter + 1, size=2)
-            imgs.append(compose_image(self.images[i], bg.image, pos, cfg.image_size, jitter=tuple(jit)))
-            caps.append(make_caption(int(self.labels[i]), pos, rng, cfg.p_garment, cfg.p_position))
-            poss.append(pos)
-        return dict(images=np.stack(imgs), captions=caps, labels=self.labels[idx], positions=poss)
+    def rng(self, i: int) -> np.random.Generator:
+        "The generator of item `i` in the current epoch."
+        return np.random.default_rng([self.seed, i] if self.cfg.pool else [self.seed, self.epoch, i])
 
-    def batch(self, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        "The next training batch for `model`: (normalised images B×3×H×W, token ids B×L)."
-        if self.pool is None: b = self.sample(self.cfg.batch_size)
-        else:                                         # B distinct pairs of the fixed pool
-            k = self.rng.choice(self.cfg.pool, self.cfg.batch_size, replace=False)
-            b = dict(images=self.pool['images'][k], captions=[self.pool['captions'][i] for i in k])
-        return to_pixels(b['images'], model), self.tokenize(b['captions'])
+    def tokenize(self, caption: str) -> torch.Tensor:
+        "Token ids (`context_length`,) of one caption, cached."
+        if caption not in self._tokens: self._tokens[caption] = self.tokenizer([caption])[0]
+        return self._tokens[caption]
+
+    def compose(self, i: int) -> dict:
+        "Item `i` as numpy: the composed uint8 image, its caption, garment label and position name."
+        if not 0 <= i < len(self): raise IndexError(f"CaptionPairs: index {i} outside 0..{len(self) - 1}")
+        cfg, rng = self.cfg, self.rng(i)
+        g = int(rng.integers(len(self.images))) if cfg.pool else i      # an epoch shows every garment once
+        pos = 'centre' if rng.random() < cfg.p_centre else ('left', 'right', 'top', 'bottom')[rng.integers(4)]
+        bg = sample_background(rng, self.photos, cfg.image_size, cfg.plain_prob)
+        jit = rng.integers(-cfg.jitter, cfg.jitter + 1, size=2)
+        image = compose_image(self.images[g], bg.image, pos, cfg.image_size, jitter=tuple(jit))
+        return dict(image=image, caption=make_caption(int(self.labels[g]), pos, rng, cfg.p_garment, cfg.p_position),
+                    label=int(self.labels[g]), position=pos)
+
+    def __getitem__(self, i: int) -> dict:
+        d = self.compose(i)
+        return dict(image=torch.from_numpy(d['image']), text=self.tokenize(d['caption']), label=d['label'],
+                    position=list(POSITIONS).index(d['position']), caption=d['caption'], index=i)
+
+    def sample(self, indices) -> dict:
+        "Items `indices` as a batch: uint8 `images` n×H×W×3 (numpy), `captions`, `labels`, `positions` (names)."
+        items = [self.compose(int(i)) for i in indices]
+        return dict(images=np.stack([d['image'] for d in items]), captions=[d['caption'] for d in items],
+                    labels=np.array([d['label'] for d in items]), positions=[d['position'] for d in items])
 
 # %% ../nbs/03a_pretrain.ipynb #6876dcf8
 def zero_shot_sets(image_size: int = 64, n: int | None = None, seed: int = 0, plain_prob: float = 0.3,
-                   jitter: int = 4) -> dict:
+                   jitter: int = 4, positions: bool = True) -> dict:
     """The two probes' images, from the official Fashion-MNIST *test* set (first `n`, default all 10,000):
     garment: each test garment in the centre of a black canvas; position: the same garment at position
-    i mod 4 (left, right, top, bottom), shifted by ±`jitter` px, over a background drawn like the training ones."""
+    i mod 4 (left, right, top, bottom), shifted by ±`jitter` px, over a background drawn like the training ones
+    (left out with `positions=False`)."""
     x, y = load_fashion_mnist('test', source='auto')
     if n is not None: x, y = x[:n], y[:n]
     rng = np.random.default_rng(seed)
     photos = load_backgrounds(size=image_size)
     names = list(POSITION_PROBE)
     garment = np.stack([compose_image(s, 0, 'centre', image_size) for s in x])
+    if not positions: return dict(garment=garment, garment_labels=y.astype(np.int64))
     pos_labels = np.arange(len(x)) % 4
     position = []
     for s, p in zip(x, pos_labels):
@@ -196,64 +196,23 @@ def evaluate_zero_shot(model: torch.nn.Module, tokenizer=None, sets: dict | None
                 position=float((p_pred == sets['position_labels']).mean()), n=len(sets['garment_labels']))
 
 # %% ../nbs/03a_pretrain.ipynb #ed27ce6b
-def lr_at(frac: float, cfg: PretrainConfig) -> float:
-    "Learning rate after `frac` of the budget: linear warm-up over `warmup_frac`, then cosine to 0."
-    if frac < cfg.warmup_frac: return cfg.lr * frac / cfg.warmup_frac
-    t = (frac - cfg.warmup_frac) / max(1e-8, 1 - cfg.warmup_frac)
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, t)))
+class CLIPPretrainLoss:
+    """The training engine's `loss_fn` for contrastive pretraining: `to_pixels` of the batch's uint8 images, both
+    towers, CLIP's symmetric loss over the global batch (`ContrastiveLoss`). Stats: `n`, `correct` (in-batch
+    image-to-caption top-1 on this rank's shard) and the `temperature` τ = 1/e^t."""
+    def __init__(self): self.contrastive = ContrastiveLoss()   # all-gathers across ranks under torch.distributed
 
-def pretrain_clip(cfg: PretrainConfig, out: str | Path | None = None, minutes: float | None = None,
-                  steps: int | None = None, eval_every: float = 3.0, eval_n: int = 1000,
-                  callback: Callable[[dict], None] | None = None, progress: bool = True,
-                  bundle: ClipBundle | None = None):
-    """Pretrain a tiny CLIP from scratch for `minutes` of training time or `steps` steps (schedule over whichever is
-    given). Evaluates zero-shot on `eval_n` test images every `eval_every` minutes (not counted as training time).
-    Returns `(bundle, history)`. With `out`, also evaluates on all 10,000 test images and writes the model folder
-    (`save_pretrained`: fp16 weights, `open_clip_config.json`, the config, history and final metrics) there.
-    `bundle` (from `load_clip`) trains that model instead of a fresh one built from `cfg`: any `open_clip` architecture,
-    from scratch or from pretrained weights; `cfg` then sets the data and the optimisation only."""
-    if (minutes is None) == (steps is None): raise ValueError("pretrain_clip: give exactly one of minutes= or steps=")
-    torch.set_num_threads(cfg.threads)
-    if bundle is None: bundle = build_clip(cfg)
-    else: cfg = dc_replace(cfg, context_length=bundle.model.context_length)   # captions tokenised for this text tower
-    stream = CaptionStream(cfg)
-    model = bundle.model
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-6)
-    sets = zero_shot_sets(cfg.image_size, eval_n) if eval_every else None
-    history, train_s, step, next_eval = [], 0.0, 0, 0.0
-    bar = tqdm(total=steps or round(minutes * 60), disable=not progress, unit='step' if steps else 's')
-    while True:
-        frac = step / steps if steps else train_s / (minutes * 60)
-        if sets is not None and (train_s / 60 >= next_eval or frac >= 1):
-            rec = dict(step=step, minutes=train_s / 60, **evaluate_zero_shot(model, bundle.tokenizer, sets))
-            history.append(rec); next_eval += eval_every
-            if callback: callback(rec)
-        if frac >= 1: break
-        t0 = time.perf_counter()
-        model.train()
-        for g in opt.param_groups: g['lr'] = lr_at(frac, cfg)
-        images, tokens = stream.batch(model)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=cfg.bf16):
-            img, txt, scale = model(images, tokens)
-        loss = clip_loss(img.float(), txt.float(), scale.float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        clamp_logit_scale_(model)                 # t ≤ ln 100: temperature ≥ 1/100, as in CLIP
-        dt = time.perf_counter() - t0; train_s += dt; step += 1
-        rec = dict(step=step, minutes=train_s / 60, loss=loss.item(), temperature=1 / model.logit_scale.exp().item(),
-                   lr=opt.param_groups[0]['lr'])
-        history.append(rec)
-        if callback: callback(rec)
-        bar.update(1 if steps else dt); bar.set_postfix(loss=f'{rec["loss"]:.3f}')
-    bar.close()
-    if out is not None:
-        metrics = dict(evaluate_zero_shot(model, bundle.tokenizer), minutes=train_s / 60, steps=step)
-        save_pretrained(bundle, cfg, out, history, metrics)
-    return bundle, history
+    def __call__(self, model: torch.nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict]:
+        clip = getattr(model, 'module', model)                  # the CLIP inside a DDP wrapper
+        pixels = to_pixels(batch['image'], clip).to(device, non_blocking=True)
+        img, txt, scale = model(pixels, batch['text'].to(device, non_blocking=True))[:3]
+        loss = self.contrastive(img.float(), txt.float(), scale.float())
+        with torch.no_grad():
+            correct = int(((img.float() @ txt.float().T).argmax(1) == torch.arange(len(img), device=img.device)).sum())
+        return loss, {'n': len(img), 'correct': correct, 'skipped': 0, 'temperature': 1 / scale.detach().float().item()}
 
 # %% ../nbs/03a_pretrain.ipynb #e621f8a6
+SAMPLE_CLIP_DIR = 'tiny_clip'                     # the folder of data_samples/ that holds the committed sample CLIP
 CHECKPOINT_FILE = 'open_clip_model.safetensors'   # open_clip's preferred weights name in a model folder
 LICENSE_FILE = 'LICENSE.md'                       # the checkpoint's own licence; data_samples/LICENSES.md points to it
 CHECKPOINT_LICENSE = """# Tiny CLIP checkpoint (`tiny_clip/`)
@@ -269,15 +228,6 @@ def write_license(out: str | Path) -> Path:
     with open(path, 'w', encoding='utf-8', newline='\n') as f: f.write(CHECKPOINT_LICENSE)
     return path
 
-def thin_history(history: list[dict], every: int = 10) -> list[dict]:
-    "Every evaluation record, plus one training record per `every` steps with the loss averaged over them."
-    out, window = [], []
-    for r in history:
-        if 'top1' in r: out.append(r); continue
-        window.append(r['loss'])
-        if len(window) == every: out.append(dict(r, loss=float(np.mean(window)))); window = []
-    return out
-
 def save_pretrained(bundle: ClipBundle, cfg: PretrainConfig, out: str | Path, history: list[dict] | None = None,
                     metrics: dict | None = None) -> Path:
     """Write an `open_clip` model folder that `load_clip(pretrained=out)` reads: fp16 weights (`CHECKPOINT_FILE`),
@@ -291,13 +241,13 @@ def save_pretrained(bundle: ClipBundle, cfg: PretrainConfig, out: str | Path, hi
     pp = {k: list(pp[k]) if isinstance(pp[k], tuple) else pp[k] for k in ('mean', 'std', 'interpolation', 'resize_mode')}
     files = {'open_clip_config.json': dict(model_name=bundle.name, model_cfg=bundle.config, preprocess_cfg=pp),
              'pretrain_config.json': asdict(cfg)}
-    if history is not None: files['history.json'] = thin_history(history)
+    if history is not None: files['history.json'] = history
     if metrics is not None: files['metrics.json'] = metrics
     for name, obj in files.items(): (out/name).write_text(json.dumps(obj, indent=1) + '\n')
     write_license(out)
     return out
 
-def add_to_manifest(root: str | Path | None = None, folder: str = 'tiny_clip') -> dict:
+def add_to_manifest(root: str | Path | None = None, folder: str = SAMPLE_CLIP_DIR) -> dict:
     """Record every file under `data_samples/folder` in `MANIFEST.json` with its sha256 and size, the way
     `efficient_video.samples.write_manifest` does, so `efficient-video samples --check` verifies the checkpoint too
     (and a samples rebuild keeps the entries). Writes the folder's `LICENSE.md` first if it has none. Returns the

@@ -19,14 +19,14 @@ from open_clip import zero_shot_metadata
 
 from .clip import ClipBundle, ClipLoadError, encode_images, encode_texts, load_clip
 from .samples import FASHION_CLASSES, SamplesError, samples_dir
-from .pretrain import CHECKPOINT_FILE, GARMENT_TEMPLATE, POSITION_PROBE, POSITION_TEMPLATE, evaluate_zero_shot, zero_shot_sets
+from .pretrain import (CHECKPOINT_FILE, SAMPLE_CLIP_DIR, GARMENT_TEMPLATE, POSITION_PROBE, POSITION_TEMPLATE, evaluate_zero_shot,
+                                      zero_shot_sets)
 
 # %% auto #0
 __all__ = ['SINGLE_TEMPLATES', 'OPENAI_IMAGENET_TEMPLATES', 'VIDEO_TEMPLATES', 'DEFAULT_TEMPLATE', 'TEMPLATE_SETS',
-           'SAMPLE_CLIP_DIR', 'check_template', 'fill_template', 'get_templates', 'zero_shot_classifier',
-           'encode_videos', 'model_logit_scale', 'zero_shot_logits', 'zero_shot_predict', 'accuracy',
-           'sample_clip_path', 'default_clip', 'fashion_test_images', 'evaluate_zero_shot_fashion',
-           'template_sensitivity', 'sensitivity_table']
+           'check_template', 'fill_template', 'get_templates', 'zero_shot_classifier', 'encode_videos',
+           'model_logit_scale', 'zero_shot_logits', 'zero_shot_predict', 'accuracy', 'sample_clip_path', 'default_clip',
+           'fashion_test_images', 'evaluate_zero_shot_fashion', 'template_sensitivity', 'sensitivity_table']
 
 # %% ../nbs/04_prompts.ipynb #2c1f7887
 SINGLE_TEMPLATES: tuple[str, ...] = (
@@ -163,8 +163,6 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor | np.ndarray | Sequence[
     return {f'top{kk}': hit[:, :min(kk, logits.shape[1])].any(1).sum().item() / len(labels) for kk in ks}
 
 # %% ../nbs/04_prompts.ipynb #639c9384
-SAMPLE_CLIP_DIR = 'tiny_clip'   # folder of data_samples/ that holds the committed sample CLIP (weights + config JSON)
-
 def sample_clip_path(root: str | os.PathLike | None = None) -> Path | None:
     "The committed sample CLIP's weights (`data_samples/tiny_clip/open_clip_model.safetensors`), or None if not there."
     try: path = samples_dir(root)/SAMPLE_CLIP_DIR/CHECKPOINT_FILE
@@ -188,7 +186,7 @@ def fashion_test_images(n: int | None = None, size: int = 64) -> tuple[np.ndarra
     garment probe shows them (`pretrain.zero_shot_sets`: each 28 px garment centred on a black `size`-px canvas):
     uint8 `N×size×size×3` and int64 labels `N`."""
     if n is not None and n < 1: raise ValueError(f"n={n}: choose 1..10000 test images (None = all)")
-    sets = zero_shot_sets(size, n)    # the one implementation of the protocol's images; also builds its position set
+    sets = zero_shot_sets(size, n, positions=False)   # the one implementation of the protocol's images
     return sets['garment'], sets['garment_labels']
 
 def evaluate_zero_shot_fashion(bundle: ClipBundle | None = None, templates: str | Sequence[str] = (GARMENT_TEMPLATE,),

@@ -6,8 +6,8 @@ Docs: https://efficient-video.github.io/efficient_video/train.html.md"""
 
 # %% ../nbs/06_train.ipynb #ca5ad298
 from __future__ import annotations
-import contextlib, json, math, os, random, shutil, time, warnings
-from dataclasses import dataclass, field, asdict
+import contextlib, json, math, os, random, shutil, tempfile, time, warnings
+from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 from einops import rearrange
 from matplotlib.figure import Figure
 from safetensors.torch import load_file, load_model, save_file, save_model
@@ -29,7 +29,10 @@ from .video import (VideoDataset, VideoRecord, SegmentSampler, DenseSampler, tra
                                    eval_transform, read_path_label_list, read_kinetics_csv, read_ssv2_json,
                                    read_ucf_hmdb_split, collate_videos)
 from .samples import samples_dir
-from .clip import config_beside, read_clip_config, register_config
+from .clip import ClipBundle, config_beside, read_clip_config, register_config, clamp_logit_scale_
+from .prompts import sample_clip_path
+from .pretrain import (PretrainConfig, CaptionPairs, CLIPPretrainLoss, build_clip, zero_shot_sets,
+                                      evaluate_zero_shot, save_pretrained)
 from .methods import get_method
 
 try:  # TensorBoard is optional: metrics always go to JSONL, and to TensorBoard too when it is installed
@@ -46,7 +49,7 @@ __all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'PRESETS', 'CKP
            'config_to_json', 'config_from_json', 'save_checkpoint', 'find_checkpoint', 'load_checkpoint',
            'multiview_probs', 'metrics_from_confusion', 'evaluate_model', 'confusion_figure', 'MetricLogger',
            'read_metrics', 'ClassificationLoss', 'micro_batch_size', 'fit', 'model_from_config', 'train', 'evaluate',
-           'FeatureDataset', 'cache_features']
+           'FeatureDataset', 'cache_features', 'pretrain_config', 'pretrain_clip']
 
 # %% ../nbs/06_train.ipynb #f3ae0135
 AMP_MODES = ('auto', 'bf16', 'fp16', 'none')
@@ -86,6 +89,7 @@ class TrainConfig:
     min_lr: float = 0.0                    # the cosine decays to this
     weight_decay: float = 0.05             # AIM 0.05; never applied to norms, biases, embeddings (param_groups)
     betas: tuple = (0.9, 0.999)            # AdamW defaults, as in AIM and Efficient-Prompt
+    eps: float = 1e-8                      # AdamW ε (PyTorch's default; CLIP pretraining uses 1e-6)
     warmup_epochs: float = 2.5             # linear warm-up, counted in epochs, applied per step (AIM: 2.5)
     schedule: str = 'cosine'               # 'cosine' after warm-up, or 'constant'
     grad_accum: int = 1                    # micro-batches per optimizer step: fit a big global batch on small GPUs
@@ -103,6 +107,7 @@ class TrainConfig:
     ckpt_every: int = 1000                 # optimizer steps between checkpoints (plus one at the end); 0 = end only
     keep_ckpts: int = 2                    # newest step checkpoints kept on disk (the final one is always kept)
     eval_every: int = 1                    # epochs between validations; 0 = only after training
+    eval_every_steps: int = 0              # > 0: validate every this many optimizer steps instead (long epochs, pretraining)
     log_every: int = 20                    # optimizer steps between JSONL/TensorBoard records
     eval_batch_size: int = 0               # videos per eval batch (each with views × crops clips); 0 = per-rank train batch
     test_views: int = 1                    # temporal views at test time (AIM K400: 3; Efficient-Prompt: 5)
@@ -127,10 +132,12 @@ def validate_config(cfg: TrainConfig, world_size: int = 1, check_files: bool = T
     _check_choice(p, 'test_crops', cfg.test_crops, (1, 3))
     for name in ('frames', 'image_size', 'batch_size', 'grad_accum', 'log_every', 'test_views', 'frame_interval'):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1: p.append(f"{name}={getattr(cfg, name)!r} must be an integer >= 1")
-    for name in ('epochs', 'max_steps', 'ckpt_every', 'eval_every', 'num_workers', 'num_classes', 'eval_batch_size', 'keep_ckpts'):
+    for name in ('epochs', 'max_steps', 'ckpt_every', 'eval_every', 'eval_every_steps', 'num_workers', 'num_classes',
+                 'eval_batch_size', 'keep_ckpts'):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0: p.append(f"{name}={getattr(cfg, name)!r} must be an integer >= 0")
     if cfg.epochs == 0 and cfg.max_steps == 0: p.append("epochs=0 and max_steps=0: set one of them (how long to train)")
     if not cfg.lr > 0: p.append(f"lr={cfg.lr} must be > 0")
+    if not 0 < cfg.eps < 1: p.append(f"eps={cfg.eps} must be in (0, 1), e.g. 1e-8")
     if not 0 <= cfg.min_lr <= cfg.lr: p.append(f"min_lr={cfg.min_lr} must be in [0, lr={cfg.lr}]")
     for name in ('weight_decay', 'warmup_epochs', 'clip_grad'):
         if getattr(cfg, name) < 0: p.append(f"{name}={getattr(cfg, name)} must be >= 0")
@@ -158,17 +165,15 @@ _SAMPLES = '{samples}'      # replaced by `samples_dir()` when a preset is loade
 _TINY_CLIP = '{tiny_clip}'  # replaced by `sample_clip()`'s backbone/pretrained/image_size when a preset is loaded
 
 def sample_clip(root: str | os.PathLike | None = None) -> dict:
-    """`{backbone, pretrained, image_size}` of the tiny CLIP committed in `data_samples/tiny_clip/` (a `.safetensors`
-    file with its `clip.save_clip` JSON beside it), or `{'pretrained': None}` (random init) when there is none."""
-    folder = samples_dir(root)/'tiny_clip'
-    for w in sorted(folder.glob('*.safetensors')) if folder.is_dir() else []:
-        beside = config_beside(w)
-        if beside is None: continue
-        meta = json.loads(Path(beside).read_text())
-        cfg = read_clip_config(beside)[0]
-        name = register_config(meta.get('model_name', w.stem), cfg)
-        return {'backbone': name, 'pretrained': str(w), 'image_size': int(cfg['vision_cfg']['image_size'])}
-    return {'pretrained': None}
+    """`{backbone, pretrained, image_size}` of the committed sample CLIP (`prompts.sample_clip_path`: the
+    `open_clip` model folder `data_samples/tiny_clip/`), or `{'pretrained': None}` (random init) when there is none."""
+    weights = sample_clip_path(root)
+    beside = config_beside(weights) if weights is not None else None
+    if beside is None: return {'pretrained': None}
+    meta = json.loads(Path(beside).read_text())
+    cfg = read_clip_config(beside)[0]
+    name = register_config(meta.get('model_name', weights.stem), cfg)
+    return {'backbone': name, 'pretrained': str(weights), 'image_size': int(cfg['vision_cfg']['image_size'])}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # AIM (Yang et al., ICLR 2023), ViT-B/16, Kinetics-400: 8×8 dense clips, AdamW 3e-4, wd 0.05, batch 64,
@@ -274,7 +279,10 @@ class EpochSeeded(Dataset):
     "Wrap `dataset` so item `i` is drawn with torch seeded from `(seed, epoch, i)`; the global RNG is left untouched."
     def __init__(self, dataset: Dataset, seed: int = 0):
         self.dataset, self.seed, self.epoch = dataset, seed, 0
-    def set_epoch(self, epoch: int) -> None: self.epoch = epoch   # call before iter(loader): workers get a copy
+    def set_epoch(self, epoch: int) -> None:   # call before iter(loader): workers get a copy
+        self.epoch = epoch
+        # a dataset with its own per-(epoch, item) generators (e.g. pretrain.CaptionPairs) is told the epoch too
+        if hasattr(self.dataset, 'set_epoch'): self.dataset.set_epoch(epoch)
     def __len__(self) -> int: return len(self.dataset)
     def __getitem__(self, i: int):
         with torch.random.fork_rng(devices=[]):   # save and restore the CPU generator around the item's draws
@@ -567,11 +575,18 @@ class MetricLogger:
     def close(self) -> None:
         if self.tb is not None: self.tb.close()
 
-def read_metrics(out_dir: str | os.PathLike, kind: str | None = None) -> list[dict]:
-    "The records of `out_dir/metrics.jsonl` (only those with `kind` if given)."
+def read_metrics(out_dir: str | os.PathLike, kind: str | None = None, superseded: bool = False) -> list[dict]:
+    """The records of `out_dir/metrics.jsonl` (only those with `kind` if given). A resumed run appends to the file, so
+    the steps a killed run logged after its last checkpoint appear twice; they are dropped unless `superseded`."""
     path = Path(out_dir)/'metrics.jsonl'
     if not path.is_file(): return []
-    recs = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    recs = []
+    for line in path.read_text().splitlines():
+        if not line.strip(): continue
+        r = json.loads(line)
+        if r.get('kind') == 'start' and not superseded:   # a (re)start at step s replaces everything logged after s
+            recs = [q for q in recs if q.get('step', 0) <= r['step']]
+        recs.append(r)
     return [r for r in recs if kind is None or r.get('kind') == kind]
 
 # %% ../nbs/06_train.ipynb #1f2dd61d
@@ -610,9 +625,14 @@ def _warn_if_changed(ck: Path, cfg: TrainConfig) -> None:
 
 def fit(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callable | None = None,
         val_set: Dataset | None = None, num_classes: int | None = None, env: DistEnv | None = None,
-        collate_fn: Callable = collate_videos, on_step: Callable | None = None) -> dict:
+        collate_fn: Callable = collate_videos, on_step: Callable | None = None,
+        after_update: Callable[[nn.Module], Any] | None = None,
+        eval_fn: Callable[[nn.Module], dict] | None = None) -> dict:
     """Train `model`'s trainable parameters on `train_set` as `cfg` says (single process or DDP), validating on
-    `val_set`, writing checkpoints and `metrics.jsonl` to `cfg.output_dir`. Returns a summary dict."""
+    `val_set`, writing checkpoints and `metrics.jsonl` to `cfg.output_dir`. Returns a summary dict.
+    Hooks: `after_update(model)` right after every optimizer update (e.g. clamp CLIP's temperature);
+    `eval_fn(model) -> dict` on rank 0 wherever validation is due (and before the first step), logged as 'val';
+    `on_step(step, info)` after each step's bookkeeping (tests use it to kill the run)."""
     env = env or init_distributed(cfg.device)
     dev, out = env.device, Path(cfg.output_dir)
     validate_config(cfg, env.world_size, check_files=False)
@@ -636,7 +656,7 @@ def fit(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callabl
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
 
     # 2. optimizer, schedule, precision
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas))
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(round(cfg.warmup_epochs * steps_per_epoch), total,
                                                                 cfg.min_lr / cfg.lr, cfg.schedule))
     amp_dtype, use_scaler = resolve_amp(cfg.amp, dev)
@@ -647,13 +667,14 @@ def fit(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callabl
     net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == 'cuda' else None) if env.distributed else model
 
     # 4. resume
-    step, resumed_from, skipped_total = 0, None, 0
+    step, resumed_from, skipped_total, train_s = 0, None, 0, 0.0
     ck = find_checkpoint(out) if cfg.resume == 'auto' and out.exists() else (cfg.resume and find_checkpoint(cfg.resume))
     if cfg.resume not in (None, 'auto') and ck is None: raise FileNotFoundError(f"resume={cfg.resume!r}: no checkpoint there")
     if ck:
         _warn_if_changed(ck, cfg)
         state = load_checkpoint(ck, model, opt, sched, scaler)
         step, resumed_from, skipped_total = state['step'], str(ck), state.get('skipped_total', 0)
+        train_s = float(state.get('train_seconds', 0.0))
         loader_gen.set_state(state['loader_generator'])
     log = MetricLogger(out, enabled=env.is_main)
     if env.is_main:
@@ -664,10 +685,31 @@ def fit(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callabl
                  'params_trainable': sum(p.numel() for p in trainable)})
     save = lambda: save_checkpoint(out, step, model, opt, sched, scaler, cfg, keep=cfg.keep_ckpts,
                                    extra={'epoch': step // steps_per_epoch, 'loader_generator': loader_gen.get_state(),
-                                          'skipped_total': skipped_total})
+                                          'skipped_total': skipped_total, 'train_seconds': train_s})
+    minutes = lambda: round(train_s / 60, 4)   # training time: steps only, not evaluation or checkpoint writing
+
+    def validate() -> dict | None:
+        "Validate on `val_set` (all ranks) and run `eval_fn` (rank 0); log one 'val' record. Returns the val metrics."
+        res, rec = None, {}
+        if val_set is not None:
+            res = evaluate_model(net, val_set, num_classes or 0, env, cfg.eval_batch_size or micro, cfg.num_workers,
+                                 amp_dtype, desc='val', clip_ndim=len(getattr(loss_fn, 'clip_shape', (0,) * 4)))
+            rec = {k: res[k] for k in ('top1', 'top5', 'mean_class_acc', 'n', 'skipped')}
+        if eval_fn is not None:
+            if env.is_main: rec.update(eval_fn(unwrap(net)))
+            barrier(env)
+        net.train()
+        if env.is_main and rec: log.log({'kind': 'val', 'step': step, 'epoch': step / steps_per_epoch, 'minutes': minutes(), **rec})
+        return res
+
+    def validation_due() -> bool:
+        if step >= total: return True
+        if cfg.eval_every_steps: return step % cfg.eval_every_steps == 0
+        return bool(cfg.eval_every) and step % steps_per_epoch == 0 and (step // steps_per_epoch) % cfg.eval_every == 0
 
     # 5. the loop, one optimizer step per iteration
     val, last = None, {}
+    if step == 0 and eval_fn is not None: validate()      # where a fresh run starts: the left end of the curves
     acc = torch.zeros(4, dtype=torch.float64)   # loss·n, n, correct, skipped since the last log record
     bar = tqdm(total=total, initial=step, desc='train', disable=not env.is_main)
     while step < total:
@@ -677,7 +719,7 @@ def fit(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callabl
         batches = iter(loader)
         net.train()
         for _ in range(pos, steps_per_epoch):
-            n_step = 0
+            t0, n_step = time.perf_counter(), 0
             for i in range(accum):
                 batch = next(batches)
                 sync = i == accum - 1 or not env.distributed   # all-reduce gradients on the last micro-batch only
@@ -687,6 +729,7 @@ def fit(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callabl
                     scaler.scale(loss / accum).backward()
                 acc += torch.tensor([loss.item() * st['n'], st['n'], st.get('correct', 0), st.get('skipped', 0)],
                                     dtype=torch.float64)
+                last.update({k: v for k, v in st.items() if k not in ('n', 'correct', 'skipped')})   # e.g. temperature
                 n_step += st['n']
                 if st.get('skipped') and env.is_main:
                     log.log({'kind': 'skipped', 'step': step, 'count': st['skipped'], 'paths': batch.get('skipped_paths', [])})
@@ -697,9 +740,11 @@ def fit(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callabl
                     last['grad_norm'] = torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_grad).item()
                 scaler.step(opt)
                 scaler.update()
+                if after_update is not None: after_update(net)
             opt.zero_grad(set_to_none=True)
             sched.step()
             step += 1
+            train_s += time.perf_counter() - t0
             bar.update(1)
 
             if step % cfg.log_every == 0 or step == total:
@@ -707,25 +752,18 @@ def fit(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callabl
                 skipped_total += int(tot[3])
                 last.update(loss=tot[0].item() / max(tot[1].item(), 1), acc=tot[2].item() / max(tot[1].item(), 1))
                 if env.is_main:
-                    log.log({'kind': 'train', 'step': step, 'epoch': step / steps_per_epoch, 'lr': sched.get_last_lr()[0],
-                             'loss': last['loss'], 'acc': last['acc'], 'samples': int(tot[1]), 'skipped': int(tot[3]),
-                             'skipped_total': skipped_total, **({'grad_norm': last['grad_norm']} if 'grad_norm' in last else {})})
+                    log.log({'kind': 'train', 'step': step, 'epoch': step / steps_per_epoch, 'minutes': minutes(),
+                             'lr': sched.get_last_lr()[0], 'samples': int(tot[1]), 'skipped': int(tot[3]),
+                             'skipped_total': skipped_total, **last})
                     bar.set_postfix(loss=f"{last['loss']:.3f}")
                 acc.zero_()
             if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < total:
                 if env.is_main: save()
                 barrier(env)                                # nobody runs ahead of a checkpoint being written
+            # 6. validation every `eval_every` epochs or `eval_every_steps` steps, and after the last step
+            if (val_set is not None or eval_fn is not None) and validation_due(): val = validate() or val
             if on_step is not None: on_step(step, {'loss': loss.item(), 'epoch': epoch, 'env': env})
             if step >= total: break
-
-        # 6. validation at the end of every `eval_every`-th epoch (and after the last step)
-        end_of_epoch = step % steps_per_epoch == 0
-        if val_set is not None and (step >= total or (cfg.eval_every and end_of_epoch and (step // steps_per_epoch) % cfg.eval_every == 0)):
-            val = evaluate_model(net, val_set, num_classes or 0, env, cfg.eval_batch_size or micro, cfg.num_workers,
-                                 amp_dtype, desc='val', clip_ndim=len(getattr(loss_fn, 'clip_shape', (0,) * 4)))
-            if env.is_main:
-                log.log({'kind': 'val', 'step': step, 'epoch': step / steps_per_epoch,
-                         **{k: val[k] for k in ('top1', 'top5', 'mean_class_acc', 'n', 'skipped')}})
     bar.close()
 
     # 7. the final checkpoint
@@ -734,6 +772,7 @@ def fit(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callabl
     log.close()
     return {'output_dir': str(out), 'steps': step, 'steps_per_epoch': steps_per_epoch, 'resumed_from': resumed_from,
             'train_loss': last.get('loss'), 'train_acc': last.get('acc'), 'skipped_total': skipped_total,
+            'train_minutes': minutes(),
             'checkpoint': str(final) if final else None, 'val': val}
 
 # %% ../nbs/06_train.ipynb #9d35446e
@@ -847,3 +886,49 @@ def cache_features(encode: Callable, dataset: Dataset, batch_size: int = 32, num
     if skipped: warnings.warn(f"cache_features: {skipped} undecodable videos left out")
     if not feats: raise ValueError(f"cache_features: no decodable video in the dataset of {len(dataset)}")
     return FeatureDataset(torch.cat(feats), torch.cat(labels), paths)
+
+# %% ../nbs/06_train.ipynb #d6d36cf9
+def pretrain_config(cfg: PretrainConfig, output_dir: str | os.PathLike, num_pairs: int, resume: str | None = None,
+                    device: str | None = None, ckpt_every: int = 500) -> TrainConfig:
+    """The engine's `TrainConfig` for pretraining recipe `cfg` on `num_pairs` pairs per epoch: its optimiser,
+    `max_steps = cfg.steps`, the warm-up fraction as epochs, zero-shot evaluation every `cfg.eval_every` steps."""
+    steps_per_epoch = num_pairs // cfg.batch_size
+    if steps_per_epoch == 0: raise ConfigError(f"{num_pairs} pairs are fewer than one batch (batch_size={cfg.batch_size})")
+    return override(TrainConfig(), method='clip-pretrain', backbone='clip', pretrained=None, frames=1,
+                    image_size=cfg.image_size, flip=False, batch_size=cfg.batch_size, epochs=0, max_steps=cfg.steps,
+                    lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps,
+                    warmup_epochs=cfg.warmup_frac * cfg.steps / steps_per_epoch, clip_grad=cfg.grad_clip, amp=cfg.amp,
+                    num_workers=cfg.num_workers, seed=cfg.seed, output_dir=str(output_dir), ckpt_every=ckpt_every,
+                    keep_ckpts=1, eval_every=0, eval_every_steps=cfg.eval_every, log_every=10, resume=resume,
+                    device=device)
+
+def pretrain_clip(cfg: PretrainConfig, out: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
+                  bundle: ClipBundle | None = None, resume: bool = False, device: str | None = None,
+                  pairs: CaptionPairs | None = None) -> tuple[ClipBundle, list[dict]]:
+    """Pretrain a CLIP contrastively on `CaptionPairs` with `fit` for `cfg.steps` steps. Returns `(bundle, history)`:
+    the engine's 'train' records (every 10 steps: mean loss, in-batch accuracy, temperature, lr, training minutes)
+    and 'val' records (zero-shot `top1` and `position`). With `out`, also evaluates on all 10,000 test images and
+    writes the model folder there (`save_pretrained`). `bundle` (from `load_clip`) trains that model instead of a
+    fresh one built from `cfg`. The engine's checkpoints go to `run_dir` (default `out/run`, else a temporary
+    folder); `resume=True` continues from its latest. Works under `torchrun` (rank 0 evaluates and writes)."""
+    torch.set_num_threads(cfg.threads)
+    if bundle is None: bundle = build_clip(cfg)
+    else: cfg = replace(cfg, context_length=bundle.model.context_length)   # tokenise captions for this text tower
+    pairs = pairs if pairs is not None else CaptionPairs(cfg)
+    if run_dir is None: run_dir = Path(out)/'run' if out is not None else Path(tempfile.mkdtemp(prefix='pretrain-clip-'))
+    tcfg = pretrain_config(cfg, run_dir, len(pairs), resume='auto' if resume else None, device=device)
+    eval_fn = None
+    if cfg.eval_every:
+        sets = zero_shot_sets(cfg.image_size, cfg.eval_n)
+        eval_fn = lambda model: {k: v for k, v in evaluate_zero_shot(model, bundle.tokenizer, sets).items() if k != 'n'}
+    t0 = time.perf_counter()
+    res = fit(bundle.model, pairs, tcfg, loss_fn=CLIPPretrainLoss(), collate_fn=default_collate,
+              after_update=clamp_logit_scale_, eval_fn=eval_fn)
+    keep = ('kind', 'step', 'minutes', 'loss', 'acc', 'temperature', 'lr', 'grad_norm', 'top1', 'position')
+    history = [{k: r[k] for k in keep if k in r} for r in read_metrics(run_dir) if r['kind'] in ('train', 'val')]
+    if out is not None and int(os.environ.get('RANK', '0')) == 0:
+        metrics = dict(evaluate_zero_shot(bundle.model, bundle.tokenizer), minutes=res['train_minutes'],
+                       steps=res['steps'], threads=cfg.threads, wall_minutes=(time.perf_counter() - t0) / 60)
+        save_pretrained(bundle, cfg, out, history, metrics)
+    if dist.is_initialized(): dist.destroy_process_group()
+    return bundle, history
