@@ -26,7 +26,7 @@ from efficient_video.samples import (
 # %% auto #0
 __all__ = ['MODEL_NAME', 'POSITION_TEMPLATE', 'POSITION_PROBE', 'GARMENT_TEMPLATE', 'SAMPLE_CLIP_DIR', 'CHECKPOINT_FILE',
            'LICENSE_FILE', 'CHECKPOINT_LICENSE', 'PretrainConfig', 'model_config', 'build_clip', 'make_caption',
-           'CaptionPairs', 'zero_shot_sets', 'evaluate_zero_shot', 'CLIPPretrainLoss', 'write_license',
+           'CaptionPairs', 'zero_shot_sets', 'evaluate_zero_shot', 'scale_grad', 'CLIPPretrainLoss', 'write_license',
            'save_pretrained', 'add_to_manifest']
 
 # %% ../nbs/03a_pretrain.ipynb #595f929f
@@ -196,19 +196,30 @@ def evaluate_zero_shot(model: torch.nn.Module, tokenizer=None, sets: dict | None
                 position=float((p_pred == sets['position_labels']).mean()), n=len(sets['garment_labels']))
 
 # %% ../nbs/03a_pretrain.ipynb #ed27ce6b
+def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    "`x` with the same value (exactly) and its gradient multiplied by `factor`."
+    return x + (x * (factor - 1) - (x * (factor - 1)).detach())
+
 class CLIPPretrainLoss:
     """The training engine's `loss_fn` for contrastive pretraining: `to_pixels` of the batch's uint8 images, both
-    towers, CLIP's symmetric loss over the global batch (`ContrastiveLoss`). Stats: `n`, `correct` (in-batch
-    image-to-caption top-1 on this rank's shard) and the `temperature` τ = 1/e^t."""
-    def __init__(self): self.contrastive = ContrastiveLoss()   # all-gathers across ranks under torch.distributed
+    towers, CLIP's symmetric loss over the global batch (`ContrastiveLoss`, all-gathered across ranks). Stats: `n`,
+    `correct` (in-batch image-to-caption top-1 on this rank's shard) and the `temperature` τ = 1/e^t.
+    On W ranks, DDP averages gradients, which leaves the towers 1/W of the full-batch gradient (see `03_clip`);
+    `full_batch_grad=True` scales the features' gradients by W so the average *is* the full-batch gradient, as for
+    one process with the whole batch. `False` keeps `open_clip`'s convention."""
+    def __init__(self, full_batch_grad: bool = True):
+        self.contrastive, self.full_batch_grad = ContrastiveLoss(), full_batch_grad   # world size from the process group
 
     def __call__(self, model: torch.nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict]:
         clip = getattr(model, 'module', model)                  # the CLIP inside a DDP wrapper
         pixels = to_pixels(batch['image'], clip).to(device, non_blocking=True)
         img, txt, scale = model(pixels, batch['text'].to(device, non_blocking=True))[:3]
-        loss = self.contrastive(img.float(), txt.float(), scale.float())
+        img, txt = img.float(), txt.float()
+        world = self.contrastive._world()[1]
+        if self.full_batch_grad and world > 1: img, txt = scale_grad(img, world), scale_grad(txt, world)
+        loss = self.contrastive(img, txt, scale.float())
         with torch.no_grad():
-            correct = int(((img.float() @ txt.float().T).argmax(1) == torch.arange(len(img), device=img.device)).sum())
+            correct = int(((img @ txt.T).argmax(1) == torch.arange(len(img), device=img.device)).sum())
         return loss, {'n': len(img), 'correct': correct, 'skipped': 0, 'temperature': 1 / scale.detach().float().item()}
 
 # %% ../nbs/03a_pretrain.ipynb #e621f8a6

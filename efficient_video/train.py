@@ -930,5 +930,7 @@ def pretrain_clip(cfg: PretrainConfig, out: str | os.PathLike | None = None, run
         metrics = dict(evaluate_zero_shot(bundle.model, bundle.tokenizer), minutes=res['train_minutes'],
                        steps=res['steps'], threads=cfg.threads, wall_minutes=(time.perf_counter() - t0) / 60)
         save_pretrained(bundle, cfg, out, history, metrics)
-    if dist.is_initialized(): dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.barrier()                          # every rank returns once the model folder is written
+        dist.destroy_process_group()
     return bundle, history
