@@ -45,11 +45,11 @@ __all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'PRESETS', 'CKP
            'ConfigError', 'validate_config', 'sample_clip', 'load_config', 'DistEnv', 'init_distributed',
            'all_reduce_sum', 'barrier', 'item_seed', 'EpochSeeded', 'ResumableSampler', 'ShardSampler',
            'read_class_names', 'read_records', 'frame_sampler', 'build_dataset', 'infer_num_classes', 'WarmupCosine',
-           'resolve_amp', 'set_grad_checkpointing', 'unwrap', 'trainable_state', 'rng_state', 'set_rng_state',
-           'config_to_json', 'config_from_json', 'save_checkpoint', 'find_checkpoint', 'load_checkpoint',
-           'multiview_probs', 'metrics_from_confusion', 'evaluate_model', 'confusion_figure', 'MetricLogger',
-           'read_metrics', 'ClassificationLoss', 'micro_batch_size', 'fit', 'model_from_config', 'train', 'evaluate',
-           'FeatureDataset', 'cache_features', 'pretrain_config', 'pretrain_clip']
+           'resolve_amp', 'set_grad_checkpointing', 'unwrap', 'trainable_state', 'buffer_state', 'rng_state',
+           'set_rng_state', 'config_to_json', 'config_from_json', 'save_checkpoint', 'find_checkpoint',
+           'load_checkpoint', 'multiview_probs', 'metrics_from_confusion', 'evaluate_model', 'confusion_figure',
+           'MetricLogger', 'read_metrics', 'ClassificationLoss', 'micro_batch_size', 'fit', 'model_from_config',
+           'train', 'evaluate', 'FeatureDataset', 'cache_features', 'pretrain_config', 'pretrain_clip']
 
 # %% ../nbs/06_train.ipynb #f3ae0135
 AMP_MODES = ('auto', 'bf16', 'fp16', 'none')
@@ -394,6 +394,13 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     "CPU copies of the parameters that require grad, by name."
     return {n: p.detach().cpu().contiguous() for n, p in unwrap(model).named_parameters() if p.requires_grad}
 
+def buffer_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copies of the persistent buffers (those in `state_dict`, e.g. BatchNorm running statistics), by name:
+    training changes them too, so an exact resume needs them. open_clip's ViT CLIPs have none."""
+    m = unwrap(model)
+    params = {n for n, _ in m.named_parameters()}
+    return {n: b.detach().cpu().contiguous() for n, b in m.state_dict().items() if n not in params}
+
 def rng_state() -> dict:
     "Python, NumPy, torch-CPU and CUDA generator states, as tensors and plain containers (`weights_only`-loadable)."
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -438,7 +445,7 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: nn.Module, opt
     # only one process writes checkpoints, so any temporary folder here is the debris of a run killed mid-write
     for stale in out.glob(f'.tmp-{CKPT_PREFIX}*'): shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
-    save_file(trainable_state(model), str(tmp/'model.safetensors'), metadata={'step': str(step)})
+    save_file({**trainable_state(model), **buffer_state(model)}, str(tmp/'model.safetensors'), metadata={'step': str(step)})
     torch.save({'step': step, 'rng': rng_state(), **(extra or {}),
                 'optimizer': optimizer.state_dict() if optimizer is not None else None,
                 'scheduler': scheduler.state_dict() if scheduler is not None else None,
@@ -462,19 +469,20 @@ def find_checkpoint(path: str | os.PathLike) -> Path | None:
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, scheduler=None, scaler=None,
                     restore_rng: bool = True) -> dict:
-    """Load a checkpoint written by `save_checkpoint` into `model` (its trainable parameters) and the optional
-    optimizer/scheduler/scaler; restore the RNG states. Returns the saved state dict (step, epoch, ...)."""
+    """Load a checkpoint written by `save_checkpoint` into `model` (its trainable parameters and buffers) and the
+    optional optimizer/scheduler/scaler; restore the RNG states. Returns the saved state dict (step, epoch, ...)."""
     ck = find_checkpoint(path)
     if ck is None: raise FileNotFoundError(f"{path}: no checkpoint here (expected model.safetensors, or a 'latest' file)")
     weights = load_file(str(ck/'model.safetensors'))
     params = dict(unwrap(model).named_parameters())
+    buffers = {n: b for n, b in unwrap(model).state_dict(keep_vars=True).items() if n not in params}
     want = {n for n, p in params.items() if p.requires_grad}
-    missing, unexpected = sorted(want - set(weights)), sorted(set(weights) - set(params))
+    missing, unexpected = sorted(want - set(weights)), sorted(set(weights) - set(params) - set(buffers))
     if missing or unexpected:
         raise ValueError(f"{ck}: checkpoint does not match {type(unwrap(model)).__name__}: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]} (was it written by another method or config?)")
     with torch.no_grad():
-        for n, w in weights.items(): params[n].copy_(w)
+        for n, w in weights.items(): (params[n] if n in params else buffers[n]).copy_(w)
     state = torch.load(ck/'state.pt', map_location='cpu', weights_only=True)   # tensors and containers only
     if optimizer is not None and state.get('optimizer') is not None: optimizer.load_state_dict(state['optimizer'])
     if scheduler is not None and state.get('scheduler') is not None: scheduler.load_state_dict(state['scheduler'])
