@@ -169,11 +169,11 @@ def zero_shot_sets(image_size: int = 64, n: int | None = None, seed: int = 0, pl
     (left out with `positions=False`)."""
     x, y = load_fashion_mnist('test', source='auto')
     if n is not None: x, y = x[:n], y[:n]
+    garment = np.stack([compose_image(s, 0, 'centre', image_size) for s in x])
+    if not positions: return dict(garment=garment, garment_labels=y.astype(np.int64))
     rng = np.random.default_rng(seed)
     photos = load_backgrounds(size=image_size)
     names = list(POSITION_PROBE)
-    garment = np.stack([compose_image(s, 0, 'centre', image_size) for s in x])
-    if not positions: return dict(garment=garment, garment_labels=y.astype(np.int64))
     pos_labels = np.arange(len(x)) % 4
     position = []
     for s, p in zip(x, pos_labels):

@@ -925,20 +925,21 @@ def pretrain_clip(cfg: PretrainConfig, out: str | os.PathLike | None = None, run
     pairs = pairs if pairs is not None else CaptionPairs(cfg)
     if run_dir is None: run_dir = Path(out)/'run' if out is not None else Path(tempfile.mkdtemp(prefix='pretrain-clip-'))
     tcfg = pretrain_config(cfg, run_dir, len(pairs), resume='auto' if resume else None, device=device)
+    env = init_distributed(device)
     eval_fn = None
     if cfg.eval_every:
         sets = zero_shot_sets(cfg.image_size, cfg.eval_n)
         eval_fn = lambda model: {k: v for k, v in evaluate_zero_shot(model, bundle.tokenizer, sets).items() if k != 'n'}
     t0 = time.perf_counter()
-    res = fit(bundle.model, pairs, tcfg, loss_fn=CLIPPretrainLoss(), collate_fn=default_collate,
+    res = fit(bundle.model, pairs, tcfg, loss_fn=CLIPPretrainLoss(), env=env, collate_fn=default_collate,
               after_update=clamp_logit_scale_, eval_fn=eval_fn)
     keep = ('kind', 'step', 'minutes', 'loss', 'acc', 'temperature', 'lr', 'grad_norm', 'top1', 'position')
     history = [{k: r[k] for k in keep if k in r} for r in read_metrics(run_dir) if r['kind'] in ('train', 'val')]
-    if out is not None and int(os.environ.get('RANK', '0')) == 0:
+    if out is not None and env.is_main:
         metrics = dict(evaluate_zero_shot(bundle.model, bundle.tokenizer), minutes=res['train_minutes'],
                        steps=res['steps'], threads=cfg.threads, wall_minutes=(time.perf_counter() - t0) / 60)
         save_pretrained(bundle, cfg, out, history, metrics)
-    if dist.is_initialized():
-        dist.barrier()                          # every rank returns once the model folder is written
+    if env.distributed:
+        barrier(env)                            # every rank returns once the model folder is written
         dist.destroy_process_group()
     return bundle, history
