@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'METHOD_MODULES', 'CLIError', 'Subcommand', 'subcommand', 'build_parser', 'main', 'run_samples',
-           'run_docs', 'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_train', 'run_eval', 'run_readme']
+__all__ = ['SUBCOMMANDS', 'CLIError', 'Subcommand', 'subcommand', 'build_parser', 'main', 'run_samples', 'run_docs',
+           'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_train', 'run_eval', 'run_readme']
 
 # %% ../nbs/99_cli.ipynb #d28d52e0
 class CLIError(Exception):
@@ -168,7 +168,7 @@ def _pretrain_options(p):
 @subcommand('pretrain-clip', 'pretrain the tiny sample CLIP on the shipped image-caption data (CPU, ~30 minutes)', _pretrain_options)
 def run_pretrain_clip(args):
     from efficient_video import pretrain
-    from efficient_video.train import pretrain_clip
+    from efficient_video.pretrain import pretrain_clip
     from efficient_video.core import override
     out = Path(args.out)
     if (out/pretrain.CHECKPOINT_FILE).exists() and not (args.overwrite or args.resume):
@@ -204,20 +204,13 @@ def run_zero_shot(args):
     return prompts.evaluate_zero_shot_fashion(bundle, args.templates, n=args.n, device=device)
 
 # %% ../nbs/99_cli.ipynb #23f6f9fb
-METHOD_MODULES = ('efficient_video.methods',)   # later chapters append the modules that register their methods
-
-def _import_methods():
-    "Import every module that registers methods, so `--method NAME` can find them."
-    import importlib
-    for m in METHOD_MODULES: importlib.import_module(m)
-
 def _is_rank0() -> bool: 
     import os
     return os.environ.get('RANK', '0') == '0'
 
 def _train_options(p):
     p.add_argument('--preset', default='frame-average-tiny',
-                   help='a named recipe (efficient_video.train.PRESETS); the tiny presets run on data_samples/ on a CPU')
+                   help='a registered recipe (methods.list_presets()); the tiny presets run on data_samples/ on a CPU')
     p.add_argument('--method', default=None, help='override the preset\'s method (a registered method name)')
     p.add_argument('--resume', default=None, help="'auto' (latest checkpoint in output_dir) or a checkpoint folder")
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='TrainConfig fields, e.g. lr=1e-3 epochs=5 output_dir=runs/x')
@@ -225,7 +218,6 @@ def _train_options(p):
 @subcommand('train', 'train a method with a named preset (CPU toy runs and multi-GPU torchrun alike)', _train_options)
 def run_train(args):
     from efficient_video import train
-    _import_methods()
     bad = [o for o in args.overrides if '=' not in o]
     if bad: raise CLIError(f'overrides must be KEY=VALUE, got {bad}')
     kw = {k: v for k, v in (('method', args.method), ('resume', args.resume)) if v is not None}
@@ -244,7 +236,6 @@ def _eval_options(p):
 @subcommand('eval', 'test a checkpoint with multi-view testing: top-1/top-5, per-class accuracy, confusion matrix', _eval_options)
 def run_eval(args):
     from efficient_video import train
-    _import_methods()
     report = train.evaluate(args.checkpoint, args.split, args.overrides, args.views, args.crops, args.device)
     if not _is_rank0(): sys.exit(0)
     return report
@@ -258,3 +249,6 @@ def _readme_options(p):
 def run_readme(args):
     from efficient_video import docs
     print(f'wrote {docs.build_readme(nbs_path=args.nbs, out=args.out)}')
+
+# %% ../nbs/99_cli.ipynb #78e7ce0d
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())   # `python -m efficient_video.cli ...`

@@ -44,3 +44,11 @@ def test_bad_root_is_a_clear_error(tmp_path):
     res = run("samples", "--check", "--root", str(missing))
     assert res.returncode == 2
     assert str(missing) in res.stderr and "Traceback" not in res.stderr
+
+
+def test_python_dash_m_runs_the_cli():
+    "`python -m efficient_video.cli` is the console script's `main` (for machines where the script is not on PATH)."
+    res = subprocess.run([sys.executable, "-m", "efficient_video.cli", "--help"], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "efficient-video" in res.stdout and "train" in res.stdout

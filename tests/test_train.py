@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from efficient_video.samples import samples_dir
 from efficient_video.core import override
 from efficient_video.pretrain import PretrainConfig, build_clip
-from efficient_video.train import (ClassificationLoss, fit, load_config, build_dataset, read_metrics, trainable_state)
+from efficient_video.engine import ClassificationLoss, fit, build_dataset, read_metrics, trainable_state
+from efficient_video.train import load_config
 from train_worker import TinyVideoNet   # tests/ is on sys.path (pytest's rootdir-relative import of test modules)
 
 WORKER = Path(__file__).with_name('train_worker.py')

@@ -1,4 +1,4 @@
-"""A tiny training run through `efficient_video.train.fit`, for the engine's tests (DDP equivalence, SIGKILL resume).
+"""A tiny training run through `efficient_video.engine.fit`, for the engine's tests (DDP equivalence, SIGKILL resume).
 
     python tests/train_worker.py OUT_DIR [key=value ...]                                    # one process
     torchrun --standalone --nproc_per_node=2 tests/train_worker.py OUT_DIR [key=value ...]  # DDP on CPU (gloo)
@@ -18,7 +18,8 @@ from torch import nn
 import torch.distributed as dist
 from safetensors.torch import save_file
 
-from efficient_video.train import fit, init_distributed, load_config, build_dataset, trainable_state
+from efficient_video.engine import fit, init_distributed, build_dataset, trainable_state
+from efficient_video.train import load_config
 
 torch.set_num_threads(1)   # tests share a small CPU; one thread per process
 
