@@ -79,7 +79,11 @@ def _print_human(report:dict, indent:int=0):
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `efficient-video` console script; returns the exit status."
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may come before or after the options (`train epochs=1 --json lr=1e-3`)
+    if extra and hasattr(args, 'overrides') and all('=' in e and not e.startswith('-') for e in extra):
+        args.overrides += extra
+    elif extra: parser.parse_args(argv)   # argparse's own one-line error for what it does not know
     if args.command is None:
         parser.print_help()
         return 2

@@ -6,7 +6,7 @@ Docs: https://efficient-video.github.io/efficient_video/engine.html.md"""
 
 # %% ../nbs/04_engine.ipynb #ca5ad298
 from __future__ import annotations
-import contextlib, json, math, os, random, shutil, time, warnings
+import contextlib, errno, hashlib, json, math, os, random, shutil, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -34,11 +34,12 @@ except ImportError:
     SummaryWriter = None
 
 # %% auto #0
-__all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'CKPT_PREFIX', 'RESUME_FIELDS', 'TrainConfig', 'ConfigError',
-           'validate_config', 'DistEnv', 'init_distributed', 'all_reduce_sum', 'barrier', 'item_seed', 'EpochSeeded',
-           'ResumableSampler', 'ShardSampler', 'read_class_names', 'read_records', 'frame_sampler', 'build_dataset',
-           'infer_num_classes', 'WarmupCosine', 'resolve_amp', 'set_grad_checkpointing', 'unwrap', 'trainable_state',
-           'buffer_state', 'rng_state', 'set_rng_state', 'config_to_json', 'config_from_json', 'save_checkpoint',
+__all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'CKPT_PREFIX', 'CKPT_MANIFEST', 'RESUME_FIELDS', 'TrainConfig',
+           'ConfigError', 'validate_config', 'DistEnv', 'init_distributed', 'all_reduce_sum', 'barrier', 'item_seed',
+           'EpochSeeded', 'ResumableSampler', 'ShardSampler', 'read_class_names', 'read_records', 'frame_sampler',
+           'build_dataset', 'infer_num_classes', 'WarmupCosine', 'resolve_amp', 'set_grad_checkpointing', 'unwrap',
+           'trainable_state', 'buffer_state', 'rng_state', 'set_rng_state', 'config_to_json', 'config_from_json',
+           'CheckpointError', 'clean_debris', 'checkpoint_bytes', 'save_checkpoint', 'verify_checkpoint',
            'find_checkpoint', 'load_checkpoint', 'multiview_probs', 'metrics_from_confusion', 'evaluate_model',
            'confusion_figure', 'MetricLogger', 'read_metrics', 'ClassificationLoss', 'micro_batch_size', 'Run',
            'start_run', 'epoch_batches', 'train_step', 'log_train', 'save_run', 'checkpoint', 'validation_due',
@@ -136,7 +137,10 @@ def validate_config(cfg: TrainConfig, world_size: int = 1, check_files: bool = T
         if getattr(cfg, name) < 0: p.append(f"{name}={getattr(cfg, name)} must be >= 0")
     if not 0 <= cfg.label_smoothing < 1: p.append(f"label_smoothing={cfg.label_smoothing} must be in [0, 1)")
     if not 0 <= cfg.drop_path < 1: p.append(f"drop_path={cfg.drop_path} must be in [0, 1)")
-    if not (len(cfg.crop_scale) == 2 and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1):
+    if not (isinstance(cfg.betas, tuple) and len(cfg.betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in cfg.betas)):
+        p.append(f"betas={cfg.betas!r} must be two numbers in [0, 1), e.g. betas=(0.9,0.999)")
+    if not (isinstance(cfg.crop_scale, tuple) and len(cfg.crop_scale) == 2
+            and all(isinstance(c, (int, float)) for c in cfg.crop_scale) and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1):
         p.append(f"crop_scale={cfg.crop_scale} must be (lo, hi) with 0 < lo <= hi <= 1")
     if not isinstance(cfg.method_args, dict): p.append(f"method_args={cfg.method_args!r} must be a dict, e.g. method_args={{'scale': 0.5}}")
     if isinstance(cfg.batch_size, int) and isinstance(cfg.grad_accum, int) and cfg.grad_accum >= 1 \
@@ -337,11 +341,6 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state['torch'])
     if state['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    tmp.write_text(text)
-    os.replace(tmp, path)   # atomic: readers see the old or the new content
-
 def config_to_json(cfg: TrainConfig) -> str:
     "The config as JSON (tuples become lists; `config_from_json` turns them back)."
     return json.dumps(asdict(cfg), indent=2)
@@ -352,58 +351,149 @@ def config_from_json(text: str) -> TrainConfig:
     d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
     return override(TrainConfig(), d)
 
-# %% ../nbs/04_engine.ipynb #b0cd7401
+# %% ../nbs/04_engine.ipynb #d6cff06a
 CKPT_PREFIX = 'step-'
+CKPT_MANIFEST = 'manifest.json'   # bytes and sha256 of every file of a checkpoint, written last
+
+class CheckpointError(ValueError):
+    "A checkpoint that is missing, damaged, unwritable or does not fit the model; the message names the file and the fix."
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)   # atomic: readers see the old or the new content
+    finally:
+        tmp.unlink(missing_ok=True)
+
+def clean_debris(out_dir: str | os.PathLike) -> list[str]:
+    "Remove what a process killed while writing leaves in `out_dir` (temporary checkpoint folders and files)."
+    out, gone = Path(out_dir), []
+    for p in [*out.glob(f'.tmp-{CKPT_PREFIX}*'), *out.glob('.*.tmp')]:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        gone.append(p.name)
+    return gone
+
+def checkpoint_bytes(model: nn.Module, optimizer=None) -> int:
+    "About the size of a checkpoint of `model`: trainable parameters and buffers, plus the optimizer's state (AdamW: 2×)."
+    m = unwrap(model)
+    n = sum(p.numel() * p.element_size() for p in m.parameters() if p.requires_grad)
+    n += sum(b.numel() * b.element_size() for b in buffer_state(m).values())
+    return n * (3 if optimizer is not None else 1) + 64_000   # + RNG states, config, manifest
+
+def _write_error(e: OSError, out: Path, what: str, need: int) -> CheckpointError:
+    "One line for a failed write: the folder, the reason, the space needed and free, and how to go on."
+    try: free = f"{shutil.disk_usage(out).free / 1e6:,.1f} MB are free"
+    except OSError: free = 'free space unknown'
+    reason = 'no space left on the device' if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    return CheckpointError(f"{out}: could not write {what}: {reason}. A checkpoint needs about {need / 1e6:,.1f} MB; "
+                           f"{free}. Earlier checkpoints are intact: free some space (or choose another output_dir) "
+                           f"and run again with resume=auto")
+
+# %% ../nbs/04_engine.ipynb #b0cd7401
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
 
 def save_checkpoint(out_dir: str | os.PathLike, step: int, model: nn.Module, optimizer=None, scheduler=None,
                     scaler=None, cfg: TrainConfig | None = None, extra: dict | None = None, keep: int = 0) -> Path:
-    """Write checkpoint `out_dir/step-{step:07d}/` atomically and point `out_dir/latest` at it; with `keep > 0`,
-    delete older step checkpoints beyond the newest `keep`. Returns the checkpoint folder."""
+    """Write checkpoint `out_dir/step-{step:07d}/` atomically, with a manifest of its files, and point `out_dir/latest`
+    at it; with `keep > 0`, delete older step checkpoints beyond the newest `keep`. Returns the checkpoint folder.
+    A failed write (e.g. a full disk) leaves no partial files and raises `CheckpointError`."""
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    final = out/f'{CKPT_PREFIX}{step:07d}'
-    tmp = out/f'.tmp-{final.name}-{os.getpid()}'
-    # only one process writes checkpoints, so any temporary folder here is the debris of a run killed mid-write
-    for stale in out.glob(f'.tmp-{CKPT_PREFIX}*'): shutil.rmtree(stale, ignore_errors=True)
-    tmp.mkdir()
-    save_file({**trainable_state(model), **buffer_state(model)}, str(tmp/'model.safetensors'), metadata={'step': str(step)})
-    torch.save({'step': step, 'rng': rng_state(), **(extra or {}),
-                'optimizer': optimizer.state_dict() if optimizer is not None else None,
-                'scheduler': scheduler.state_dict() if scheduler is not None else None,
-                'scaler': scaler.state_dict() if scaler is not None else None}, tmp/'state.pt')
-    if cfg is not None: (tmp/'config.json').write_text(config_to_json(cfg))
-    if final.exists(): shutil.rmtree(final)   # the same step written again (a resumed run): replace it
-    os.replace(tmp, final)
-    _atomic_write_text(out/'latest', final.name)
+    final, tmp = out/f'{CKPT_PREFIX}{step:07d}', out/f'.tmp-{CKPT_PREFIX}{step:07d}-{os.getpid()}'
+    clean_debris(out)   # only one process writes checkpoints: anything temporary here is a killed run's debris
+    try:
+        tmp.mkdir()
+        save_file({**trainable_state(model), **buffer_state(model)}, str(tmp/'model.safetensors'), metadata={'step': str(step)})
+        torch.save({'step': step, 'rng': rng_state(), **(extra or {}),
+                    'optimizer': optimizer.state_dict() if optimizer is not None else None,
+                    'scheduler': scheduler.state_dict() if scheduler is not None else None,
+                    'scaler': scaler.state_dict() if scaler is not None else None}, tmp/'state.pt')
+        if cfg is not None: (tmp/'config.json').write_text(config_to_json(cfg))
+        manifest = {p.name: {'bytes': p.stat().st_size, 'sha256': _sha256(p)} for p in sorted(tmp.iterdir())}
+        (tmp/CKPT_MANIFEST).write_text(json.dumps(manifest, indent=1))
+        if final.exists(): shutil.rmtree(final)   # the same step written again (a resumed run): replace it
+        os.replace(tmp, final)
+        _atomic_write_text(out/'latest', final.name)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_error(e, out, f'the checkpoint of step {step}', checkpoint_bytes(model, optimizer)) from None
     if keep > 0:
         for old in sorted(out.glob(f'{CKPT_PREFIX}*'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
     return final
 
-def find_checkpoint(path: str | os.PathLike) -> Path | None:
-    "The checkpoint folder `path` names: itself if it holds `model.safetensors`, else the one its `latest` names."
-    path = Path(path)
-    if (path/'model.safetensors').is_file(): return path
-    if (path/'latest').is_file():
-        ck = path/(path/'latest').read_text().strip()
-        if (ck/'model.safetensors').is_file(): return ck
+# %% ../nbs/04_engine.ipynb #4fb2a9d0
+def verify_checkpoint(ck: str | os.PathLike) -> str | None:
+    "None if checkpoint folder `ck` is intact (every file of its manifest has the size and hash it was written with), else what is wrong, naming the file."
+    ck = Path(ck)
+    if not ck.is_dir(): return f"{ck}: no such checkpoint folder"
+    if not (ck/CKPT_MANIFEST).is_file():   # written before manifests existed: the two files must at least be there
+        gone = [f for f in ('model.safetensors', 'state.pt') if not (ck/f).is_file()]
+        return f"{ck/gone[0]}: missing (the checkpoint is incomplete)" if gone else None
+    try: manifest = json.loads((ck/CKPT_MANIFEST).read_text())
+    except (OSError, ValueError) as e: return f"{ck/CKPT_MANIFEST}: unreadable ({e})"
+    for name, rec in manifest.items():
+        p = ck/name
+        if not p.is_file(): return f"{p}: missing"
+        if p.stat().st_size != rec['bytes']:
+            return f"{p}: {p.stat().st_size:,} bytes, but {rec['bytes']:,} were written (truncated or damaged)"
+        if _sha256(p) != rec['sha256']: return f"{p}: its contents changed after it was written (sha256 mismatch)"
     return None
+
+def find_checkpoint(path: str | os.PathLike) -> Path | None:
+    """The intact checkpoint `path` names: a checkpoint folder itself, or in a run folder the one `latest` names,
+    falling back (with a warning) to the newest intact `step-*` folder. None where there is no checkpoint at all;
+    `CheckpointError` where there are only damaged ones, or `path` is a damaged checkpoint."""
+    path = Path(path)
+    if (path/'model.safetensors').is_file() or (path/CKPT_MANIFEST).is_file() or path.name.startswith(CKPT_PREFIX):
+        problem = verify_checkpoint(path)
+        if problem: raise CheckpointError(f"{problem}. Use another checkpoint of the run (its step-* folders) or the run folder")
+        return path
+    latest = [path/(path/'latest').read_text().strip()] if (path/'latest').is_file() else []
+    candidates = list(dict.fromkeys(latest + sorted(path.glob(f'{CKPT_PREFIX}*'), reverse=True)))
+    first_problem = None
+    for ck in candidates:
+        problem = verify_checkpoint(ck)
+        if problem is None:
+            if first_problem: warnings.warn(f"{first_problem}; using the newest intact checkpoint, {ck}")
+            return ck
+        first_problem = first_problem or problem
+    if first_problem: raise CheckpointError(f"{path}: no intact checkpoint ({first_problem})")
+    return None
+
+# %% ../nbs/04_engine.ipynb #fc3a2473
+def _read(path: Path, reader: Callable):
+    "`reader(path)`, with any failure turned into a `CheckpointError` naming the file."
+    try: return reader(path)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                              "the checkpoint is damaged: use another one of the run (its step-* folders)") from None
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, scheduler=None, scaler=None,
                     restore_rng: bool = True) -> dict:
-    """Load a checkpoint written by `save_checkpoint` into `model` (its trainable parameters and buffers) and the
-    optional optimizer/scheduler/scaler; restore the RNG states. Returns the saved state dict (step, epoch, ...)."""
+    """Load a checkpoint written by `save_checkpoint` (see `find_checkpoint`) into `model` (its trainable parameters and
+    buffers) and the optional optimizer/scheduler/scaler; restore the RNG states. Returns the saved state (step, ...)."""
     ck = find_checkpoint(path)
-    if ck is None: raise FileNotFoundError(f"{path}: no checkpoint here (expected model.safetensors, or a 'latest' file)")
-    weights = load_file(str(ck/'model.safetensors'))
+    if ck is None: raise CheckpointError(f"{path}: no checkpoint here (expected a step-* folder, or a run folder with 'latest')")
+    weights = _read(ck/'model.safetensors', lambda p: load_file(str(p)))
     params = dict(unwrap(model).named_parameters())
-    buffers = {n: b for n, b in unwrap(model).state_dict(keep_vars=True).items() if n not in params}
-    want = {n for n, p in params.items() if p.requires_grad}
-    missing, unexpected = sorted(want - set(weights)), sorted(set(weights) - set(params) - set(buffers))
-    if missing or unexpected:
-        raise ValueError(f"{ck}: checkpoint does not match {type(unwrap(model)).__name__}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]} (was it written by another method or config?)")
+    targets = {**{n: b for n, b in unwrap(model).state_dict(keep_vars=True).items() if n not in params}, **params}
+    missing = sorted({n for n, p in params.items() if p.requires_grad} - set(weights))
+    unexpected = sorted(set(weights) - set(targets))
+    shapes = [f"{n} is {tuple(w.shape)} there, {tuple(targets[n].shape)} here" for n, w in weights.items()
+              if n in targets and w.shape != targets[n].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"{ck} was written for another model than this {type(unwrap(model)).__name__}: "
+                              + '; '.join(filter(None, [shapes and ', '.join(shapes[:3]),
+                                                        missing and f'missing {missing[:5]}',
+                                                        unexpected and f'unexpected {unexpected[:5]}']))
+                              + " (another num_classes, method or backbone?)")
     with torch.no_grad():
-        for n, w in weights.items(): (params[n] if n in params else buffers[n]).copy_(w)
-    state = torch.load(ck/'state.pt', map_location='cpu', weights_only=True)   # tensors and containers only
+        for n, w in weights.items(): targets[n].copy_(w)
+    state = _read(ck/'state.pt', lambda p: torch.load(p, map_location='cpu', weights_only=True))   # tensors, containers only
     if optimizer is not None and state.get('optimizer') is not None: optimizer.load_state_dict(state['optimizer'])
     if scheduler is not None and state.get('scheduler') is not None: scheduler.load_state_dict(state['scheduler'])
     if scaler is not None and state.get('scaler'): scaler.load_state_dict(state['scaler'])
@@ -490,6 +580,9 @@ class MetricLogger:
         self.enabled, self.path, self.tb = enabled, Path(out_dir)/'metrics.jsonl', None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # a run killed mid-write leaves a torn last line: start this run's records on a fresh one
+            if self.path.is_file() and self.path.stat().st_size and self.path.read_bytes()[-1:] != b'\n':
+                with open(self.path, 'a') as f: f.write('\n')
             if tensorboard and SummaryWriter is not None: self.tb = SummaryWriter(str(Path(out_dir)/'tb'))
     def log(self, record: dict) -> None:
         "Write `record` (plus wall time); numbers also go to TensorBoard under `kind/key` at `record['step']`."
@@ -505,13 +598,17 @@ class MetricLogger:
 
 def read_metrics(out_dir: str | os.PathLike, kind: str | None = None, superseded: bool = False) -> list[dict]:
     """The records of `out_dir/metrics.jsonl` (only those with `kind` if given). A resumed run appends to the file, so
-    the steps a killed run logged after its last checkpoint appear twice; they are dropped unless `superseded`."""
+    the steps a killed run logged after its last checkpoint appear twice; they are dropped unless `superseded`.
+    A torn record (a run killed while writing it) is skipped with a warning."""
     path = Path(out_dir)/'metrics.jsonl'
     if not path.is_file(): return []
     recs = []
-    for line in path.read_text().splitlines():
+    for i, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip(): continue
-        r = json.loads(line)
+        try: r = json.loads(line)
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}:{i}: skipping a torn record (a run killed while writing it): {line[:60]!r}")
+            continue
         if r.get('kind') == 'start' and not superseded:   # a (re)start at step s replaces everything logged after s
             recs = [q for q in recs if q.get('step', 0) <= r['step']]
         recs.append(r)
@@ -603,11 +700,23 @@ def _loader(train_set: Dataset, cfg: TrainConfig, env: DistEnv, collate_fn: Call
                         generator=gen, persistent_workers=False)
     return data, sampler, loader, gen, micro
 
+def _prepare_output(out: Path) -> None:
+    "Before any work: `out` must be a writable folder; a killed run's temporary files there are removed."
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out/f'.write-test.{os.getpid()}.tmp'
+        probe.write_text('ok'); probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"output_dir={str(out)!r} is not a writable folder ({e.strerror or e}); choose another "
+                          f"output_dir") from None
+    clean_debris(out)
+
 def start_run(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callable | None = None,
               env: DistEnv | None = None, collate_fn: Callable = collate_videos, **hooks) -> Run:
     "Build a `Run` of `cfg` (data, optimizer, schedule, scaler, DDP), resumed from a checkpoint if `cfg.resume` says so."
     env = env or init_distributed(cfg.device)
     validate_config(cfg, env.world_size, check_files=False)
+    if env.is_main: _prepare_output(Path(cfg.output_dir))
     loss_fn = loss_fn or ClassificationLoss((cfg.frames, 3, cfg.image_size, cfg.image_size), cfg.label_smoothing)
     model.to(env.device)
     if cfg.grad_checkpointing: set_grad_checkpointing(model, True)

@@ -164,11 +164,24 @@ def backbone_config(backbone: str) -> dict:
 def _pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else tuple(size)
 
+def _check_image_size(backbone: str, image_size: int | None) -> None:
+    "A `MethodError` naming the nearest valid size when `image_size` is not a whole number of `backbone`'s patches."
+    if image_size is None: return
+    try: patch = backbone_config(backbone)['vision_cfg']['patch_size']
+    except Exception: return                   # a name only a weights file defines: open_clip checks it when loading
+    patch = patch if isinstance(patch, int) else patch[0]
+    if not isinstance(image_size, int) or image_size < patch or image_size % patch:
+        ok = max(patch, round(image_size / patch) * patch) if isinstance(image_size, (int, float)) else 224
+        raise MethodError(f"image_size={image_size!r} is not a whole number of {backbone}'s {patch}-pixel patches; "
+                          f"use a multiple of {patch}, e.g. image_size={ok}")
+
 def clip_image_encoder(backbone: str, pretrained: str | None = None, image_size: int | None = None) -> tuple[nn.Module, int]:
     '''`(visual, embed_dim)`: the CLIP image tower of `backbone` (an `open_clip` name) and its output width.
     `pretrained`: an `open_clip` tag or a weights file (loaded through `clip.load_clip`), or None for the architecture
     alone (random init, built from the config without the text tower; safe under `torch.device('meta')`).
-    `image_size` overrides the config's input size (the positional embedding is resized for loaded weights).'''
+    `image_size` overrides the config's input size (the positional embedding is resized for loaded weights); it must
+    be a whole number of patches.'''
+    _check_image_size(backbone, image_size)
     if pretrained is not None:
         kwargs = {'force_image_size': image_size} if image_size is not None else {}
         bundle = load_clip(backbone, pretrained, **kwargs)
