@@ -124,6 +124,7 @@ def _hf_cached(repo_id: str, filename: str, cache_dir: str | None) -> str | None
     hit = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
     return hit if isinstance(hit, str) else None
 
+# %% ../nbs/03_clip.ipynb #085a85e4
 def cached_pretrained(model: str, tag: str, cache_dir: str | None = None) -> str | None:
     """Local path of the weights for `open_clip` `model` + `tag` if already downloaded, else None (no network).
     Mirrors open_clip's choice of source: the hub entry when `huggingface_hub` is installed, else the URL."""
@@ -171,6 +172,7 @@ class ClipBundle:
         size = self.model.visual.image_size
         return size[0] if isinstance(size, (tuple, list)) else size
 
+# %% ../nbs/03_clip.ipynb #e1fabb4d
 CHECKPOINT_SUFFIXES = ('.safetensors', '.pt', '.pth', '.bin')
 _DIR_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.safetensors', 'open_clip_pytorch_model.bin',
                 'open_clip_pytorch_model.pth')
@@ -233,6 +235,7 @@ def _build(name: str, pretrained: str | None, config: dict, device, precision: s
     tokenizer = open_clip.get_tokenizer(tokenizer_name or name)
     return ClipBundle(model.eval(), eval_tf, tokenizer, name, pretrained, config, train_tf)
 
+# %% ../nbs/03_clip.ipynb #06ed7142
 def _load_dir(folder: Path, device, precision: str, **kwargs) -> ClipBundle:
     "Case (c): an open_clip folder with open_clip_config.json and weights."
     cfg_path = folder/'open_clip_config.json'
@@ -270,6 +273,20 @@ def _load_file(path: Path, model: str | None, device, precision: str, **kwargs) 
     name = register_config(_config_name(stem, model_cfg), model_cfg)
     return _build(name, str(path), model_cfg, device, precision, None, **_preprocess_kwargs(pp), **kwargs)
 
+# %% ../nbs/03_clip.ipynb #c1a0e7f0
+def _check_tag(name: str, tag: str, cache_dir: str | None) -> str:
+    "`tag` if it is a pretrained tag of `name` that can be loaded now; else `ClipLoadError` (close matches, or offline)."
+    if not get_pretrained_cfg(name, tag):
+        tags = list_pretrained_tags_by_model(name)
+        close = difflib.get_close_matches(tag, tags, n=3, cutoff=0.4)
+        raise ClipLoadError(f"pretrained={tag!r} is not a tag of {name!r} "
+                            f"({'did you mean ' + str(close) + '? ' if close else ''}its tags: {tags or 'none'}); "
+                            f"to load a local file pass its path")
+    if hub_offline() and cached_pretrained(name, tag, cache_dir) is None:
+        hub = get_pretrained_cfg(name, tag).get('hf_hub', '')
+        raise _offline_error(f"Weights for model={name!r}, pretrained={tag!r}", os.path.split(hub)[0] or None)
+    return tag
+
 # %% ../nbs/03_clip.ipynb #bff6cead
 def load_clip(model: str | None = None, pretrained: str | os.PathLike | None = None, device: str | torch.device = 'cpu',
               precision: str = 'fp32', cache_dir: str | None = None, force_quick_gelu: bool = False,
@@ -299,17 +316,7 @@ def load_clip(model: str | None = None, pretrained: str | os.PathLike | None = N
         cfg = open_clip.get_model_config(model)   # reads the (cached) hub config
         return _build(model, None, cfg or {}, device, precision, cache_dir, force_quick_gelu, **kwargs)
     name = resolve_model_name(model, pretrained) if not force_quick_gelu else check_model_name(model)
-    if pretrained is not None:
-        pretrained = str(pretrained)
-        if not get_pretrained_cfg(name, pretrained):
-            tags = list_pretrained_tags_by_model(name)
-            close = difflib.get_close_matches(pretrained, tags, n=3, cutoff=0.4)
-            raise ClipLoadError(f"pretrained={pretrained!r} is not a tag of {name!r} "
-                                f"({'did you mean ' + str(close) + '? ' if close else ''}its tags: {tags or 'none'}); "
-                                f"to load a local file pass its path")
-        if hub_offline() and cached_pretrained(name, pretrained, cache_dir) is None:
-            hub = get_pretrained_cfg(name, pretrained).get('hf_hub', '')
-            raise _offline_error(f"Weights for model={name!r}, pretrained={pretrained!r}", os.path.split(hub)[0] or None)
+    if pretrained is not None: pretrained = _check_tag(name, str(pretrained), cache_dir)
     return _build(name, pretrained, open_clip.get_model_config(name), device, precision, cache_dir,
                   force_quick_gelu, **kwargs)
 
@@ -384,6 +391,7 @@ def _image_batch(batch, model: nn.Module, preprocess: Callable | None) -> torch.
         raise ValueError("encode_images: got PIL-like images; pass preprocess=bundle.preprocess")
     return to_pixels(np.stack([np.asarray(b) for b in batch]) if isinstance(batch, (list, tuple)) else batch, model)
 
+# %% ../nbs/03_clip.ipynb #118ca6af
 @torch.no_grad()
 def encode_images(model: nn.Module, images, batch_size: int = 256, device: str | torch.device | None = None,
                   progress: bool = True, preprocess: Callable | None = None) -> torch.Tensor:
@@ -414,7 +422,7 @@ def encode_texts(model: nn.Module, tokenizer: Callable, texts: Sequence[str], ba
     return torch.cat(out) if out else torch.empty(0, model.text_projection.shape[-1])
 
 # %% ../nbs/03_clip.ipynb #60d6caaa
-INIT_LOGIT_SCALE = math.log(1 / 0.07)   # t_0 = ln(1/0.07): the paper's initial temperature 0.07
+INIT_LOGIT_SCALE = math.log(1 / 0.07)   # t_0 = ln(1/tau_0) for the paper's initial temperature tau_0 = 0.07
 MAX_LOGIT_SCALE = math.log(100)         # clamp t <= ln 100: logits stay within +-100
 
 def clip_logits(image_features: torch.Tensor, text_features: torch.Tensor,
@@ -434,7 +442,7 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
 
 # %% ../nbs/03_clip.ipynb #820344a3
 class LogitScale(nn.Module):
-    "Learned temperature: holds t (init ln(1/0.07)) and returns the logit scale e^t; clamp t with `clamp_()`."
+    "Learned temperature tau, held as t = ln(1/tau) (init ln(1/0.07)); returns the logit scale e^t = 1/tau. `clamp_()` clamps t."
     def __init__(self, init: float = INIT_LOGIT_SCALE, max_value: float = MAX_LOGIT_SCALE, learnable: bool = True):
         super().__init__()
         self.t = nn.Parameter(torch.tensor(float(init)), requires_grad=learnable)   # t, a scalar
@@ -451,7 +459,7 @@ class LogitScale(nn.Module):
 
 @torch.no_grad()
 def clamp_logit_scale_(obj: nn.Module | torch.Tensor, max_value: float = MAX_LOGIT_SCALE) -> torch.Tensor:
-    """Clamp a log-scale t to [0, `max_value`] in place: `obj` is an open_clip model (its `logit_scale`), a
+    """Clamp t = ln(1/tau), the log of the logit scale, to [0, `max_value`] in place: `obj` is an open_clip model (its `logit_scale`), a
     `LogitScale`, or the parameter itself. Call after each optimiser step, as open_clip's trainer does."""
     if isinstance(obj, LogitScale): t = obj.t
     elif isinstance(obj, nn.Module):

