@@ -98,7 +98,7 @@ def build_clip(cfg: PretrainConfig) -> ClipBundle:
 # %% ../nbs/05_pretrain.ipynb #61ad9323
 POSITION_TEMPLATE = 'a photo of something {}.'       # the position probe's prompt; '{}' takes a POSITION_PROBE phrase
 POSITION_PROBE = {'left': 'on the left', 'right': 'on the right', 'top': 'at the top', 'bottom': 'at the bottom'}
-GARMENT_TEMPLATE = 'a photo of a {}.'                # the garment probe's single template (the issue's protocol)
+GARMENT_TEMPLATE = 'a photo of a {}.'                # the garment probe's single template (CLIP's default prompt)
 _GARMENT_ONLY = ('a photo of a {g}.', 'a photo of {a} {g}.', 'a picture of {a} {g}.', '{a} {g}.', 'there is {a} {g}.')
 _POSITION_ONLY = ('a photo of something {p}.', 'something {p}.', 'an object {p}.', 'a picture of something {p}.')
 _PHRASES = {'left': ('on the left', 'at the left', 'on the left side'),
@@ -126,7 +126,7 @@ class CaptionPairs(Dataset):
     `POSITIONS`), `caption`, `index`; `default_collate` batches them."""
     def __init__(self, cfg: PretrainConfig, images: np.ndarray | None = None, labels: np.ndarray | None = None,
                  photos: dict | None = None, seed: int | None = None):
-        if images is None: images, labels = load_fashion_mnist('train', source='debian')
+        if images is None: images, labels = load_fashion_mnist('train', source='auto')
         self.cfg, self.images, self.labels = cfg, images, labels
         self.photos = photos if photos is not None else load_backgrounds(size=cfg.image_size)
         self.seed, self.epoch = cfg.seed if seed is None else seed, 0

@@ -45,7 +45,7 @@ def test_imports_in_their_own_cells(nb):
 
 @pytest.mark.parametrize("nb", [p for p in NOTEBOOKS if p.parent == NBS and p.name[:2].isdigit()], ids=lambda p: p.name)
 def test_exports_where_the_name_says(nb):
-    """`nbs/NN_name.ipynb` exports `efficient_video/name.py` (STYLE.md)."""
+    """`nbs/NN_name.ipynb` exports `efficient_video/name.py` (notebook = module = reading order)."""
     exp = [src(c) for c in cells(nb) if "#| default_exp" in src(c)]
     assert exp, f"{nb.name} has no '#| default_exp'"
     name = exp[0].split("default_exp", 1)[1].split()[0]
