@@ -200,12 +200,14 @@ def _zero_shot_options(p):
 
 @subcommand('zero-shot', 'zero-shot accuracy on the official Fashion-MNIST test set with a template ensemble', _zero_shot_options)
 def run_zero_shot(args):
-    from efficient_video import prompts
+    from efficient_video import prompts, pretrain
     from efficient_video.clip import load_clip
     device = args.device or 'cpu'
-    if args.model is None and args.pretrained is None: bundle = prompts.default_clip(device=device)
+    if args.model is None and args.pretrained is None: bundle = pretrain.default_clip(device=device)
     else: bundle = load_clip(args.model, args.pretrained, device=device)
-    return prompts.evaluate_zero_shot_fashion(bundle, args.templates, n=args.n, device=device)
+    if args.n is not None and not 1 <= args.n <= 10_000: raise CLIError(f'-n {args.n}: choose 1..10000 test images')
+    return pretrain.evaluate_zero_shot(bundle.model.to(device), bundle.tokenizer, n=args.n, positions=False,
+                                       templates=prompts.get_templates(args.templates))
 
 # %% ../nbs/99_cli.ipynb #23f6f9fb
 def _is_rank0() -> bool: 

@@ -27,7 +27,8 @@ __all__ = ['TINY_CONFIGS', 'CHECKPOINT_SUFFIXES', 'INIT_LOGIT_SCALE', 'MAX_LOGIT
            'register_tiny_configs', 'ClipLoadError', 'check_model_name', 'resolve_model_name', 'hub_offline',
            'cached_pretrained', 'ClipBundle', 'read_clip_config', 'config_beside', 'load_clip', 'save_clip',
            'to_pixels', 'image_features', 'text_features', 'encode_images', 'encode_texts', 'clip_logits', 'clip_loss',
-           'LogitScale', 'clamp_logit_scale_', 'all_gather_with_local_grad', 'ContrastiveLoss']
+           'LogitScale', 'clamp_logit_scale_', 'all_gather_with_local_grad', 'ContrastiveLoss', 'check_template',
+           'fill_template', 'zero_shot_classifier', 'model_logit_scale', 'zero_shot_logits']
 
 # %% ../nbs/03_clip.ipynb #1ec6a8a8
 TINY_CONFIGS: dict[str, dict] = {
@@ -505,3 +506,54 @@ class ContrastiveLoss(nn.Module):
             image_features = all_gather_with_local_grad(image_features, rank, world_size, self.group)
             text_features = all_gather_with_local_grad(text_features, rank, world_size, self.group)
         return clip_loss(image_features, text_features, logit_scale)
+
+# %% ../nbs/03_clip.ipynb #88868912
+def check_template(template: str) -> str:
+    "Return `template` if it is a string with exactly one `{}` placeholder; else a `ValueError` saying what to write."
+    if not isinstance(template, str):
+        raise TypeError(f"template {template!r}: expected a string such as 'a photo of a {{}}.'")
+    if template.count('{}') != 1:
+        raise ValueError(f"template {template!r}: needs exactly one '{{}}' where the class name goes, "
+                         f"e.g. 'a photo of a {{}}.' (found {template.count('{}')})")
+    return template
+
+def fill_template(template: str, classname: str) -> str:
+    "The prompt for `classname`: `template` with its `{}` replaced (`str.replace`, so braces in names are safe)."
+    return check_template(template).replace('{}', classname)
+
+def _check_classnames(classnames: Sequence[str]) -> list[str]:
+    "A list of non-empty, distinct class names (a duplicate would make two classes tie on every input)."
+    if isinstance(classnames, str): raise TypeError("classnames: pass a list of class names, not one string")
+    names = list(classnames)
+    if not names: raise ValueError("classnames: empty; pass at least one class name")
+    bad = [c for c in names if not isinstance(c, str) or not c.strip()]
+    if bad: raise ValueError(f"classnames: {bad!r} are not non-empty strings")
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup: raise ValueError(f"classnames: {dup} appear more than once; class names must be distinct")
+    return names
+
+# %% ../nbs/03_clip.ipynb #b4299028
+def zero_shot_classifier(model: nn.Module, tokenizer: Callable, classnames: Sequence[str],
+                         templates: str | Sequence[str] = ('a photo of a {}.',), batch_size: int = 256,
+                         device: str | torch.device | None = None, progress: bool = False) -> torch.Tensor:
+    """Zero-shot class weights `K×D` (float32, unit rows, on CPU): for each class, the mean of the normalised text
+    features of its prompts under every template in `templates` (one template string, or a sequence), re-normalised."""
+    templates = (templates,) if isinstance(templates, str) else tuple(templates)
+    if not templates: raise ValueError("templates: empty; pass at least one template, e.g. ('a photo of a {}.',)")
+    names = _check_classnames(classnames)
+    prompts = [fill_template(t, c) for c in names for t in templates]             # K·M prompts, class-major
+    feats = encode_texts(model, tokenizer, prompts, batch_size, device, progress)   # (K·M, D): g^_km, unit rows
+    feats = rearrange(feats, '(k m) d -> k m d', k=len(names))                       # (K, M, D)
+    return F.normalize(feats.mean(dim=1), dim=-1)                                    # w_k = g-bar_k / ||g-bar_k||
+
+def model_logit_scale(model: nn.Module) -> float:
+    "The model's learned logit scale e^t (open_clip keeps t in `model.logit_scale`); 100 if it has none."
+    t = getattr(model, 'logit_scale', None)
+    return float(t.detach().exp()) if isinstance(t, torch.Tensor) else 100.0
+
+def zero_shot_logits(features: torch.Tensor, classifier: torch.Tensor, logit_scale: float = 100.0) -> torch.Tensor:
+    "Logits `B×K`, s_bk = e^t f^_b·w_k, of normalised features `B×D` against class weights `K×D`."
+    if features.ndim != 2 or classifier.ndim != 2 or features.shape[1] != classifier.shape[1]:
+        raise ValueError(f"zero_shot_logits: features {tuple(features.shape)} and classifier {tuple(classifier.shape)} "
+                         f"must be B×D and K×D with the same D (the classifier must come from the same model)")
+    return logit_scale * torch.einsum('bd,kd->bk', features.float(), classifier.float().to(features.device))

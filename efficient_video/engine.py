@@ -40,10 +40,10 @@ __all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'CKPT_PREFIX', 
            'build_dataset', 'infer_num_classes', 'WarmupCosine', 'resolve_amp', 'set_grad_checkpointing', 'unwrap',
            'trainable_state', 'buffer_state', 'rng_state', 'set_rng_state', 'config_to_json', 'config_from_json',
            'CheckpointError', 'clean_debris', 'checkpoint_bytes', 'save_checkpoint', 'verify_checkpoint',
-           'find_checkpoint', 'load_checkpoint', 'multiview_probs', 'metrics_from_confusion', 'evaluate_model',
-           'confusion_figure', 'MetricLogger', 'read_metrics', 'ClassificationLoss', 'micro_batch_size', 'Run',
-           'start_run', 'epoch_batches', 'train_step', 'log_train', 'save_run', 'checkpoint', 'validation_due',
-           'validate', 'finish_run', 'fit']
+           'find_checkpoint', 'load_checkpoint', 'accuracy', 'multiview_probs', 'metrics_from_confusion',
+           'evaluate_model', 'confusion_figure', 'MetricLogger', 'read_metrics', 'ClassificationLoss',
+           'micro_batch_size', 'Run', 'start_run', 'epoch_batches', 'train_step', 'log_train', 'save_run', 'checkpoint',
+           'validation_due', 'validate', 'finish_run', 'fit']
 
 # %% ../nbs/04_engine.ipynb #f3ae0135
 AMP_MODES = ('auto', 'bf16', 'fp16', 'none')
@@ -501,6 +501,24 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, s
     state['path'] = ck
     return state
 
+# %% ../nbs/04_engine.ipynb #8d8e3713
+def accuracy(logits: torch.Tensor, labels: torch.Tensor | np.ndarray | Sequence[int],
+             k: int | Sequence[int] = (1, 5), reduce: str = 'mean') -> dict[str, float]:
+    """Top-k accuracies as fractions, `{'top1': ..., 'top5': ...}`, of `logits` `B×K` against integer `labels` `B`
+    (k > K uses K); `reduce='sum'` gives the numbers of correct samples instead."""
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=logits.device)
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(f"accuracy: logits {tuple(logits.shape)} must be B×K and labels {tuple(labels.shape)} B")
+    if len(labels) == 0: raise ValueError("accuracy: no samples")
+    if labels.min() < 0 or labels.max() >= logits.shape[1]:
+        raise ValueError(f"accuracy: labels must lie in 0..{logits.shape[1] - 1}")
+    ks = (k,) if isinstance(k, int) else tuple(k)
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices         # (B, k_max): best classes first
+    hit = top == labels[:, None]                                            # (B, k_max): at most one True per row
+    counts = {f'top{kk}': hit[:, :min(kk, logits.shape[1])].any(1).sum().item() for kk in ks}
+    # count, then divide in Python: 18/200 gives 0.09, as a JSON reader expects, not float32's 0.09000000357
+    return counts if reduce == 'sum' else {name: c / len(labels) for name, c in counts.items()}
+
 # %% ../nbs/04_engine.ipynb #bedf42d3
 def multiview_probs(model: nn.Module, x: torch.Tensor, clip_ndim: int = 4) -> torch.Tensor:
     """Class probabilities `B×K` of a batch of one view per sample (`B×T×C×H×W`), or of several (`B×V×T×C×H×W`:
@@ -550,7 +568,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
         with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             probs = multiview_probs(model, batch['video'].to(dev, non_blocking=True), clip_ndim)
         conf.index_put_((label, probs.argmax(1)), torch.ones_like(label), accumulate=True)
-        counts[0] += (probs.topk(min(5, K), dim=1).indices == label[:, None]).any(1).sum()
+        counts[0] += accuracy(probs, label, 5, reduce='sum')['top5']
     conf, counts = all_reduce_sum(conf, env), all_reduce_sum(counts, env)
     model.train(was_training)
     out = metrics_from_confusion(conf.cpu(), int(counts[0]), int(counts[1]))

@@ -241,8 +241,8 @@ class FrameAverage(nn.Module):
         return rearrange(feats, '(b t) d -> b t d', b=B)
 
     def pool(self, feats: torch.Tensor) -> torch.Tensor:
-        "`f̄ = mean_t f_t`: `B×T×D -> B×D`, independent of frame order bit for bit (each channel sorted along T first)."
-        return feats.sort(dim=1).values.mean(dim=1)
+        "`f̄ = mean_t f_t`: `B×T×D -> B×D` (independent of frame order, up to float rounding)."
+        return feats.mean(dim=1)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         "Logits `B×K` for `video` `B×T×C×H×W`."

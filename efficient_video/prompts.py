@@ -17,16 +17,15 @@ from torch import nn
 from einops import rearrange
 from open_clip import zero_shot_metadata
 
-from .clip import ClipBundle, ClipLoadError, encode_images, encode_texts, load_clip
-from .samples import FASHION_CLASSES, SamplesError, samples_dir
-from .pretrain import (GARMENT_TEMPLATE, POSITION_PROBE, POSITION_TEMPLATE, evaluate_zero_shot, zero_shot_sets,
-                                      default_clip)
+from .clip import (ClipBundle, encode_images, check_template, zero_shot_classifier, zero_shot_logits,
+                                  model_logit_scale)
+from .engine import accuracy
+from .pretrain import GARMENT_TEMPLATE, zero_shot_sets
 
 # %% auto #0
 __all__ = ['SINGLE_TEMPLATES', 'OPENAI_IMAGENET_TEMPLATES', 'VIDEO_TEMPLATES', 'DEFAULT_TEMPLATE', 'TEMPLATE_SETS',
-           'check_template', 'fill_template', 'get_templates', 'zero_shot_classifier', 'encode_videos',
-           'model_logit_scale', 'zero_shot_logits', 'zero_shot_predict', 'accuracy', 'fashion_test_images',
-           'evaluate_zero_shot_fashion', 'template_sensitivity', 'sensitivity_table']
+           'get_templates', 'encode_videos', 'zero_shot_predict', 'fashion_test_images', 'template_sensitivity',
+           'sensitivity_table']
 
 # %% ../nbs/06_prompts.ipynb #2c1f7887
 SINGLE_TEMPLATES: tuple[str, ...] = (
@@ -60,19 +59,6 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 }
 
 # %% ../nbs/06_prompts.ipynb #850ac34d
-def check_template(template: str) -> str:
-    "Return `template` if it is a string with exactly one `{}` placeholder; else a `ValueError` saying what to write."
-    if not isinstance(template, str):
-        raise TypeError(f"template {template!r}: expected a string such as 'a photo of a {{}}.'")
-    if template.count('{}') != 1:
-        raise ValueError(f"template {template!r}: needs exactly one '{{}}' where the class name goes, "
-                         f"e.g. 'a photo of a {{}}.' (found {template.count('{}')})")
-    return template
-
-def fill_template(template: str, classname: str) -> str:
-    "The prompt for `classname`: `template` with its `{}` replaced (`str.replace`, so braces in names are safe)."
-    return check_template(template).replace('{}', classname)
-
 def get_templates(templates: str | Sequence[str | Callable[[str], str]] = 'default') -> tuple[str, ...]:
     """A tuple of template strings from: a set name in `TEMPLATE_SETS` ('default', 'single', 'openai', 'video'),
     one template string with `{}`, or a sequence of templates (strings, or callables `c -> str` as `open_clip` keeps them)."""
@@ -85,29 +71,6 @@ def get_templates(templates: str | Sequence[str | Callable[[str], str]] = 'defau
     out = tuple(check_template(t('{}') if callable(t) else t) for t in templates)
     if not out: raise ValueError("templates: empty; pass at least one template, e.g. ('a photo of a {}.',)")
     return out
-
-# %% ../nbs/06_prompts.ipynb #fba049aa
-def _check_classnames(classnames: Sequence[str]) -> list[str]:
-    "A list of non-empty, distinct class names (a duplicate would make two classes tie on every input)."
-    if isinstance(classnames, str): raise TypeError("classnames: pass a list of class names, not one string")
-    names = list(classnames)
-    if not names: raise ValueError("classnames: empty; pass at least one class name")
-    bad = [c for c in names if not isinstance(c, str) or not c.strip()]
-    if bad: raise ValueError(f"classnames: {bad!r} are not non-empty strings")
-    dup = sorted({c for c in names if names.count(c) > 1})
-    if dup: raise ValueError(f"classnames: {dup} appear more than once; class names must be distinct")
-    return names
-
-def zero_shot_classifier(model: nn.Module, tokenizer: Callable, classnames: Sequence[str],
-                         templates: str | Sequence[str] = 'default', batch_size: int = 256,
-                         device: str | torch.device | None = None, progress: bool = False) -> torch.Tensor:
-    """Zero-shot class weights `K×D` (float32, unit rows, on CPU): for each class, the mean of the normalised text
-    features of its prompts under every template in `templates` (see `get_templates`), re-normalised."""
-    names, templates = _check_classnames(classnames), get_templates(templates)
-    prompts = [fill_template(t, c) for c in names for t in templates]             # K·M prompts, class-major
-    feats = encode_texts(model, tokenizer, prompts, batch_size, device, progress)   # (K·M, D): g^_km, unit rows
-    feats = rearrange(feats, '(k m) d -> k m d', k=len(names))                       # (K, M, D)
-    return F.normalize(feats.mean(dim=1), dim=-1)                                    # w_k = g-bar_k / ||g-bar_k||
 
 # %% ../nbs/06_prompts.ipynb #cec9aea7
 def encode_videos(model: nn.Module, videos: torch.Tensor | np.ndarray, batch_size: int = 256,
@@ -123,18 +86,6 @@ def encode_videos(model: nn.Module, videos: torch.Tensor | np.ndarray, batch_siz
     feats = rearrange(feats, '(b t) d -> b t d', b=B)                       # (B, T, D)
     return F.normalize(feats.mean(dim=1), dim=-1)                           # f^_b = f-bar_b / ||f-bar_b||
 
-def model_logit_scale(model: nn.Module) -> float:
-    "The model's learned logit scale e^t (open_clip keeps t in `model.logit_scale`); 100 if it has none."
-    t = getattr(model, 'logit_scale', None)
-    return float(t.detach().exp()) if isinstance(t, torch.Tensor) else 100.0
-
-def zero_shot_logits(features: torch.Tensor, classifier: torch.Tensor, logit_scale: float = 100.0) -> torch.Tensor:
-    "Logits `B×K`, s_bk = e^t f^_b·w_k, of normalised features `B×D` against class weights `K×D`."
-    if features.ndim != 2 or classifier.ndim != 2 or features.shape[1] != classifier.shape[1]:
-        raise ValueError(f"zero_shot_logits: features {tuple(features.shape)} and classifier {tuple(classifier.shape)} "
-                         f"must be B×D and K×D with the same D (the classifier must come from the same model)")
-    return logit_scale * torch.einsum('bd,kd->bk', features.float(), classifier.float().to(features.device))
-
 def zero_shot_predict(model: nn.Module, classifier: torch.Tensor, inputs: torch.Tensor | np.ndarray,
                       logit_scale: float | None = None, batch_size: int = 256,
                       device: str | torch.device | None = None, progress: bool = False) -> torch.Tensor:
@@ -146,22 +97,6 @@ def zero_shot_predict(model: nn.Module, classifier: torch.Tensor, inputs: torch.
     scale = model_logit_scale(model) if logit_scale is None else logit_scale
     return zero_shot_logits(feats, classifier, scale)
 
-# %% ../nbs/06_prompts.ipynb #d688908d
-def accuracy(logits: torch.Tensor, labels: torch.Tensor | np.ndarray | Sequence[int],
-             k: int | Sequence[int] = (1, 5)) -> dict[str, float]:
-    "Top-k accuracies as fractions, `{'top1': ..., 'top5': ...}`, of `logits` `B×K` against integer `labels` `B` (k > K uses K)."
-    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=logits.device)
-    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise ValueError(f"accuracy: logits {tuple(logits.shape)} must be B×K and labels {tuple(labels.shape)} B")
-    if len(labels) == 0: raise ValueError("accuracy: no samples")
-    if labels.min() < 0 or labels.max() >= logits.shape[1]:
-        raise ValueError(f"accuracy: labels must lie in 0..{logits.shape[1] - 1}")
-    ks = (k,) if isinstance(k, int) else tuple(k)
-    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices         # (B, k_max): best classes first
-    hit = top == labels[:, None]                                            # (B, k_max): at most one True per row
-    # count, then divide in Python: 18/200 gives 0.09, as a JSON reader expects, not float32's 0.09000000357
-    return {f'top{kk}': hit[:, :min(kk, logits.shape[1])].any(1).sum().item() / len(labels) for kk in ks}
-
 # %% ../nbs/06_prompts.ipynb #51de6dc2
 def fashion_test_images(n: int | None = None, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """The first `n` (default all 10,000) official Fashion-MNIST test garments exactly as the pretraining chapter's
@@ -170,19 +105,6 @@ def fashion_test_images(n: int | None = None, size: int = 64) -> tuple[np.ndarra
     if n is not None and n < 1: raise ValueError(f"n={n}: choose 1..10000 test images (None = all)")
     sets = zero_shot_sets(size, n, positions=False)   # the one implementation of the protocol's images
     return sets['garment'], sets['garment_labels']
-
-def evaluate_zero_shot_fashion(bundle: ClipBundle | None = None, templates: str | Sequence[str] = (GARMENT_TEMPLATE,),
-                               n: int | None = None, batch_size: int = 256, device: str | torch.device | None = None,
-                               progress: bool = False, root: str | os.PathLike | None = None) -> dict:
-    """Zero-shot top-1/top-5 (fractions) of `bundle` (default: the sample CLIP, `default_clip(root)`) on the official
-    Fashion-MNIST test set (first `n` images; all 10,000 by default), garments shown at the model's input size, with
-    the template ensemble `templates`: `{"top1", "top5", "n", "templates"}`."""
-    bundle = default_clip(root) if bundle is None else bundle
-    templates = get_templates(templates)
-    images, labels = fashion_test_images(n, size=bundle.image_size)
-    W = zero_shot_classifier(bundle.model, bundle.tokenizer, FASHION_CLASSES, templates, batch_size, device, progress)
-    logits = zero_shot_predict(bundle.model, W, images, batch_size=batch_size, device=device, progress=progress)
-    return {**accuracy(logits, labels, (1, 5)), 'n': len(labels), 'templates': list(templates)}
 
 # %% ../nbs/06_prompts.ipynb #f5eee785
 def template_sensitivity(model: nn.Module, tokenizer: Callable, features: torch.Tensor, labels,
