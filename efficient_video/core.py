@@ -411,9 +411,12 @@ def _pair(x: int | tuple[int, int]) -> tuple[int, int]:
 
 def vit_flop_terms(image_size: int | tuple[int, int], patch_size: int | tuple[int, int], width: int, layers: int,
                    mlp_ratio: float = 4.0, output_dim: int | None = None, in_chans: int = 3,
-                   class_token: bool = True, extra_tokens: int = 0) -> dict[str, int]:
+                   class_token: bool = True, extra_tokens: int = 0, frames: int = 1,
+                   temporal_attention: bool = False) -> dict[str, int]:
     """Per-frame MACs of a CLIP ViT image tower, term by term (see the table above): patch embedding, and summed over
-    `layers` blocks Q/K/V, QKᵀ, AV, output projection and MLP, plus the final projection to `output_dim`."""
+    `layers` blocks Q/K/V, QKᵀ, AV, output projection and MLP, plus the final projection to `output_dim`. With
+    `temporal_attention`, each block also attends along time over `frames` frames with its own projections again
+    (AIM's T-MSA): the `t_*` terms."""
     (h, w), (ph, pw) = _pair(image_size), _pair(patch_size)
     if h % ph or w % pw:
         raise ValueError(f"vit_flop_terms: image_size {(h, w)} is not a multiple of patch_size {(ph, pw)}")
@@ -428,6 +431,10 @@ def vit_flop_terms(image_size: int | tuple[int, int], patch_size: int | tuple[in
         'attn_out': layers * N * D * D,
         'mlp': layers * 2 * N * D * hidden,
         'proj': D * output_dim if output_dim else 0,    # class token -> joint embedding
+        **({'t_qkv': layers * 3 * N * D * D,            # temporal attention, per frame: projections again,
+            't_scores': layers * N * frames * D,        # each of the N tokens against T frames
+            't_values': layers * N * frames * D,
+            't_out': layers * N * D * D} if temporal_attention else {}),
     }
 
 def vit_flops(image_size: int | tuple[int, int], patch_size: int | tuple[int, int], width: int, layers: int,

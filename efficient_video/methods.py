@@ -6,13 +6,14 @@ Docs: https://efficient-video.github.io/efficient_video/methods.html.md"""
 
 # %% ../nbs/07_methods.ipynb #ee9010f1
 from __future__ import annotations
-import dataclasses, difflib, importlib, importlib.metadata, inspect, warnings
+import dataclasses, difflib, fnmatch, importlib, importlib.metadata, inspect, re, warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from einops import rearrange
 import open_clip
 from open_clip.model import _build_vision_tower, set_model_preprocess_cfg
@@ -26,7 +27,8 @@ from .engine import TrainConfig
 __all__ = ['TOWERS', 'ENTRY_POINT_GROUP', 'METHODS', 'SAMPLES', 'SAMPLE_CLIP', 'PRESETS', 'PROFILE_KEYS', 'MethodError', 'Method',
            'discover_methods', 'register_method', 'list_methods', 'get_method', 'build_model', 'register_preset',
            'list_presets', 'get_preset', 'backbone_config', 'clip_image_encoder', 'FrameAverage', 'build_frame_average',
-           'profile_method', 'format_profile']
+           'profile_method', 'format_profile', 'inject', 'DropPath', 'VideoBlock', 'VideoViT', 'zero_init_',
+           'identity_at_init']
 
 # %% ../nbs/07_methods.ipynb #ac216d78
 TOWERS = ('image', 'text')   # the CLIP towers a method may use
@@ -268,7 +270,8 @@ register_preset('frame-average-tiny', method='frame-average', backbone='ev-tiny-
                 output_dir='runs/frame-average-tiny');
 
 # %% ../nbs/07_methods.ipynb #8bd80480
-PROFILE_KEYS = ('method', 'backbone', 'frames', 'num_classes', 'params_total', 'params_trainable', 'gflops_per_view')
+PROFILE_KEYS = ('method', 'backbone', 'frames', 'num_classes', 'params_total', 'params_trainable', 'params_added',
+                'gflops_per_view')
 
 def _build_for_profile(method: Method, **kwargs) -> tuple[nn.Module, str]:
     "Build `method` on the meta device (shapes only); fall back to the CPU for builders that need real tensors."
@@ -282,7 +285,7 @@ def profile_method(method: str | Method, backbone: str, frames: int, num_classes
                    **options) -> dict:
     '''Parameters and GFLOPs per view of registered `method` on `open_clip` architecture `backbone`, built from its
     config without weights: `{"method", "backbone", "frames", "num_classes", "params_total", "params_trainable",
-    "gflops_per_view"}`. One view = batch 1 of `frames` frames at `image_size` (default: the config's);
+    "params_added", "gflops_per_view"}` (`params_added`: beyond the backbone's image tower). One view = batch 1 of `frames` frames at `image_size` (default: the config's);
     GFLOPs count 1 multiply-add as 1 FLOP. `options` are the method's own (see `get_method(name).options`).'''
     m = get_method(method)
     model, device = _build_for_profile(m, backbone=backbone, num_classes=num_classes, frames=frames, pretrained=None,
@@ -291,8 +294,9 @@ def profile_method(method: str | Method, backbone: str, frames: int, num_classes
     video = torch.zeros(1, frames, 3, *_pair(model.image_size), device=device)   # (B=1, T, C, H, W): one view
     with torch.no_grad(): flops = count_flops(model, video)
     params = count_params(model)
-    return dict(method=m.name, backbone=backbone, frames=frames, num_classes=num_classes,
-                params_total=params.total, params_trainable=params.trainable, gflops_per_view=flops.total / 1e9)
+    with torch.device('meta'): tower = count_params(clip_image_encoder(backbone, None, image_size)[0]).total
+    return dict(method=m.name, backbone=backbone, frames=frames, num_classes=num_classes, params_total=params.total,
+                params_trainable=params.trainable, params_added=params.total - tower, gflops_per_view=flops.total / 1e9)
 
 def format_profile(profile: dict) -> str:
     "One human-readable line for a `profile_method` result (states the FLOP convention)."
@@ -300,3 +304,120 @@ def format_profile(profile: dict) -> str:
     return (f"{p['method']} on {p['backbone']}, {p['frames']} frames, {p['num_classes']} classes: "
             f"{fmt_num(p['params_total'])} parameters ({fmt_num(p['params_trainable'])} trainable), "
             f"{fmt_num(p['gflops_per_view'] * 1e9)} FLOPs per view (1 FLOP = 1 multiply-add)")
+
+# %% ../nbs/07_methods.ipynb #86113a48
+def _full_match(name: str, pattern: str) -> bool:
+    "Does the whole qualified `name` match glob `pattern` (or regex `re:...`, searched)?"
+    return re.search(pattern[3:], name) is not None if pattern.startswith('re:') else fnmatch.fnmatchcase(name, pattern)
+
+def inject(model: nn.Module, pattern: str, build: Callable[[str, nn.Module], nn.Module],
+           kind: type | tuple[type, ...] = nn.Module) -> list[str]:
+    """Replace each submodule of `model` whose qualified name matches `pattern` (and that is a `kind`) by
+    `build(name, module)`, in place; returns the replaced names. `MethodError` if nothing matches."""
+    targets = [(n, m) for n, m in model.named_modules() if n and _full_match(n, pattern) and isinstance(m, kind)]
+    if not targets:
+        names = [n for n, _ in model.named_modules() if n]
+        kinds = kind.__name__ if isinstance(kind, type) else '/'.join(k.__name__ for k in kind)
+        raise MethodError(f"inject: no {kinds} of {type(model).__name__} matches {pattern!r}; module names look like "
+                          f"{names[:4] + ['...'] + names[-2:] if len(names) > 6 else names}")
+    for name, module in targets:
+        parent, _, child = name.rpartition('.')
+        setattr(model.get_submodule(parent) if parent else model, child, build(name, module))
+    return [n for n, _ in targets]
+
+# %% ../nbs/07_methods.ipynb #fe614ae6
+class DropPath(nn.Module):
+    "Stochastic depth: in training, zero a sample's residual branch with probability `p` and scale the rest by 1/(1-p)."
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        if not 0 <= p < 1: raise MethodError(f"drop_path={p}: must be in [0, 1)")
+        self.p = p
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0: return x
+        keep = torch.empty((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device, dtype=x.dtype).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+    def extra_repr(self) -> str: return f'p={self.p}'
+
+# %% ../nbs/07_methods.ipynb #91f09952
+class VideoBlock(nn.Module):
+    "An `open_clip` residual block that knows the clip length: called with x `(B·T)×N×D` and T; adopts the block's modules."
+    def __init__(self, block: nn.Module, drop_path: float = 0.0):
+        super().__init__()
+        if hasattr(block, 'ln_1_kv') or not isinstance(getattr(block, 'attn', None), nn.MultiheadAttention):
+            raise MethodError(f"VideoBlock: {type(block).__name__} is not an open_clip self-attention block")
+        for name in ('ln_1', 'attn', 'ls_1', 'ln_2', 'mlp', 'ls_2'): setattr(self, name, getattr(block, name))
+        self.drop_path = DropPath(drop_path)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        "Multi-head self-attention over the tokens of each row of x `L×N×D`, with the frozen projections (SDPA)."
+        a = self.attn
+        q, k, v = F.linear(x, a.in_proj_weight, a.in_proj_bias).chunk(3, dim=-1)        # (L, N, D) each
+        q, k, v = (rearrange(t, 'l n (h e) -> l h n e', h=a.num_heads) for t in (q, k, v))
+        o = F.scaled_dot_product_attention(q, k, v)                                       # (L, H, N, D/H)
+        return a.out_proj(rearrange(o, 'l h n e -> l n (h e)'))
+
+    def temporal_attention(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        "The same attention along time: each token position attends over the T frames of its clip."
+        xt = rearrange(x, '(b t) n d -> (b n) t d', t=T)                                   # tokens -> sequences over time
+        return rearrange(self.attention(xt), '(b n) t d -> (b t) n d', n=x.shape[1])
+
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        "The frozen block, frame by frame: x + MSA(LN1 x), then + MLP(LN2 x) (each branch through drop-path)."
+        x = x + self.drop_path(self.ls_1(self.attention(self.ln_1(x))))
+        return x + self.drop_path(self.ls_2(self.mlp(self.ln_2(x))))
+
+# %% ../nbs/07_methods.ipynb #51e4b224
+class VideoViT(nn.Module):
+    """An `open_clip` VisionTransformer on clips `B×T×C×H×W`: frames fold into the batch, every block is a `block`
+    (a `VideoBlock` class) called with T; returns per-frame class tokens after `ln_post`, `B×T×D`."""
+    def __init__(self, visual: nn.Module, frames: int, block: Callable[..., VideoBlock] = VideoBlock,
+                 drop_path: float = 0.0, **block_options):
+        super().__init__()
+        if getattr(visual, 'attn_pool', None) is not None or getattr(visual, 'pool_type', 'tok') != 'tok':
+            raise MethodError(f"VideoViT: only class-token ViTs are supported (this tower pools with "
+                              f"{getattr(visual, 'pool_type', '?')!r})")
+        self.visual, self.num_frames, self.grad_checkpointing = visual, frames, False
+        L = len(visual.transformer.resblocks)
+        rates = [drop_path * i / max(L - 1, 1) for i in range(L)]          # stochastic depth rises linearly with depth
+        build = lambda name, b: block(b, drop_path=rates[int(name.rsplit('.', 1)[1])], **block_options)
+        self.injected = inject(visual, r're:^transformer\.resblocks\.\d+$', build)   # the blocks, not their submodules
+        self.blocks = [visual.transformer.resblocks[i] for i in range(L)]   # a plain list: registered under visual only
+
+    @property
+    def image_size(self) -> tuple[int, int]: return _pair(self.visual.image_size)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        "Recompute each block's activations in backward instead of storing them (the engine's `grad_checkpointing`)."
+        self.grad_checkpointing = enable
+
+    def embed(self, frames: torch.Tensor) -> torch.Tensor:
+        "Patch, class and positional embeddings of frames `(B·T)×C×H×W`: tokens `(B·T)×N×D`, before `ln_pre`."
+        v = self.visual
+        x = rearrange(v.conv1(frames), 'bt d gh gw -> bt (gh gw) d')                    # patches as tokens
+        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)                   # one class token per frame
+        return torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        "Per-frame class tokens `B×T×D` (after `ln_post`, before `proj`) of clips `B×T×C×H×W`."
+        B, T = video.shape[:2]
+        x = self.visual.ln_pre(self.embed(rearrange(video, 'b t c h w -> (b t) c h w')))
+        for blk in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled(): x = checkpoint(blk, x, T, use_reentrant=False)
+            else: x = blk(x, T)
+        return rearrange(self.visual.ln_post(x[:, 0]), '(b t) d -> b t d', b=B)
+
+# %% ../nbs/07_methods.ipynb #71e80861
+def zero_init_(module: nn.Module) -> nn.Module:
+    "Set every parameter of `module` (an adapter's last projection) to zero, so the adapter starts as a no-op."
+    with torch.no_grad():
+        for p in module.parameters(): p.zero_()
+    return module
+
+@torch.no_grad()
+def identity_at_init(features: Callable[[torch.Tensor], torch.Tensor], frozen: nn.Module,
+                     video: torch.Tensor) -> float:
+    """Largest |difference| between `features(video)` (a method's per-frame features `B×T×D`) and what the frozen
+    `open_clip` tower `frozen` computes for each frame (its class token after `ln_post`, before `proj`)."""
+    frozen.eval()
+    x = frozen.ln_post(frozen.transformer(frozen._embeds(rearrange(video, 'b t c h w -> (b t) c h w')))[:, 0])
+    return (features(video) - rearrange(x, '(b t) d -> b t d', b=video.shape[0])).abs().max().item()
