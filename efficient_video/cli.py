@@ -76,6 +76,7 @@ def _print_human(report:dict, indent:int=0):
         else:
             print(' ' * indent + f'{str(k):<{width}} : {v}')
 
+# %% ../nbs/99_cli.ipynb #93623fc9
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `efficient-video` console script; returns the exit status."
     parser = build_parser()
@@ -190,6 +191,7 @@ def run_pretrain_clip(args):
     pretrain_clip(cfg, out=out, run_dir=args.run_dir, bundle=bundle, resume=args.resume, device=args.device)
     return {'out': str(out), **json.loads((out/'metrics.json').read_text())}
 
+# %% ../nbs/99_cli.ipynb #2b564067
 def _zero_shot_options(p):
     p.add_argument('--model', default=None, help='open_clip architecture name (default: the committed sample CLIP)')
     p.add_argument('--pretrained', default=None, help='open_clip tag (online), a checkpoint file or an open_clip model folder')

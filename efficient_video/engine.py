@@ -52,16 +52,19 @@ SCHEDULES = ('cosine', 'constant')
 DATA_FORMATS = ('list', 'kinetics', 'ssv2', 'ucf101', 'hmdb51')
 
 @dataclass
-class TrainConfig:
-    "Everything that defines a training run; `override(cfg, ['lr=1e-3', ...])` changes fields with type checks."
-    # -- what to train
+class _What:
+    "What to train: the method, its backbone and its options (read by `train`; the engine itself never reads them)."
     method: str = 'frame-average'          # a registered method (chapter Methods); the engine never reads it
     backbone: str = 'ViT-B-16'             # open_clip model name, or a tiny registered config such as 'ev-tiny-vit'
     pretrained: str | None = 'openai'      # open_clip tag or local weights file; None = random init (tests only)
     num_classes: int = 0                   # K; 0 = infer from `class_names` (or the largest training label + 1)
     drop_path: float = 0.0                 # stochastic depth in the backbone; AIM uses 0.2 (preset)
     method_args: dict = field(default_factory=dict)  # extra keyword arguments for the method's builder
-    # -- data (paths are arguments: presets leave them empty, the user passes `train_list=...`)
+
+# %% ../nbs/04_engine.ipynb #new10
+@dataclass
+class _Data(_What):
+    "Which videos, and how clips are drawn from them."
     data_format: str = 'list'              # 'list' (`path label` lines), 'kinetics' CSV, 'ssv2' JSON, 'ucf101', 'hmdb51'
     train_list: str | None = None          # annotation file (or HMDB51 split folder) of the training videos
     val_list: str | None = None            # validated every `eval_every` epochs; None = no validation
@@ -75,7 +78,11 @@ class TrainConfig:
     image_size: int = 224                  # crop side: CLIP ViT-B/16 is trained at 224 px
     crop_scale: tuple = (0.08, 1.0)        # RandomResizedCrop area range (mmaction/AIM default)
     flip: bool = True                      # horizontal flip; must be False when left/right is the label (SSv2, motion)
-    # -- optimisation
+
+# %% ../nbs/04_engine.ipynb #new12
+@dataclass
+class _Optimisation(_Data):
+    "How the trainable parameters are updated."
     batch_size: int = 64                   # GLOBAL batch over all ranks and accumulation steps (AIM, E-Prompt: 64)
     epochs: int = 30                       # AIM K400: 30 epochs
     max_steps: int = 0                     # > 0: stop after this many optimizer steps (smoke tests, benchmarks)
@@ -92,7 +99,11 @@ class TrainConfig:
     amp: str = 'auto'                      # 'auto' (bf16 on Ampere+ GPUs, fp16 on older, none on CPU), 'bf16', 'fp16', 'none'
     grad_checkpointing: bool = False       # recompute backbone activations in backward: needed memory-wise when
                                            # adapters inside the frozen ViT need gradients through it
-    # -- running
+
+# %% ../nbs/04_engine.ipynb #new14
+@dataclass
+class TrainConfig(_Optimisation):
+    "Everything that defines a training run; `override(cfg, ['lr=1e-3', ...])` changes fields with type checks."
     device: str | None = None              # None = cuda:LOCAL_RANK if a GPU is visible, else cpu
     num_workers: int = 8                   # DataLoader decode processes per rank: video decoding is the CPU bottleneck
     seed: int = 0                          # one seed fixes initialisation, data order, augmentations and dropout
@@ -115,15 +126,13 @@ class ConfigError(ValueError):
 def _check_choice(problems: list, name: str, value, choices):
     if value not in choices: problems.append(f"{name}={value!r} is not one of {list(choices)}")
 
-def validate_config(cfg: TrainConfig, world_size: int = 1, check_files: bool = True) -> TrainConfig:
-    "Return `cfg` if it is valid for a run on `world_size` ranks; else raise `ConfigError` listing every problem."
-    if not isinstance(cfg, TrainConfig): raise TypeError(f"validate_config expects a TrainConfig, got {type(cfg).__name__}")
+# %% ../nbs/04_engine.ipynb #2ffcafaf
+def _value_problems(cfg: TrainConfig, world_size: int) -> list[str]:
+    "Every field of `cfg` whose value cannot work, each as a line saying what would."
     p: list[str] = []
-    _check_choice(p, 'amp', cfg.amp, AMP_MODES)
-    _check_choice(p, 'sampler', cfg.sampler, SAMPLERS)
-    _check_choice(p, 'schedule', cfg.schedule, SCHEDULES)
-    _check_choice(p, 'data_format', cfg.data_format, DATA_FORMATS)
-    _check_choice(p, 'test_crops', cfg.test_crops, (1, 3))
+    for name, choices in (('amp', AMP_MODES), ('sampler', SAMPLERS), ('schedule', SCHEDULES),
+                          ('data_format', DATA_FORMATS), ('test_crops', (1, 3))):
+        _check_choice(p, name, getattr(cfg, name), choices)
     for name in ('frames', 'image_size', 'batch_size', 'grad_accum', 'log_every', 'test_views', 'frame_interval'):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1: p.append(f"{name}={getattr(cfg, name)!r} must be an integer >= 1")
     for name in ('epochs', 'max_steps', 'ckpt_every', 'eval_every', 'eval_every_steps', 'num_workers', 'num_classes',
@@ -147,13 +156,23 @@ def validate_config(cfg: TrainConfig, world_size: int = 1, check_files: bool = T
             and cfg.batch_size % (world_size * cfg.grad_accum):
         p.append(f"batch_size={cfg.batch_size} (global) is not divisible by world_size × grad_accum = "
                  f"{world_size} × {cfg.grad_accum}; pick a multiple of {world_size * cfg.grad_accum}")
-    if cfg.resume not in (None, 'auto') and check_files and not Path(cfg.resume).exists():
+    return p
+
+# %% ../nbs/04_engine.ipynb #53340477
+def _file_problems(cfg: TrainConfig) -> list[str]:
+    "The annotation files, folders and checkpoint `cfg` names that do not exist."
+    p = [] if cfg.train_list is not None else ["train_list is not set: pass the training annotation file, e.g. train_list=PATH"]
+    for name in ('train_list', 'val_list', 'test_list', 'class_names', 'video_root'):
+        v = getattr(cfg, name)
+        if v is not None and not Path(v).exists(): p.append(f"{name}={v!r}: no such file or folder ({Path(v).absolute()})")
+    if cfg.resume not in (None, 'auto') and not Path(cfg.resume).exists():
         p.append(f"resume={cfg.resume!r}: no such checkpoint folder (use 'auto' or a folder written by this engine)")
-    if check_files:
-        if cfg.train_list is None: p.append("train_list is not set: pass the training annotation file, e.g. train_list=PATH")
-        for name in ('train_list', 'val_list', 'test_list', 'class_names', 'video_root'):
-            v = getattr(cfg, name)
-            if v is not None and not Path(v).exists(): p.append(f"{name}={v!r}: no such file or folder ({Path(v).absolute()})")
+    return p
+
+def validate_config(cfg: TrainConfig, world_size: int = 1, check_files: bool = True) -> TrainConfig:
+    "Return `cfg` if it is valid for a run on `world_size` ranks; else raise `ConfigError` listing every problem."
+    if not isinstance(cfg, TrainConfig): raise TypeError(f"validate_config expects a TrainConfig, got {type(cfg).__name__}")
+    p = _value_problems(cfg, world_size) + (_file_problems(cfg) if check_files else [])
     if p: raise ConfigError("invalid training config:\n  - " + "\n  - ".join(p))
     return cfg
 
@@ -254,6 +273,7 @@ def read_records(cfg: TrainConfig, split: str) -> list[VideoRecord]:
     if fmt == 'ucf101': return read_ucf_hmdb_split(path, root, class_ind=cfg.class_names)[0]
     return read_ucf_hmdb_split(path, root, subset='train' if split == 'train' else 'test', split=cfg.split)[0]
 
+# %% ../nbs/04_engine.ipynb #71047785
 def frame_sampler(cfg: TrainConfig, train: bool, views: int = 1):
     "The configured frame sampler: random offsets for training, `views` evenly spaced clips for testing."
     if cfg.sampler == 'dense': return DenseSampler(cfg.frames, cfg.frame_interval, train=train, num_views=views)
@@ -325,6 +345,7 @@ def buffer_state(model: nn.Module) -> dict[str, torch.Tensor]:
     params = {n for n, _ in m.named_parameters()}
     return {n: b.detach().cpu().contiguous() for n, b in m.state_dict().items() if n not in params}
 
+# %% ../nbs/04_engine.ipynb #981393b1
 def rng_state() -> dict:
     "Python, NumPy, torch-CPU and CUDA generator states, as tensors and plain containers (`weights_only`-loadable)."
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -531,6 +552,7 @@ def multiview_probs(model: nn.Module, x: torch.Tensor, clip_ndim: int = 4) -> to
     logits = model(rearrange(x, 'b v ... -> (b v) ...'))                  # every view is one clip for the model
     return rearrange(logits.float().softmax(-1), '(b v) k -> b v k', b=B).mean(1)
 
+# %% ../nbs/04_engine.ipynb #9f7c7537
 def metrics_from_confusion(conf: torch.Tensor, top5_correct: int, skipped: int = 0) -> dict:
     "top-1, top-5, mean per-class accuracy and per-class accuracies (None for classes without videos) from `conf`."
     conf = conf.double()
@@ -541,6 +563,7 @@ def metrics_from_confusion(conf: torch.Tensor, top5_correct: int, skipped: int =
             'mean_class_acc': sum(seen) / max(len(seen), 1), 'n': int(n), 'skipped': int(skipped),
             'per_class': per_class}
 
+# %% ../nbs/04_engine.ipynb #2e5c2f12
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: DistEnv | None = None,
                    batch_size: int = 8, num_workers: int = 0, amp_dtype: torch.dtype | None = None,
@@ -575,6 +598,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
     out['confusion'] = conf.cpu().tolist()
     return out
 
+# %% ../nbs/04_engine.ipynb #c8345af4
 def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[str] | None = None,
                      title: str = 'confusion (row-normalised)', size: float = 4.0) -> Figure:
     "A matplotlib `Figure` of the row-normalised confusion matrix (true classes in rows)."
@@ -729,6 +753,7 @@ def _prepare_output(out: Path) -> None:
                           f"output_dir") from None
     clean_debris(out)
 
+# %% ../nbs/04_engine.ipynb #5702539b
 def start_run(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callable | None = None,
               env: DistEnv | None = None, collate_fn: Callable = collate_videos, **hooks) -> Run:
     "Build a `Run` of `cfg` (data, optimizer, schedule, scaler, DDP), resumed from a checkpoint if `cfg.resume` says so."
@@ -762,6 +787,7 @@ def start_run(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: C
                      'params_trainable': sum(p.numel() for p in run.trainable)})
     return run
 
+# %% ../nbs/04_engine.ipynb #9825a0a2
 def _resume(run: Run) -> None:
     "Load the checkpoint `run.cfg.resume` names ('auto': the latest in `output_dir`, if any) into every part of `run`."
     cfg, out = run.cfg, Path(run.cfg.output_dir)
@@ -837,6 +863,7 @@ def checkpoint(run: Run) -> None:
     if run.env.is_main: save_run(run)
     barrier(run.env)
 
+# %% ../nbs/04_engine.ipynb #45e5d2cc
 def validation_due(run: Run) -> bool:
     "Is a validation due after this step: every `eval_every` epochs / `eval_every_steps` steps, and after the last?"
     cfg, step = run.cfg, run.step

@@ -107,6 +107,7 @@ def register_method(name: str, description: str | None = None, paper: str = '', 
         return build
     return decorator
 
+# %% ../nbs/07_methods.ipynb #e15505f4
 def list_methods() -> list[str]:
     "Names of the registered methods (of every module `discover_methods` finds), sorted."
     discover_methods()
@@ -210,6 +211,7 @@ def _check_video(video: torch.Tensor, image_size: tuple[int, int], who: str) -> 
         raise ValueError(f"{who}: frames are {tuple(video.shape[-2:])} but the backbone expects {tuple(image_size)}; "
                          f"resize/crop them (video.eval_transform(size)) or build the model with image_size=")
 
+# %% ../nbs/07_methods.ipynb #06d6b5a3
 class FrameAverage(nn.Module):
     "Frozen CLIP image encoder on every frame -> normalised features averaged over time -> (dropout) -> linear head."
     def __init__(self, visual: nn.Module, embed_dim: int, num_classes: int, frames: int | None = None,

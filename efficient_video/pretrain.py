@@ -253,6 +253,7 @@ def write_license(out: str | Path) -> Path:
     with open(path, 'w', encoding='utf-8', newline='\n') as f: f.write(CHECKPOINT_LICENSE)
     return path
 
+# %% ../nbs/05_pretrain.ipynb #4ffba500
 def save_pretrained(bundle: ClipBundle, cfg: PretrainConfig, out: str | Path, history: list[dict] | None = None,
                     metrics: dict | None = None) -> Path:
     """Write an `open_clip` model folder that `load_clip(pretrained=out)` reads: fp16 weights (`CHECKPOINT_FILE`),
@@ -272,6 +273,7 @@ def save_pretrained(bundle: ClipBundle, cfg: PretrainConfig, out: str | Path, hi
     write_license(out)
     return out
 
+# %% ../nbs/05_pretrain.ipynb #50f1f2c8
 def add_to_manifest(root: str | Path | None = None, folder: str = SAMPLE_CLIP_DIR) -> dict:
     """Record every file under `data_samples/folder` in `MANIFEST.json` with its sha256 and size, the way
     `efficient_video.samples.write_manifest` does, so `efficient-video samples --check` verifies the checkpoint too
@@ -336,6 +338,7 @@ def pretrain_config(cfg: PretrainConfig, output_dir: str | os.PathLike, num_pair
                     keep_ckpts=1, eval_every=0, eval_every_steps=cfg.eval_every, log_every=10, resume=resume,
                     device=device)
 
+# %% ../nbs/05_pretrain.ipynb #70955941
 def pretrain_clip(cfg: PretrainConfig, out: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
                   bundle: ClipBundle | None = None, resume: bool = False, device: str | None = None,
                   pairs: CaptionPairs | None = None) -> tuple[ClipBundle, list[dict]]:

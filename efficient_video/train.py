@@ -68,6 +68,7 @@ def model_from_config(cfg: TrainConfig, num_classes: int) -> nn.Module:
     _register_beside(cfg.pretrained)
     return method(cfg.backbone, num_classes, cfg.frames, pretrained=cfg.pretrained, image_size=cfg.image_size, **options)
 
+# %% ../nbs/09_train.ipynb #58a01d78
 def _save_eval(out: Path, name: str, res: dict, class_names: Sequence[str] | None) -> None:
     "Write `name`.json (metrics) and `name`_confusion.png."
     out.mkdir(parents=True, exist_ok=True)
@@ -107,6 +108,7 @@ def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
     if env.distributed and dist.is_initialized(): dist.destroy_process_group()
     return res
 
+# %% ../nbs/09_train.ipynb #b416ac3c
 def evaluate(checkpoint: str | os.PathLike, split: str = 'test', overrides: dict | Iterable[str] | None = None,
              views: int | None = None, crops: int | None = None, device: str | None = None) -> dict:
     """Test a checkpoint written by `train` on `split` ('test' or 'val') with `views` × `crops` (default: the config's
