@@ -218,7 +218,7 @@ class CLIPPretrainLoss:
     """The training engine's `loss_fn` for contrastive pretraining: `to_pixels` of the batch's uint8 images, both
     towers, CLIP's symmetric loss over the global batch (`ContrastiveLoss`, all-gathered across ranks). Stats: `n`,
     `correct` (in-batch image-to-caption top-1 on this rank's shard) and the `temperature` τ = 1/e^t.
-    On W ranks, DDP averages gradients, which leaves the towers 1/W of the full-batch gradient (see `03_clip`);
+    On W ranks, DDP averages gradients, which leaves the towers 1/W of the full-batch gradient (see the CLIP chapter);
     `full_batch_grad=True` scales the features' gradients by W so the average *is* the full-batch gradient, as for
     one process with the whole batch. `False` keeps `open_clip`'s convention."""
     def __init__(self, full_batch_grad: bool = True):
