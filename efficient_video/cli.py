@@ -16,7 +16,8 @@ from typing import Callable
 
 # %% auto #0
 __all__ = ['SUBCOMMANDS', 'CLIError', 'Subcommand', 'subcommand', 'build_parser', 'main', 'run_samples', 'run_docs',
-           'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_train', 'run_eval', 'run_readme']
+           'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_train', 'run_eval', 'run_extract_features',
+           'run_readme']
 
 # %% ../nbs/99_cli.ipynb #d28d52e0
 class CLIError(Exception):
@@ -145,6 +146,7 @@ def _profile_options(p):
     p.add_argument('--frames', type=int, required=True, help='frames per view (T)')
     p.add_argument('--num-classes', type=int, required=True, help='classes of the head (K)')
     p.add_argument('--image-size', type=int, default=None, help='input size in pixels (default: the backbone\'s)')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='the method\'s own options, e.g. temporal_layers=2')
 
 def _format_profile(report): 
     from efficient_video.methods import format_profile
@@ -153,9 +155,10 @@ def _format_profile(report):
 @subcommand('profile', 'parameters and GFLOPs per view of a method (1 multiply-add = 1 FLOP; no weights needed)',
             _profile_options, human=_format_profile)
 def run_profile(args):
-    from efficient_video.methods import profile_method
+    from efficient_video.methods import profile_method, get_method
     if args.frames < 1 or args.num_classes < 1: raise CLIError('--frames and --num-classes must be positive integers')
-    return profile_method(args.method, args.backbone, args.frames, args.num_classes, image_size=args.image_size)
+    options = get_method(args.method).parse_options(args.overrides)
+    return profile_method(args.method, args.backbone, args.frames, args.num_classes, image_size=args.image_size, **options)
 
 # %% ../nbs/99_cli.ipynb #57795876
 def _pretrain_options(p):
@@ -247,6 +250,20 @@ def run_eval(args):
     report = train.evaluate(args.checkpoint, args.split, args.overrides, args.views, args.crops, args.device)
     if not _is_rank0(): sys.exit(0)
     return report
+
+# %% ../nbs/99_cli.ipynb #42e0a477
+def _extract_options(p):
+    p.add_argument('--preset', default='frame-average-tiny', help='a registered recipe (methods.list_presets())')
+    p.add_argument('--splits', default='train,val,test', help='comma-separated splits of the config to extract')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='TrainConfig fields, e.g. feature_cache=/data/cache')
+
+@subcommand('extract-features', 'compute a frozen image tower\'s frame features once and cache them on disk', _extract_options)
+def run_extract_features(args):
+    from efficient_video import train
+    splits = [s.strip() for s in args.splits.split(',') if s.strip()]
+    bad = [s for s in splits if s not in ('train', 'val', 'test')]
+    if bad: raise CLIError(f'--splits: {bad} are not among train, val, test')
+    return train.extract_split_features(train.load_config(args.preset, args.overrides), splits)
 
 # %% ../nbs/99_cli.ipynb #8141dcba
 def _readme_options(p):

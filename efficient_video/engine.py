@@ -6,7 +6,7 @@ Docs: https://efficient-video.github.io/efficient_video/engine.html.md"""
 
 # %% ../nbs/04_engine.ipynb #ca5ad298
 from __future__ import annotations
-import contextlib, errno, hashlib, json, math, os, random, shutil, time, warnings
+import contextlib, errno, hashlib, json, math, os, random, re, shutil, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -27,6 +27,7 @@ from .core import override, seed_everything, worker_init_fn, get_device, autocas
 from .video import (VideoDataset, VideoRecord, SegmentSampler, DenseSampler, train_transform,
                                    eval_transform, read_path_label_list, read_kinetics_csv, read_ssv2_json,
                                    read_ucf_hmdb_split, collate_videos)
+from .samples import opposite_direction_correct
 
 try:  # TensorBoard is optional: metrics always go to JSONL, and to TensorBoard too when it is installed
     from torch.utils.tensorboard import SummaryWriter
@@ -34,16 +35,16 @@ except ImportError:
     SummaryWriter = None
 
 # %% auto #0
-__all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'CKPT_PREFIX', 'CKPT_MANIFEST', 'RESUME_FIELDS', 'TrainConfig',
-           'ConfigError', 'validate_config', 'DistEnv', 'init_distributed', 'all_reduce_sum', 'barrier', 'item_seed',
-           'EpochSeeded', 'ResumableSampler', 'ShardSampler', 'read_class_names', 'read_records', 'frame_sampler',
-           'build_dataset', 'infer_num_classes', 'WarmupCosine', 'resolve_amp', 'set_grad_checkpointing', 'unwrap',
-           'trainable_state', 'buffer_state', 'rng_state', 'set_rng_state', 'config_to_json', 'config_from_json',
-           'CheckpointError', 'clean_debris', 'checkpoint_bytes', 'save_checkpoint', 'verify_checkpoint',
-           'find_checkpoint', 'load_checkpoint', 'accuracy', 'multiview_probs', 'metrics_from_confusion',
-           'evaluate_model', 'confusion_figure', 'MetricLogger', 'read_metrics', 'ClassificationLoss',
-           'micro_batch_size', 'Run', 'start_run', 'epoch_batches', 'train_step', 'log_train', 'save_run', 'checkpoint',
-           'validation_due', 'validate', 'finish_run', 'fit']
+__all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'CKPT_PREFIX', 'CKPT_MANIFEST', 'EVAL_METRICS', 'RESUME_FIELDS',
+           'TrainConfig', 'ConfigError', 'validate_config', 'DistEnv', 'init_distributed', 'all_reduce_sum', 'barrier',
+           'item_seed', 'EpochSeeded', 'ResumableSampler', 'ShardSampler', 'read_class_names', 'class_text',
+           'read_records', 'few_shot_subset', 'frame_sampler', 'build_dataset', 'infer_num_classes', 'WarmupCosine',
+           'resolve_amp', 'set_grad_checkpointing', 'unwrap', 'trainable_state', 'buffer_state', 'rng_state',
+           'set_rng_state', 'config_to_json', 'config_from_json', 'CheckpointError', 'clean_debris', 'checkpoint_bytes',
+           'save_checkpoint', 'verify_checkpoint', 'find_checkpoint', 'load_checkpoint', 'accuracy', 'multiview_probs',
+           'metrics_from_confusion', 'evaluate_model', 'confusion_figure', 'MetricLogger', 'read_metrics',
+           'ClassificationLoss', 'micro_batch_size', 'Run', 'start_run', 'epoch_batches', 'train_step', 'log_train',
+           'save_run', 'checkpoint', 'validation_due', 'validate', 'finish_run', 'fit']
 
 # %% ../nbs/04_engine.ipynb #f3ae0135
 AMP_MODES = ('auto', 'bf16', 'fp16', 'none')
@@ -70,7 +71,10 @@ class _Data(_What):
     val_list: str | None = None            # validated every `eval_every` epochs; None = no validation
     test_list: str | None = None           # evaluated once at the end with the multi-view protocol; None = skip
     video_root: str | None = None          # folder the annotation paths are relative to; None = the list's folder
-    class_names: str | None = None         # classes.txt / classInd.txt / SSv2 labels JSON; gives K and the figure labels
+    class_names: str | None = None         # classes.txt / classInd.txt / labels JSON (`file.json:key` picks a list); gives K
+    test_class_names: str | None = None    # another class list for the test (zero-shot: classes never trained on)
+    few_shot: int = 0                      # > 0: train on this many videos per class (drawn with `few_shot_seed`)
+    few_shot_seed: int = 0                 # which K-shot subset: report mean ± std over several
     split: int = 1                         # UCF101/HMDB51 split number (1, 2 or 3)
     frames: int = 8                        # T frames per clip: AIM's 8-frame models; Efficient-Prompt uses 16
     sampler: str = 'dense'                 # 'dense' (clip_len × interval, AIM on K400) or 'segment' (TSN, SSv2, E-Prompt)
@@ -78,6 +82,8 @@ class _Data(_What):
     image_size: int = 224                  # crop side: CLIP ViT-B/16 is trained at 224 px
     crop_scale: tuple = (0.08, 1.0)        # RandomResizedCrop area range (mmaction/AIM default)
     flip: bool = True                      # horizontal flip; must be False when left/right is the label (SSv2, motion)
+    feature_cache: str | None = 'auto'     # frozen image tower: frame features computed once and kept here ('auto': the
+                                           # user cache folder); None = decode and encode every step (with augmentation)
 
 # %% ../nbs/04_engine.ipynb #new12
 @dataclass
@@ -117,6 +123,7 @@ class TrainConfig(_Optimisation):
     eval_batch_size: int = 0               # videos per eval batch (each with views × crops clips); 0 = per-rank train batch
     test_views: int = 1                    # temporal views at test time (AIM K400: 3; Efficient-Prompt: 5)
     test_crops: int = 1                    # spatial crops at test time: 1 (centre) or 3 (AIM K400: 3)
+    eval_metrics: tuple = ()               # extra metrics of `EVAL_METRICS`, e.g. ('opposite_direction_acc',) for motion
     resume: str | None = None              # 'auto' (latest in output_dir, if any) or a checkpoint folder
 
 # %% ../nbs/04_engine.ipynb #4035fffc
@@ -248,30 +255,71 @@ class ShardSampler(Sampler):
     def __len__(self) -> int: return len(range(self.rank, self.n, self.world))
 
 # %% ../nbs/04_engine.ipynb #c1d22302
-def read_class_names(cfg: TrainConfig) -> list[str] | None:
-    "Class names from `cfg.class_names` (one per line, `classInd.txt` `index name` lines, or an SSv2 labels JSON)."
-    if cfg.class_names is None: return None
-    path = Path(cfg.class_names)
-    if path.suffix == '.json':   # SSv2: {"Holding something": "52", ...}
-        labels = json.loads(path.read_text())
-        return [n for n, _ in sorted(labels.items(), key=lambda kv: int(kv[1]))]
-    lines = [l.strip() for l in path.read_text().splitlines() if l.strip()]
-    if cfg.data_format == 'ucf101': return [l.split(maxsplit=1)[1] for l in lines]   # `1 ApplyEyeMakeup`
-    return lines
+def _read_class_file(spec: str) -> list[str]:
+    "Class names from a file: one per line, `index name` lines (classInd.txt), a JSON list, an SSv2 `{name: index}` dict, or `file.json:key`."
+    m = re.fullmatch(r'(.+\.json):(\w+)', spec)
+    path, key = (Path(m.group(1)), m.group(2)) if m else (Path(spec), None)
+    if not path.is_file(): raise FileNotFoundError(f"class_names={spec!r}: no such file ({path.absolute()})")
+    if path.suffix != '.json':
+        lines = [l.strip() for l in path.read_text(encoding='utf-8-sig').splitlines() if l.strip()]
+        indexed = all(re.match(r'\d+\s+\S', l) for l in lines)          # classInd.txt: `1 ApplyEyeMakeup`
+        return [l.split(maxsplit=1)[1] for l in lines] if indexed else lines
+    data = json.loads(path.read_text(encoding='utf-8-sig'))
+    if key is not None:
+        if not isinstance(data, dict) or not isinstance(data.get(key), list):
+            raise ValueError(f"class_names={spec!r}: {path.name} has no list {key!r}")
+        return [str(n) for n in data[key]]
+    if isinstance(data, list): return [str(n) for n in data]
+    if isinstance(data, dict) and all(str(v).isdigit() for v in data.values()):   # SSv2: {"Holding something": "52"}
+        return [n for n, _ in sorted(data.items(), key=lambda kv: int(kv[1]))]
+    lists = [k for k, v in data.items() if isinstance(v, list)] if isinstance(data, dict) else []
+    raise ValueError(f"class_names={spec!r}: {path.name} is not a class list"
+                     + (f"; it holds the lists {lists}: pass one as class_names={path}:{lists[0]}" if lists else ''))
 
-def read_records(cfg: TrainConfig, split: str) -> list[VideoRecord]:
-    "The annotated videos of `split` ('train', 'val' or 'test') in `cfg.data_format`."
+def read_class_names(cfg: TrainConfig, split: str = 'train') -> list[str] | None:
+    """The class names of `split`: `test_class_names` for 'test' when set, else `class_names`, else the names the
+    dataset's own annotation format carries (Kinetics labels, UCF/HMDB classes, SSv2 templates); None for a plain list."""
+    spec = cfg.test_class_names if split == 'test' and cfg.test_class_names else cfg.class_names
+    if spec is not None: return _read_class_file(spec)
+    if cfg.data_format == 'list' or cfg.train_list is None or cfg.video_root is None: return None
+    return _read_format(cfg, 'train')[1]
+
+def class_text(name: str) -> str:
+    "A class name as words for a text encoder: 'ApplyEyeMakeup' -> 'apply eye makeup', 'brush_hair' -> 'brush hair'."
+    words = re.sub(r'(?<=[a-z0-9])(?=[A-Z])', ' ', name).replace('_', ' ')
+    return ' '.join(w.lower() if w[:1].isupper() and w[1:].islower() else w for w in words.split())
+
+# %% ../nbs/04_engine.ipynb #new31
+def _read_format(cfg: TrainConfig, split: str) -> tuple[list[VideoRecord], list[str] | None]:
+    "(records, class names) of `split` ('train', 'val' or 'test') in `cfg.data_format`."
     path = {'train': cfg.train_list, 'val': cfg.val_list, 'test': cfg.test_list}[split]
     if path is None: raise ValueError(f"{split}_list is not set in the config")
     fmt, root = cfg.data_format, cfg.video_root
-    if fmt == 'list': return read_path_label_list(path, root)
+    names = _read_class_file(spec) if (spec := cfg.test_class_names if split == 'test' and cfg.test_class_names
+                                                else cfg.class_names) else None
+    if fmt == 'list': return read_path_label_list(path, root), names
     if root is None: raise ValueError(f"data_format={fmt!r} needs video_root=FOLDER (where the videos are)")
-    if fmt == 'kinetics': return read_kinetics_csv(path, root, classes=read_class_names(cfg))[0]
+    if fmt == 'kinetics': return read_kinetics_csv(path, root, classes=names)
     if fmt == 'ssv2':
         if cfg.class_names is None: raise ValueError("data_format='ssv2' needs class_names=labels.json")
-        return read_ssv2_json(cfg.class_names, path, root)[0]
-    if fmt == 'ucf101': return read_ucf_hmdb_split(path, root, class_ind=cfg.class_names)[0]
-    return read_ucf_hmdb_split(path, root, subset='train' if split == 'train' else 'test', split=cfg.split)[0]
+        return read_ssv2_json(cfg.class_names, path, root)
+    if fmt == 'ucf101': return read_ucf_hmdb_split(path, root, class_ind=cfg.class_names)
+    return read_ucf_hmdb_split(path, root, subset='train' if split == 'train' else 'test', split=cfg.split)
+
+def read_records(cfg: TrainConfig, split: str) -> list[VideoRecord]:
+    "The annotated videos of `split` ('train', 'val' or 'test'); with `few_shot`, K per class for 'train'."
+    records = _read_format(cfg, split)[0]
+    return few_shot_subset(records, cfg.few_shot, cfg.few_shot_seed) if split == 'train' and cfg.few_shot else records
+
+def few_shot_subset(records: Sequence[VideoRecord], shots: int, seed: int = 0) -> list[VideoRecord]:
+    "`shots` records of each class, drawn without replacement by a generator seeded with `seed` (in the list's order)."
+    by_class: dict[int, list[int]] = {}
+    for i, r in enumerate(records): by_class.setdefault(r.label, []).append(i)
+    short = {c: len(ix) for c, ix in by_class.items() if len(ix) < shots}
+    if short: raise ValueError(f"few_shot={shots}: classes {sorted(short)[:10]} have fewer videos ({short}); lower few_shot")
+    rng = np.random.default_rng(seed)
+    keep = sorted(i for c in sorted(by_class) for i in rng.choice(by_class[c], shots, replace=False))
+    return [records[i] for i in keep]
 
 # %% ../nbs/04_engine.ipynb #71047785
 def frame_sampler(cfg: TrainConfig, train: bool, views: int = 1):
@@ -288,10 +336,10 @@ def build_dataset(cfg: TrainConfig, split: str, views: int = 1, crops: int = 1, 
         return VideoDataset(recs, frame_sampler(cfg, True), train_transform(cfg.image_size, cfg.flip, cfg.crop_scale))
     return VideoDataset(recs, frame_sampler(cfg, False, views), eval_transform(cfg.image_size, three_crop=crops == 3))
 
-def infer_num_classes(cfg: TrainConfig, records: Sequence[VideoRecord] | None = None) -> int:
-    "K: `cfg.num_classes` if set, else the number of class names, else the largest label + 1."
-    if cfg.num_classes: return cfg.num_classes
-    names = read_class_names(cfg)
+def infer_num_classes(cfg: TrainConfig, records: Sequence[VideoRecord] | None = None, split: str = 'train') -> int:
+    "K of `split`: `cfg.num_classes` if set (training), else the number of class names, else the largest label + 1."
+    if cfg.num_classes and not (split == 'test' and cfg.test_class_names): return cfg.num_classes
+    names = read_class_names(cfg, split)
     if names: return len(names)
     if records: return max(r.label for r in records) + 1
     raise ValueError("cannot tell the number of classes: set num_classes=K or class_names=FILE")
@@ -563,13 +611,21 @@ def metrics_from_confusion(conf: torch.Tensor, top5_correct: int, skipped: int =
             'mean_class_acc': sum(seen) / max(len(seen), 1), 'n': int(n), 'skipped': int(skipped),
             'per_class': per_class}
 
+# %% ../nbs/04_engine.ipynb #new71
+EVAL_METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], int]] = {
+    'opposite_direction_acc': opposite_direction_correct,   # motion benchmark: true class above its time-reversed twin
+}
+
 # %% ../nbs/04_engine.ipynb #2e5c2f12
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: DistEnv | None = None,
                    batch_size: int = 8, num_workers: int = 0, amp_dtype: torch.dtype | None = None,
-                   desc: str = 'eval', clip_ndim: int = 4) -> dict:
+                   desc: str = 'eval', clip_ndim: int = 4, metrics: Sequence[str] = ()) -> dict:
     """Multi-view evaluation of `model` on `dataset` (sharded over ranks without padding): metrics (see
-    `metrics_from_confusion`) and the `confusion` matrix (rows: true class, columns: predicted) as a list of lists."""
+    `metrics_from_confusion`, plus the named `EVAL_METRICS`) and the `confusion` matrix (rows: true class, columns:
+    predicted) as a list of lists."""
+    unknown = [m for m in metrics if m not in EVAL_METRICS]
+    if unknown: raise ValueError(f"eval_metrics: {unknown} unknown; choose from {sorted(EVAL_METRICS)}")
     env = env or DistEnv(device=next(unwrap(model).parameters()).device)
     model = unwrap(model)
     was_training = model.training
@@ -581,7 +637,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
                         generator=torch.Generator().manual_seed(0))
     K, dev = num_classes, env.device
     conf = torch.zeros(K, K, dtype=torch.long, device=dev)
-    counts = torch.zeros(2, dtype=torch.long, device=dev)   # top-5 correct, skipped files
+    counts = torch.zeros(2 + len(metrics), dtype=torch.long, device=dev)   # top-5 correct, skipped files, metrics
     for batch in tqdm(loader, desc=desc, disable=not env.is_main, leave=False):
         counts[1] += batch['skipped']
         if batch['label'].numel() == 0: continue               # every video of this batch was undecodable
@@ -592,9 +648,11 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
             probs = multiview_probs(model, batch['video'].to(dev, non_blocking=True), clip_ndim)
         conf.index_put_((label, probs.argmax(1)), torch.ones_like(label), accumulate=True)
         counts[0] += accuracy(probs, label, 5, reduce='sum')['top5']
+        for j, m in enumerate(metrics): counts[2 + j] += EVAL_METRICS[m](probs, label)
     conf, counts = all_reduce_sum(conf, env), all_reduce_sum(counts, env)
     model.train(was_training)
     out = metrics_from_confusion(conf.cpu(), int(counts[0]), int(counts[1]))
+    out.update({m: int(counts[2 + j]) / max(out['n'], 1) for j, m in enumerate(metrics)})
     out['confusion'] = conf.cpu().tolist()
     return out
 

@@ -1,4 +1,4 @@
-"""With a frozen image encoder its per-frame features never change: compute them once, train on them many times. The cache, and the frame-average baseline trained on it, at chance between opposite directions by construction.
+"""With a frozen image encoder its per-frame features never change: compute them once, keep them on disk, train on them many times. The cache, keyed by everything that shapes the features, and the frame-average baseline trained on it, at chance between opposite directions by construction.
 
 Docs: https://efficient-video.github.io/efficient_video/features.html.md"""
 
@@ -6,43 +6,160 @@ Docs: https://efficient-video.github.io/efficient_video/features.html.md"""
 
 # %% ../nbs/08_features.ipynb #7ae2758e
 from __future__ import annotations
-import warnings
+import hashlib, json, os, shutil, time, warnings
+from dataclasses import asdict
+from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from .core import worker_init_fn
-from .video import collate_videos
+from .video import VideoDataset, collate_videos
+from .engine import TrainConfig, DistEnv, build_dataset, barrier, _atomic_write_text
 
 # %% auto #0
-__all__ = ['FeatureDataset', 'cache_features']
+__all__ = ['CACHE_ENV', 'CACHE_FORMAT', 'cache_root', 'file_digest', 'weights_id', 'cache_key', 'cache_dir', 'FeatureDataset',
+           'extract_features', 'cached_dataset']
 
-# %% ../nbs/08_features.ipynb #9be77890
+# %% ../nbs/08_features.ipynb #553b6697
+CACHE_ENV = 'EFFICIENT_VIDEO_CACHE'   # where 'auto' puts feature caches (default: ~/.cache/efficient_video/features)
+CACHE_FORMAT = 1                      # bump when the layout changes: old caches then have another key
+
+def cache_root(where: str | os.PathLike | None = 'auto') -> Path:
+    "The folder that holds feature caches: `where`, or for 'auto' `$EFFICIENT_VIDEO_CACHE` or `~/.cache/efficient_video/features`."
+    if where in (None, 'auto'):
+        return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'efficient_video'/'features')
+    return Path(where)
+
+_digests: dict[tuple, str] = {}
+def file_digest(path: str | os.PathLike) -> str:
+    "SHA-256 of a file (remembered per path, size and modification time, so a weights file is hashed once per process)."
+    p = Path(path); st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _digests:
+        h = hashlib.sha256()
+        with open(p, 'rb') as f:
+            for chunk in iter(lambda: f.read(1 << 22), b''): h.update(chunk)
+        _digests[key] = h.hexdigest()
+    return _digests[key]
+
+def weights_id(pretrained: str | None, seed: int) -> str:
+    "What identifies a backbone's weights: a local file's digest, an `open_clip` tag, or the seed of a random init."
+    if pretrained is None: return f'random-init seed {seed}'
+    p = Path(pretrained)
+    if p.is_dir(): p = next((q for q in sorted(p.iterdir()) if q.suffix in ('.safetensors', '.bin', '.pt')), p)
+    return f'sha256 {file_digest(p)}' if p.is_file() else f'tag {pretrained}'
+
+# %% ../nbs/08_features.ipynb #09c3cb16
+def cache_key(cfg: TrainConfig, split: str, views: int = 1, crops: int = 1) -> dict:
+    "Everything that decides the cached features of `split` under `cfg` (frozen image tower, its input, the videos)."
+    lists = {'train': cfg.train_list, 'val': cfg.val_list, 'test': cfg.test_list}
+    if lists[split] is None: raise ValueError(f"{split}_list is not set: nothing to cache")
+    return {'format': CACHE_FORMAT, 'encoder': 'clip image tower (with proj), one row per frame',
+            'backbone': cfg.backbone, 'weights': weights_id(cfg.pretrained, cfg.seed), 'image_size': cfg.image_size,
+            'sampler': cfg.sampler, 'frames': cfg.frames,
+            'frame_interval': cfg.frame_interval if cfg.sampler == 'dense' else None,
+            'views': views, 'crops': crops, 'transform': f'eval_transform({cfg.image_size}, three_crop={crops == 3})',
+            'data_format': cfg.data_format, 'list': str(Path(lists[split]).resolve()),
+            'list_sha256': file_digest(lists[split]) if Path(lists[split]).is_file() else None,
+            'video_root': str(Path(cfg.video_root).resolve()) if cfg.video_root else None,
+            'few_shot': [cfg.few_shot, cfg.few_shot_seed] if split == 'train' and cfg.few_shot else None}
+
+def cache_dir(key: dict, root: str | os.PathLike | None = 'auto') -> Path:
+    "The folder of `key`'s cache: its split-independent hash under `cache_root(root)`."
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_root(root)/digest
+
+# %% ../nbs/08_features.ipynb #9376ab94
 class FeatureDataset(Dataset):
-    "Cached per-frame features as dataset items `{'video': T×D features, 'label', 'index', 'skipped', 'path'}`."
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor, paths: Sequence[str]):
-        self.features, self.labels, self.paths = features, labels, list(paths)
+    "A complete feature cache as dataset items `{'video': T×D (or V×T×D) features, 'label', 'index', 'skipped', 'path'}`."
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        if not (self.folder/'complete').is_file():
+            raise ValueError(f"{self.folder}: the feature cache is incomplete (extraction was stopped): extract it again")
+        self.key = json.loads((self.folder/'key.json').read_text())
+        self.features = np.load(self.folder/'features.npy', mmap_mode='r')       # (N, V, T, D), read on demand
+        self.labels, self.valid = np.load(self.folder/'labels.npy'), np.load(self.folder/'valid.npy')
+        self.paths = json.loads((self.folder/'paths.json').read_text())
     def __len__(self) -> int: return len(self.labels)
     def __getitem__(self, i: int) -> dict:
-        return {'video': self.features[i], 'label': int(self.labels[i]), 'index': i, 'skipped': False, 'path': self.paths[i]}
+        item = {'label': int(self.labels[i]), 'index': i, 'path': self.paths[i], 'skipped': not self.valid[i]}
+        if item['skipped']: return {**item, 'video': None}
+        x = torch.from_numpy(np.array(self.features[i]))                         # (V, T, D), copied from the map
+        return {**item, 'video': x[0] if x.shape[0] == 1 else x}
 
+# %% ../nbs/08_features.ipynb #e9dd9e49
 @torch.no_grad()
-def cache_features(encode: Callable, dataset: Dataset, batch_size: int = 32, num_workers: int = 0,
-                   device: str | torch.device = 'cpu', desc: str = 'features') -> FeatureDataset:
-    """Run the frozen `encode` (`B×T×C×H×W -> B×T×D`, e.g. `FrameAverage.frame_features`) once over `dataset`;
-    undecodable videos are left out (and counted in the warning)."""
-    feats, labels, paths, skipped = [], [], [], 0
-    loader = DataLoader(dataset, batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_videos,
-                        worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(0))   # global RNG untouched
-    for batch in tqdm(loader, desc=desc, leave=False):
-        skipped += batch['skipped']
-        if batch['label'].numel() == 0: continue
-        feats.append(encode(batch['video'].to(device)).float().cpu())
-        labels.append(batch['label'])
-        paths += [getattr(dataset, 'records', None) and str(dataset.records[i].path) or str(i) for i in batch['index'].tolist()]
-    if skipped: warnings.warn(f"cache_features: {skipped} undecodable videos left out")
-    if not feats: raise ValueError(f"cache_features: no decodable video in the dataset of {len(dataset)}")
-    return FeatureDataset(torch.cat(feats), torch.cat(labels), paths)
+def extract_features(encode: Callable[[torch.Tensor], torch.Tensor], dataset: VideoDataset, key: dict,
+                     root: str | os.PathLike | None = 'auto', batch_size: int = 32, num_workers: int = 0,
+                     device: str | torch.device = 'cpu', desc: str = 'features') -> FeatureDataset:
+    "The cached features of `dataset` under `key` in `root`: reused if complete, else extracted (continued if partial)."
+    folder = cache_dir(key, root)
+    if (folder/'key.json').is_file() and json.loads((folder/'key.json').read_text()) != key:
+        raise ValueError(f"{folder}: its key.json does not match the features asked for; delete the folder")
+    if (folder/'complete').is_file(): return FeatureDataset(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(folder/'key.json', json.dumps(key, indent=1, sort_keys=True))
+    N, progress = len(dataset), folder/'progress.json'
+    done = json.loads(progress.read_text())['done'] if progress.is_file() and (folder/'features.npy').is_file() else 0
+    loader = DataLoader(Subset(dataset, range(done, N)), batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_videos, worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(0))
+    arrays = _open_arrays(folder, N, done)
+    for batch in tqdm(loader, desc=desc, initial=done // batch_size, total=-(-N // batch_size), leave=False):
+        n = len(batch['index']) + batch['skipped']                  # videos of this batch, decodable or not
+        rows, kept = np.arange(done, done + n), batch['index'].numpy()   # the decodable ones, by dataset index
+        if len(kept):
+            x = batch['video'].to(device)                           # (B, T, ...) or (B, V, T, ...)
+            feats = encode(x.flatten(0, 1) if x.ndim == 6 else x).float().cpu()
+            arrays = _write_rows(arrays, folder, kept, feats.reshape(len(kept), -1, *feats.shape[-2:]).numpy(), N)
+        arrays['valid'][kept] = True
+        arrays['labels'][rows] = [dataset.records[r].label for r in rows]
+        done += n
+        _flush(arrays, folder, done)
+    return _finish(folder, dataset, arrays, N)
+
+# %% ../nbs/08_features.ipynb #b74510ce
+def _open_arrays(folder: Path, N: int, done: int) -> dict:
+    "The cache's arrays: the memory-mapped features (if created yet) and the labels/validity of every row."
+    arrays = {'labels': np.zeros(N, np.int64), 'valid': np.zeros(N, bool), 'features': None}
+    if done:
+        arrays['labels'][:] = np.load(folder/'labels.npy'); arrays['valid'][:] = np.load(folder/'valid.npy')
+        arrays['features'] = np.load(folder/'features.npy', mmap_mode='r+')
+    return arrays
+
+def _batch_paths(dataset: VideoDataset, rows) -> list[str]: return [str(dataset.records[r].path) for r in rows]
+
+def _write_rows(arrays: dict, folder: Path, rows, feats: np.ndarray, N: int) -> dict:
+    if arrays['features'] is None:                                  # first decodable batch: V, T, D are known now
+        arrays['features'] = np.lib.format.open_memmap(folder/'features.npy', 'w+', np.float32, (N, *feats.shape[1:]))
+    arrays['features'][rows] = feats
+    return arrays
+
+def _flush(arrays: dict, folder: Path, done: int) -> None:
+    if arrays['features'] is not None: arrays['features'].flush()
+    np.save(folder/'labels.npy', arrays['labels']); np.save(folder/'valid.npy', arrays['valid'])
+    _atomic_write_text(folder/'progress.json', json.dumps({'done': done}))
+
+def _finish(folder: Path, dataset: VideoDataset, arrays: dict, N: int) -> FeatureDataset:
+    if arrays['features'] is None: raise ValueError(f"{folder}: no decodable video in the {N} listed")
+    skipped = int(N - arrays['valid'].sum())
+    if skipped: warnings.warn(f"feature cache {folder.name}: {skipped} undecodable videos will be skipped")
+    (folder/'paths.json').write_text(json.dumps(_batch_paths(dataset, range(N))))
+    _atomic_write_text(folder/'complete', json.dumps({'videos': N, 'skipped': skipped, 'shape': list(arrays['features'].shape)}))
+    return FeatureDataset(folder)
+
+# %% ../nbs/08_features.ipynb #3a0a3839
+def cached_dataset(cfg: TrainConfig, split: str, encode: Callable[[torch.Tensor], torch.Tensor], views: int = 1,
+                   crops: int = 1, env: DistEnv | None = None, batch_size: int = 32) -> FeatureDataset:
+    "The cached frame features of `split` under `cfg` (`encode`: a model's frozen `encode_frames`), extracted if needed."
+    key, env = cache_key(cfg, split, views, crops), env or DistEnv()
+    if env.is_main:
+        dataset = build_dataset(cfg, split, views, crops, augment=False)
+        extract_features(encode, dataset, key, cfg.feature_cache, batch_size, cfg.num_workers, env.device,
+                         desc=f'{split} features')
+    barrier(env)
+    return FeatureDataset(cache_dir(key, cfg.feature_cache))

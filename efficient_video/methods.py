@@ -6,9 +6,9 @@ Docs: https://efficient-video.github.io/efficient_video/methods.html.md"""
 
 # %% ../nbs/07_methods.ipynb #ee9010f1
 from __future__ import annotations
-import dataclasses, difflib, fnmatch, importlib, importlib.metadata, inspect, re, warnings
+import dataclasses, difflib, fnmatch, importlib, importlib.metadata, inspect, re, typing, warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,7 @@ import open_clip
 from open_clip.model import _build_vision_tower, set_model_preprocess_cfg
 from open_clip.transform import PreprocessCfg
 
-from .core import count_flops, count_params, fmt_num, freeze, set_trainable
+from .core import count_flops, count_params, fmt_num, freeze, set_trainable, override
 from .clip import check_model_name, load_clip, register_tiny_configs
 from .engine import TrainConfig
 
@@ -45,17 +45,19 @@ class Method:
     paper: str = ''                            # citation and/or official code
     towers: tuple[str, ...] = ('image',)       # CLIP towers the model uses (the text tower is counted only where listed)
     trainable: tuple[str, ...] = ()            # default trainable parameter patterns (globs / 're:' regexes, see core.set_trainable)
+    loss: Callable | None = None               # loss(cfg) -> the engine's loss_fn; None: cross-entropy over the logits
 
     @property
     def options(self) -> dict[str, Any]:
         "The builder's method-specific keyword options and their defaults (beyond backbone/num_classes/frames/...)."
-        common = {'backbone', 'num_classes', 'frames', 'pretrained', 'image_size'}
+        common = {'backbone', 'num_classes', 'frames', 'pretrained', 'image_size', 'class_names'}
         return {n: p.default for n, p in inspect.signature(self.build).parameters.items()
                 if n not in common and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
     def __call__(self, backbone: str, num_classes: int, frames: int, pretrained: str | None = None,
-                 image_size: int | None = None, **options) -> nn.Module:
-        "Build the model for `backbone` with `num_classes` outputs for clips of `frames` frames; only `trainable` trains."
+                 image_size: int | None = None, class_names: Sequence[str] | None = None, **options) -> nn.Module:
+        """Build the model for `backbone` with `num_classes` outputs for clips of `frames` frames; only `trainable`
+        trains. A method that uses the text tower gets the `class_names` (K of them) too."""
         unknown = [k for k in options if k not in self.options]
         if unknown:
             raise MethodError(f"method {self.name!r} has no option(s) {unknown}; its options: "
@@ -63,11 +65,27 @@ class Method:
         for arg, value in (('num_classes', num_classes), ('frames', frames)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise MethodError(f"method {self.name!r}: {arg}={value!r} must be a positive int")
+        if 'text' in self.towers:
+            if class_names is None or len(class_names) != num_classes:
+                raise MethodError(f"method {self.name!r} reads the class names with CLIP's text tower: pass "
+                                  f"class_names=[...] ({num_classes} names; got {None if class_names is None else len(class_names)})")
+            options['class_names'] = [str(c) for c in class_names]
         model = self.build(backbone=backbone, num_classes=num_classes, frames=frames, pretrained=pretrained,
                            image_size=image_size, **options)
         if self.trainable: set_trainable(model, self.trainable)   # raises if a pattern matches nothing: a stale pattern is a bug
         else: freeze(model)
         return model
+
+    def parse_options(self, items: Iterable[str] | dict) -> dict[str, Any]:
+        "Typed option values from `KEY=VALUE` strings (the command line), checked against the builder's options."
+        try: hints = typing.get_type_hints(self.build)
+        except (NameError, TypeError): hints = {}
+        fields = [(n, hints.get(n, Any), dataclasses.field(default=d)) for n, d in self.options.items()]
+        opts = dataclasses.make_dataclass(f"{self.name.replace('-', '_')}_options", fields)()
+        given = {i.split('=', 1)[0].strip().lstrip('-').replace('-', '_') for i in items} if not isinstance(items, dict) else set(items)
+        try: parsed = override(opts, items)
+        except KeyError as e: raise MethodError(f"method {self.name!r}: {e.args[0]}") from None
+        return {n: v for n, v in dataclasses.asdict(parsed).items() if n in given}
 
 # %% ../nbs/07_methods.ipynb #0a772a8b
 ENTRY_POINT_GROUP = 'efficient_video.methods'   # pyproject.toml: [project.entry-points."efficient_video.methods"]
@@ -88,7 +106,7 @@ def discover_methods() -> list[str]:
 METHODS: dict[str, Method] = {}   # name -> Method, filled by @register_method as modules are imported
 
 def register_method(name: str, description: str | None = None, paper: str = '', towers: tuple[str, ...] = ('image',),
-                    trainable: tuple[str, ...] | list[str] = ()) -> Callable:
+                    trainable: tuple[str, ...] | list[str] = (), loss: Callable | None = None) -> Callable:
     '''Decorator: register the builder below it as method `name` in `METHODS` (returns the builder unchanged).
     `description` defaults to the builder's docstring's first line. Registering a different builder under a taken
     name raises `MethodError`; re-running the same definition (a notebook cell run twice) replaces it.'''
@@ -103,7 +121,7 @@ def register_method(name: str, description: str | None = None, paper: str = '', 
                               f"{old.build.__qualname__}; pick another name")
         doc = (description or (build.__doc__ or '').strip().split('\n')[0]).strip()
         if not doc: raise MethodError(f"register_method({name!r}): give a description (or a docstring on the builder)")
-        METHODS[name] = Method(name, build, doc, paper, tuple(towers), tuple(trainable))
+        METHODS[name] = Method(name, build, doc, paper, tuple(towers), tuple(trainable), loss)
         return build
     return decorator
 
@@ -227,29 +245,37 @@ class FrameAverage(nn.Module):
         "`(H, W)` of the frames the image encoder takes."
         return _pair(self.visual.image_size)
 
+    @property
+    def accepts_features(self) -> bool:
+        "Can `forward` take the encoder's cached outputs `B×T×D` instead of clips? Yes, while the encoder is frozen."
+        return not any(p.requires_grad for p in self.visual.parameters())
+
     def train(self, mode: bool = True) -> FrameAverage:
         "Like `nn.Module.train`, but a fully frozen encoder stays in eval mode (its dropout would only add noise)."
         super().train(mode)
         if not any(p.requires_grad for p in self.visual.parameters()): self.visual.eval()
         return self
 
-    def frame_features(self, video: torch.Tensor) -> torch.Tensor:
-        "Per-frame features `f_t`: `B×T×C×H×W -> B×T×D` (L2-normalised when `normalize`)."
+    def encode_frames(self, video: torch.Tensor) -> torch.Tensor:
+        "The frozen encoder's output for every frame, `B×T×C×H×W -> B×T×D` (what a feature cache stores)."
         _check_video(video, self.image_size, type(self).__name__)
-        B = video.shape[0]
         frames = rearrange(video, 'b t c h w -> (b t) c h w')        # every frame is an image for g
         tower_trains = any(p.requires_grad for p in self.visual.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and tower_trains):
             feats = self.visual(frames)                               # (B·T, D)
-        if self.normalize: feats = F.normalize(feats, dim=-1)
-        return rearrange(feats, '(b t) d -> b t d', b=B)
+        return rearrange(feats, '(b t) d -> b t d', b=video.shape[0])
+
+    def frame_features(self, video: torch.Tensor) -> torch.Tensor:
+        "Per-frame features `f_t` of clips `B×T×C×H×W`, or of cached encoder outputs `B×T×D` (L2-normalised when `normalize`)."
+        feats = video if video.ndim == 3 else self.encode_frames(video)
+        return F.normalize(feats, dim=-1) if self.normalize else feats
 
     def pool(self, feats: torch.Tensor) -> torch.Tensor:
         "`f̄ = mean_t f_t`: `B×T×D -> B×D` (independent of frame order, up to float rounding)."
         return feats.mean(dim=1)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        "Logits `B×K` for `video` `B×T×C×H×W`."
+        "Logits `B×K` for `video` `B×T×C×H×W` (or its cached encoder outputs `B×T×D`)."
         pooled = self.pool(self.frame_features(video))               # (B, D)
         return self.head(self.dropout(pooled))                        # (B, K)
 
@@ -269,7 +295,7 @@ register_preset('frame-average-tiny', method='frame-average', backbone='ev-tiny-
                 test_list=f'{SAMPLES}/motion/test.txt', class_names=f'{SAMPLES}/motion/classes.txt', frames=8,
                 sampler='segment', image_size=32, crop_scale=(0.6, 1.0), flip=False, batch_size=32, epochs=3, lr=1e-2,
                 weight_decay=0.01, warmup_epochs=0.2, num_workers=0, ckpt_every=0, log_every=5,
-                output_dir='runs/frame-average-tiny');
+                eval_metrics=('opposite_direction_acc',), output_dir='runs/frame-average-tiny');
 
 # %% ../nbs/07_methods.ipynb #8bd80480
 PROFILE_KEYS = ('method', 'backbone', 'frames', 'num_classes', 'params_total', 'params_trainable', 'params_added',
@@ -290,22 +316,30 @@ def profile_method(method: str | Method, backbone: str, frames: int, num_classes
     "params_added", "gflops_per_view"}` (`params_added`: beyond the backbone's image tower). One view = batch 1 of `frames` frames at `image_size` (default: the config's);
     GFLOPs count 1 multiply-add as 1 FLOP. `options` are the method's own (see `get_method(name).options`).'''
     m = get_method(method)
+    names = [f'class {k}' for k in range(num_classes)] if 'text' in m.towers else None   # text methods read K names
     model, device = _build_for_profile(m, backbone=backbone, num_classes=num_classes, frames=frames, pretrained=None,
-                                       image_size=image_size, **options)
+                                       image_size=image_size, class_names=names, **options)
     model.eval()
     video = torch.zeros(1, frames, 3, *_pair(model.image_size), device=device)   # (B=1, T, C, H, W): one view
-    with torch.no_grad(): flops = count_flops(model, video)
+    text = {}
+    with torch.no_grad():
+        if callable(getattr(model, 'class_features', None)):   # the K class prompts: encoded once, kept in eval mode
+            text['gflops_text_once'] = count_flops(model.class_features).total / 1e9
+        flops = count_flops(model, video)
     params = count_params(model)
     with torch.device('meta'): tower = count_params(clip_image_encoder(backbone, None, image_size)[0]).total
     return dict(method=m.name, backbone=backbone, frames=frames, num_classes=num_classes, params_total=params.total,
-                params_trainable=params.trainable, params_added=params.total - tower, gflops_per_view=flops.total / 1e9)
+                params_trainable=params.trainable, params_added=params.total - tower, gflops_per_view=flops.total / 1e9,
+                **text)
 
 def format_profile(profile: dict) -> str:
     "One human-readable line for a `profile_method` result (states the FLOP convention)."
     p = profile
     return (f"{p['method']} on {p['backbone']}, {p['frames']} frames, {p['num_classes']} classes: "
             f"{fmt_num(p['params_total'])} parameters ({fmt_num(p['params_trainable'])} trainable), "
-            f"{fmt_num(p['gflops_per_view'] * 1e9)} FLOPs per view (1 FLOP = 1 multiply-add)")
+            f"{fmt_num(p['gflops_per_view'] * 1e9)} FLOPs per view (1 FLOP = 1 multiply-add)"
+            + (f", plus {fmt_num(p['gflops_text_once'] * 1e9)} FLOPs once per batch for the {p['num_classes']} class prompts "
+               f"(text tower; not counted per view)" if 'gflops_text_once' in p else ''))
 
 # %% ../nbs/07_methods.ipynb #86113a48
 def _full_match(name: str, pattern: str) -> bool:

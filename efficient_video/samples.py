@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from einops import repeat
 from PIL import Image
 
@@ -31,7 +32,8 @@ __all__ = ['SAMPLES_ENV', 'FASHION_CLASSES', 'DEBIAN_FASHION_MNIST', 'FASHION_MN
            'load_fashion_mnist', 'load_backgrounds', 'Background', 'sample_background', 'paste_sprite', 'compose_image',
            'caption_for', 'motion_path', 'motion_clip', 'save_npz', 'write_video', 'sha256', 'motion_label',
            'build_clips', 'build_fashion_mnist', 'build_backgrounds', 'build_captions', 'build_motion', 'sentence_for',
-           'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples', 'motion_frames']
+           'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples', 'motion_frames',
+           'twin_class', 'opposite_direction_correct']
 
 # %% ../nbs/02_samples.ipynb #d35e5ab0
 SAMPLES_ENV = 'EFFICIENT_VIDEO_SAMPLES'
@@ -824,3 +826,15 @@ def motion_frames(record: dict, images: np.ndarray | None = None, photos: dict[s
     bg = _background_image(record['background'], photos, MOTION_SIZE)
     return motion_clip(images[int(record['sprite_index'])], bg, record['direction'], MOTION_FRAMES, MOTION_SIZE,
                        rng=int(record['seed']))
+
+# %% ../nbs/02_samples.ipynb #126519a0
+def twin_class(labels: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    "The motion label of the same garment moving the opposite way: labels are 4·garment + direction, so `label XOR 1`."
+    return labels ^ 1
+
+def opposite_direction_correct(scores: torch.Tensor, labels: torch.Tensor) -> int:
+    """How many clips score their true class above its twin class (`twin_class`): the motion benchmark's
+    opposite-direction metric, as a count (divide by the number of clips). `scores` `B×K` (logits or probabilities)."""
+    own = scores.gather(1, labels[:, None])[:, 0]
+    twin = scores.gather(1, twin_class(labels)[:, None])[:, 0]
+    return int((own > twin).sum())

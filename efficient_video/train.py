@@ -6,7 +6,7 @@ Docs: https://efficient-video.github.io/efficient_video/train.html.md"""
 
 # %% ../nbs/09_train.ipynb #61e487a5
 from __future__ import annotations
-import json, os
+import json, os, time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -18,15 +18,17 @@ from safetensors.torch import load_model, save_model
 from .core import override, seed_everything
 from .samples import samples_dir
 from .clip import config_beside, read_clip_config, register_config
-from .engine import (TrainConfig, ConfigError, validate_config, init_distributed, build_dataset,
-                                    infer_num_classes, read_class_names, fit, resolve_amp, micro_batch_size,
-                                    evaluate_model, confusion_figure, MetricLogger, find_checkpoint, load_checkpoint,
-                                    config_from_json, _atomic_write_text)
+from .engine import (TrainConfig, ConfigError, DistEnv, validate_config, init_distributed, build_dataset,
+                                    read_records, infer_num_classes, read_class_names, class_text, fit, resolve_amp,
+                                    micro_batch_size, evaluate_model, confusion_figure, MetricLogger, ClassificationLoss,
+                                    find_checkpoint, load_checkpoint, config_from_json, unwrap, _atomic_write_text)
 from .pretrain import sample_clip
 from .methods import get_method, get_preset, list_presets, SAMPLES, SAMPLE_CLIP
+from .features import cached_dataset
 
 # %% auto #0
-__all__ = ['load_config', 'model_from_config', 'train', 'evaluate']
+__all__ = ['load_config', 'model_from_config', 'uses_feature_cache', 'split_dataset', 'clip_shape', 'test_model', 'train',
+           'evaluate', 'extract_split_features']
 
 # %% ../nbs/09_train.ipynb #8fd98873
 def _resolve(value: Any, root: Path) -> Any:
@@ -55,9 +57,10 @@ def _register_beside(pretrained: str | None) -> None:
     if beside is not None and 'model_name' in (meta := json.loads(Path(beside).read_text())):
         register_config(meta['model_name'], read_clip_config(beside)[0])
 
-def model_from_config(cfg: TrainConfig, num_classes: int) -> nn.Module:
+def model_from_config(cfg: TrainConfig, num_classes: int, class_names: Sequence[str] | None = None) -> nn.Module:
     """The video model of `cfg.method` from the registry: `build(backbone, num_classes, frames, pretrained,
-    image_size, **method_args)`; only the method's trainable parameters require grad."""
+    image_size, **method_args)`, and the class names (as words) for a method that reads them with CLIP's text tower;
+    only the method's trainable parameters require grad."""
     method = get_method(cfg.method)
     options = dict(cfg.method_args)
     if cfg.drop_path:
@@ -65,46 +68,82 @@ def model_from_config(cfg: TrainConfig, num_classes: int) -> nn.Module:
             raise ConfigError(f"drop_path={cfg.drop_path}: method {cfg.method!r} has no drop_path option "
                               f"(its options: {sorted(method.options)}); set drop_path=0")
         options['drop_path'] = cfg.drop_path
+    if 'text' in method.towers:
+        if not class_names: raise ConfigError(f"method {cfg.method!r} needs the class names: set class_names=FILE")
+        options['class_names'] = [class_text(n) for n in class_names]
     _register_beside(cfg.pretrained)
     return method(cfg.backbone, num_classes, cfg.frames, pretrained=cfg.pretrained, image_size=cfg.image_size, **options)
 
-# %% ../nbs/09_train.ipynb #58a01d78
+# %% ../nbs/09_train.ipynb #new12
+def uses_feature_cache(cfg: TrainConfig, model: nn.Module) -> bool:
+    "Train and test `model` on cached frame features? (`cfg.feature_cache` set, and the model can take them.)"
+    return cfg.feature_cache is not None and bool(getattr(unwrap(model), 'accepts_features', False))
+
+def split_dataset(cfg: TrainConfig, split: str, model: nn.Module, env: DistEnv, views: int = 1, crops: int = 1,
+                  augment: bool | None = None):
+    "The dataset of `split` for `model`: cached features if `uses_feature_cache`, else decoded clips."
+    if uses_feature_cache(cfg, model):
+        return cached_dataset(cfg, split, unwrap(model).encode_frames, views, crops, env)
+    return build_dataset(cfg, split, views, crops, augment)
+
+def clip_shape(cfg: TrainConfig, dataset) -> tuple:
+    "The shape of one training clip: `(T, D)` cached features, or `(T, C, H, W)` frames."
+    return tuple(dataset.features.shape[2:]) if hasattr(dataset, 'features') else (cfg.frames, 3, cfg.image_size, cfg.image_size)
+
+# %% ../nbs/09_train.ipynb #new13
 def _save_eval(out: Path, name: str, res: dict, class_names: Sequence[str] | None) -> None:
     "Write `name`.json (metrics) and `name`_confusion.png."
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(out/f'{name}.json', json.dumps(res, indent=1))
     confusion_figure(res['confusion'], class_names, title=f'{name}: confusion (row-normalised)').savefig(out/f'{name}_confusion.png', dpi=80)
 
+def test_model(model: nn.Module, cfg: TrainConfig, env: DistEnv, split: str = 'test', views: int = 1, crops: int = 1,
+               batch_size: int = 8, out: str | os.PathLike | None = None) -> dict:
+    """Evaluate `model` on `split` with `views` × `crops` per video, among the split's classes (`test_class_names`
+    for the test, when set: the model's class list is swapped first); writes `{split}.json` and the confusion figure
+    to `out` on rank 0. Returns the metrics (and `cfg.eval_metrics`)."""
+    names, K = read_class_names(cfg, split), infer_num_classes(cfg, split=split)
+    if split == 'test' and cfg.test_class_names:
+        if not callable(getattr(unwrap(model), 'set_class_names', None)):
+            raise ConfigError(f"test_class_names: method {cfg.method!r} cannot change its classes (it has no text tower)")
+        unwrap(model).set_class_names([class_text(n) for n in names])
+    ds = split_dataset(cfg, split, model, env, views, crops, augment=False)
+    res = evaluate_model(model, ds, K, env, batch_size, cfg.num_workers, resolve_amp(cfg.amp, env.device)[0],
+                         desc=split, clip_ndim=2 if hasattr(ds, 'features') else 4, metrics=cfg.eval_metrics)
+    if out is not None and env.is_main: _save_eval(Path(out), split, res, names)
+    return res
+
+# %% ../nbs/09_train.ipynb #58a01d78
 def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
     """Run `cfg` end to end: seed, build the model and data, `fit`, then test with `test_views` × `test_crops`
     views if `test_list` is set. Works unchanged under `torchrun`. Returns the summary (and test metrics)."""
     env = init_distributed(cfg.device)
     validate_config(cfg, env.world_size)
     seed_everything(cfg.seed, cfg.deterministic)          # identical initialisation on every rank
-    train_set = build_dataset(cfg, 'train')
-    K = infer_num_classes(cfg, train_set.records)
+    K = infer_num_classes(cfg, read_records(cfg, 'train'))
     cfg = override(cfg, num_classes=K)
-    model = model_from_config(cfg, K)
+    model = model_from_config(cfg, K, read_class_names(cfg))
     # dropout etc. draw per rank; data draws are seeded per item (EpochSeeded), so this does not change the data
     torch.manual_seed(cfg.seed + env.rank)
     if cfg.pretrained is None and env.is_main:
         # random-init backbone: keep its frozen weights too, so `evaluate` rebuilds exactly this model
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         save_model(model, str(Path(cfg.output_dir)/'init.safetensors'))
-    val_set = build_dataset(cfg, 'val') if cfg.val_list else None
-    res = fit(model, train_set, cfg, val_set=val_set, num_classes=K, env=env, on_step=on_step)
-    names = read_class_names(cfg)
+    model.to(env.device)
+    train_set = split_dataset(cfg, 'train', model, env)
+    val_set = split_dataset(cfg, 'val', model, env, augment=False) if cfg.val_list else None
+    method, shape = get_method(cfg.method), clip_shape(cfg, train_set)
+    loss_fn = method.loss(cfg, shape) if method.loss else ClassificationLoss(shape, cfg.label_smoothing)
+    res = fit(model, train_set, cfg, loss_fn, val_set=val_set, num_classes=K, env=env, on_step=on_step)
     if cfg.test_list:
-        amp_dtype, _ = resolve_amp(cfg.amp, env.device)
-        test = evaluate_model(model, build_dataset(cfg, 'test', cfg.test_views, cfg.test_crops), K, env,
-                              cfg.eval_batch_size or micro_batch_size(cfg.batch_size, env.world_size, cfg.grad_accum),
-                              cfg.num_workers, amp_dtype, desc='test')
+        test = test_model(model, cfg, env, 'test', cfg.test_views, cfg.test_crops, cfg.eval_batch_size or
+                          micro_batch_size(cfg.batch_size, env.world_size, cfg.grad_accum), out=cfg.output_dir)
         if env.is_main:
-            _save_eval(Path(cfg.output_dir), 'test', test, names)
-            MetricLogger(cfg.output_dir, tensorboard=False).log(
-                {'kind': 'test', 'step': res['steps'], **{k: test[k] for k in ('top1', 'top5', 'mean_class_acc', 'n', 'skipped')}})
+            MetricLogger(cfg.output_dir, tensorboard=False).log({'kind': 'test', 'step': res['steps'], **{
+                k: v for k, v in test.items() if k not in ('confusion', 'per_class')}})
         res['test'] = {k: v for k, v in test.items() if k != 'confusion'}
     if res.get('val'): res['val'] = {k: v for k, v in res['val'].items() if k != 'confusion'}
+    res['feature_cache'] = uses_feature_cache(cfg, model)
     if env.distributed and dist.is_initialized(): dist.destroy_process_group()
     return res
 
@@ -112,23 +151,40 @@ def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
 def evaluate(checkpoint: str | os.PathLike, split: str = 'test', overrides: dict | Iterable[str] | None = None,
              views: int | None = None, crops: int | None = None, device: str | None = None) -> dict:
     """Test a checkpoint written by `train` on `split` ('test' or 'val') with `views` × `crops` (default: the config's
-    `test_views` × `test_crops`); `overrides` change the stored config (e.g. `test_list=...`). Writes
-    `{split}.json` and `{split}_confusion.png` beside the checkpoint; returns the metrics."""
+    `test_views` × `test_crops`); `overrides` change the stored config (e.g. `test_list=...`, or `test_class_names=...`
+    for the zero-shot protocol). Writes `{split}.json` and `{split}_confusion.png` beside the checkpoint."""
     ck = find_checkpoint(checkpoint)
     if ck is None: raise FileNotFoundError(f"{checkpoint}: no checkpoint here (expected a step-* folder or a run folder with 'latest')")
     cfg = override(config_from_json((ck/'config.json').read_text()), overrides)
     if device is not None: cfg = override(cfg, device=device)
     env = init_distributed(cfg.device)
-    K = infer_num_classes(cfg)
     seed_everything(cfg.seed)
-    model = model_from_config(cfg, K)
+    model = model_from_config(cfg, infer_num_classes(cfg), read_class_names(cfg))
     if (ck.parent/'init.safetensors').is_file() and cfg.pretrained is None:
         load_model(model, str(ck.parent/'init.safetensors'))   # the random-init frozen weights of that run
     load_checkpoint(ck, model, restore_rng=False)
     model.to(env.device)
-    ds = build_dataset(cfg, split, views or cfg.test_views, crops or cfg.test_crops)
-    res = evaluate_model(model, ds, K, env, cfg.eval_batch_size or 8, cfg.num_workers, resolve_amp(cfg.amp, env.device)[0], desc=split)
-    if env.is_main: _save_eval(ck, split, res, read_class_names(cfg))
-    res = {'checkpoint': str(ck), 'split': split, 'views': views or cfg.test_views, 'crops': crops or cfg.test_crops,
-           **{k: v for k, v in res.items() if k != 'confusion'}}
-    return res
+    views, crops = views or cfg.test_views, crops or cfg.test_crops
+    res = test_model(model, cfg, env, split, views, crops, cfg.eval_batch_size or 8, out=ck)
+    return {'checkpoint': str(ck), 'split': split, 'views': views, 'crops': crops,
+            **{k: v for k, v in res.items() if k != 'confusion'}}
+
+# %% ../nbs/09_train.ipynb #new18
+def extract_split_features(cfg: TrainConfig, splits: Sequence[str] = ('train', 'val', 'test')) -> dict:
+    "Fill the feature cache of `cfg` for `splits` (the test with its views × crops); returns where, how many and how long."
+    env = init_distributed(cfg.device)
+    validate_config(cfg, env.world_size)
+    seed_everything(cfg.seed, cfg.deterministic)          # a random-init tower is drawn exactly as `train` draws it
+    model = model_from_config(cfg, infer_num_classes(cfg, read_records(cfg, 'train')), read_class_names(cfg)).to(env.device)
+    if not uses_feature_cache(cfg, model):
+        raise ConfigError(f"method {cfg.method!r} with feature_cache={cfg.feature_cache!r}: nothing to cache (the method "
+                          "changes its image tower, or the cache is switched off)")
+    report = {}
+    for split in splits:
+        if getattr(cfg, f'{split}_list') is None: continue
+        views, crops = (cfg.test_views, cfg.test_crops) if split == 'test' else (1, 1)
+        t0 = time.perf_counter()
+        ds = cached_dataset(cfg, split, model.encode_frames, views, crops, env)
+        report[split] = {'folder': str(ds.folder), 'videos': len(ds), 'skipped': int((~ds.valid).sum()),
+                         'shape': list(ds.features.shape), 'seconds': round(time.perf_counter() - t0, 2)}
+    return report
