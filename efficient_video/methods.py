@@ -19,16 +19,16 @@ import open_clip
 from open_clip.model import _build_vision_tower, set_model_preprocess_cfg
 from open_clip.transform import PreprocessCfg
 
-from .core import count_flops, count_params, fmt_num, freeze, set_trainable, override
+from .core import count_flops, count_params, fmt_num, freeze, set_trainable, override, name_matches
 from .clip import check_model_name, load_clip, register_tiny_configs
 from .engine import TrainConfig
 
 # %% auto #0
 __all__ = ['TOWERS', 'ENTRY_POINT_GROUP', 'METHODS', 'SAMPLES', 'SAMPLE_CLIP', 'PRESETS', 'PROFILE_KEYS', 'MethodError', 'Method',
            'discover_methods', 'register_method', 'list_methods', 'get_method', 'build_model', 'register_preset',
-           'list_presets', 'get_preset', 'backbone_config', 'clip_image_encoder', 'FrameAverage', 'build_frame_average',
-           'profile_method', 'format_profile', 'inject', 'DropPath', 'VideoBlock', 'VideoViT', 'zero_init_',
-           'identity_at_init']
+           'list_presets', 'get_preset', 'backbone_config', 'clip_image_encoder', 'clip_model', 'FrameAverage',
+           'build_frame_average', 'profile_method', 'format_profile', 'inject', 'DropPath', 'VideoBlock', 'VideoViT',
+           'zero_init_', 'identity_at_init']
 
 # %% ../nbs/07_methods.ipynb #ac216d78
 TOWERS = ('image', 'text')   # the CLIP towers a method may use
@@ -44,7 +44,8 @@ class Method:
     description: str                           # one line, shown by the CLI
     paper: str = ''                            # citation and/or official code
     towers: tuple[str, ...] = ('image',)       # CLIP towers the model uses (the text tower is counted only where listed)
-    trainable: tuple[str, ...] = ()            # default trainable parameter patterns (globs / 're:' regexes, see core.set_trainable)
+    trainable: tuple[str, ...] = ()            # default trainable parameter patterns (globs / 're:' regexes, see core.set_trainable);
+                                               # '?pattern': a part that an option may switch off (no error if absent)
     loss: Callable | None = None               # loss(cfg) -> the engine's loss_fn; None: cross-entropy over the logits
 
     @property
@@ -72,7 +73,10 @@ class Method:
             options['class_names'] = [str(c) for c in class_names]
         model = self.build(backbone=backbone, num_classes=num_classes, frames=frames, pretrained=pretrained,
                            image_size=image_size, **options)
-        if self.trainable: set_trainable(model, self.trainable)   # raises if a pattern matches nothing: a stale pattern is a bug
+        names = [n for n, _ in model.named_parameters()]
+        patterns = [p[1:] if p.startswith('?') else p for p in self.trainable
+                    if not p.startswith('?') or any(name_matches(n, p[1:]) for n in names)]   # options may switch parts off
+        if patterns: set_trainable(model, patterns)   # raises if a pattern matches nothing: a stale pattern is a bug
         else: freeze(model)
         return model
 
@@ -214,6 +218,22 @@ def clip_image_encoder(backbone: str, pretrained: str | None = None, image_size:
     # what open_clip.create_model sets: clip.to_pixels and open_clip's transforms read the size, mean and std from here
     set_model_preprocess_cfg(visual, asdict(PreprocessCfg(size=_pair(visual.image_size))))
     return visual, int(cfg['embed_dim'])
+
+# %% ../nbs/07_methods.ipynb #cc518c8a
+def clip_model(backbone: str, pretrained: str | None = None, image_size: int | None = None) -> tuple[nn.Module, Callable]:
+    """`(clip, tokenizer)`: the whole `open_clip` CLIP of `backbone` (image and text towers) and its tokenizer, with
+    weights (`pretrained`, through `clip.load_clip`) or as the architecture alone (also on the `meta` device)."""
+    _check_image_size(backbone, image_size)
+    if pretrained is not None:
+        bundle = load_clip(backbone, pretrained, **({'force_image_size': image_size} if image_size is not None else {}))
+        return bundle.model, bundle.tokenizer
+    cfg = backbone_config(backbone)
+    vision_cfg = {**cfg['vision_cfg'], **({'image_size': image_size} if image_size is not None else {})}
+    if 'hf_model_name' in cfg['text_cfg']:
+        raise MethodError(f"{backbone}: a Hugging Face text tower; prompt methods need an open_clip text Transformer")
+    model = open_clip.model.CLIP(cfg['embed_dim'], vision_cfg, cfg['text_cfg'], quick_gelu=cfg.get('quick_gelu', False))
+    set_model_preprocess_cfg(model, asdict(PreprocessCfg(size=_pair(model.visual.image_size))))
+    return model, open_clip.tokenizer.SimpleTokenizer(context_length=model.context_length)
 
 # %% ../nbs/07_methods.ipynb #d6a1b884
 def _check_video(video: torch.Tensor, image_size: tuple[int, int], who: str) -> None:
