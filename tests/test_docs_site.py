@@ -279,7 +279,7 @@ TINY = {
      code('_ = interact(area, r=(1, 5))'),
      code('print(" ".join(f"word{i}" for i in range(80)))'),
      # what must not widen the page on a phone: display math, a table, a long output line (above), an image
-     f'## Wide things\n{WIDE_MATH}\n\n{WIDE_TABLE}\n\n![](images/dot.png)'],
+     f'## Wide things\n{WIDE_MATH}\n\nInline too: {WIDE_MATH.replace("$$", "$")}.\n\n{WIDE_TABLE}\n\n![](images/dot.png)'],
  'tutorials/other.ipynb': ['# Other\n> A page in a subfolder', '## Part two\nBack to [tiny](../00_tiny.ipynb#area).'],
  '_skipped.ipynb': ['# Skipped\n> nbdev ignores `_` files'],
 }
