@@ -31,7 +31,7 @@ __all__ = ['CLIP_MEAN', 'CLIP_STD', 'VideoInfo', 'VideoDecodeError', 'open_video
            'segment_indices', 'dense_indices', 'SegmentSampler', 'DenseSampler', 'temporal_views', 'resize_clip',
            'RandomResizedCrop', 'HorizontalFlip', 'ShortSideResize', 'CenterCrop', 'ThreeCrop', 'Normalize', 'Compose',
            'train_transform', 'eval_transform', 'VideoRecord', 'read_kinetics_csv', 'read_ssv2_json',
-           'read_ucf_hmdb_split', 'read_path_label_list', 'VideoDataset', 'collate_videos']
+           'read_ucf_hmdb_split', 'read_path_label_list', 'check_labels', 'VideoDataset', 'collate_videos']
 
 # %% ../nbs/01_video.ipynb #c8cd0de2
 @dataclass
@@ -402,33 +402,51 @@ def eval_transform(size: int = 224, three_crop: bool = False) -> Compose:
 # %% ../nbs/01_video.ipynb #ad944dcb
 @dataclass
 class VideoRecord:
-    "One annotated video: its file, class index (-1 = unlabelled) and optional extras."
+    "One annotated video: its file, class index (-1 = unlabelled), optional extras, and where it was listed."
     path: Path
     label: int
     label_name: str | None = None
     start: float | None = None   # seconds into the source video (Kinetics time_start), when known
     end: float | None = None
     meta: dict = field(default_factory=dict)
+    source: str = ''             # where it was read: 'list.txt:12' (line, 1-based) or 'train.json[3]' (entry)
 
 def _class_index(classes: Sequence[str], name: str, where: str) -> int:
     try: return classes.index(name)
     except ValueError: raise ValueError(f"{where}: class {name!r} is not in the class list ({len(classes)} classes); "
                                         "pass the training split's classes to read the other splits") from None
 
+def _lines(path):
+    "Non-empty, non-comment lines of a text file with their 1-based line numbers; a UTF-8 BOM is dropped."
+    for n, line in enumerate(Path(path).read_text(encoding='utf-8-sig').splitlines(), start=1):
+        if line.strip() and not line.lstrip().startswith('#'): yield n, line.strip()
+
+def _warn_duplicates(recs: list[VideoRecord], where) -> list[VideoRecord]:
+    "Return `recs`, after one warning naming both places of every video file listed twice."
+    first, dups = {}, []
+    for r in recs:
+        if r.path in first: dups.append(f"{r.path} at {first[r.path]} and {r.source}")
+        else: first[r.path] = r.source
+    if dups: warnings.warn(f"{where}: {len(dups)} video file(s) listed twice: {'; '.join(dups[:5])}"
+                           f"{' ...' if len(dups) > 5 else ''} (each copy is sampled like another video)", stacklevel=3)
+    return recs
+
 # %% ../nbs/01_video.ipynb #301cde2d
 def read_kinetics_csv(csv_path, video_root, classes: Sequence[str] | None = None, ext: str = '.mp4'
                      ) -> tuple[list[VideoRecord], list[str]]:
     "Kinetics CSV -> records and alphabetical class names; files are `{youtube_id}_{start:06d}_{end:06d}{ext}`."
     csv_path, root = Path(csv_path), Path(video_root)
-    with open(csv_path, newline='') as f: rows = list(csv.DictReader(f))
+    with open(csv_path, newline='', encoding='utf-8-sig') as f:
+        reader = csv.DictReader(f)
+        rows = [(reader.line_num, r) for r in reader]       # line_num: the row's line in the file, 1-based
     need = {'youtube_id', 'time_start', 'time_end'}
-    have = set(rows[0]) if rows else set()
+    have = set(rows[0][1]) if rows else set()
     if not need <= have:
         raise ValueError(f"{csv_path}: a Kinetics CSV needs columns {sorted(need)} (and 'label'), found {sorted(have)}")
-    if classes is None: classes = sorted({r['label'] for r in rows if r.get('label')})
+    if classes is None: classes = sorted({r['label'] for _, r in rows if r.get('label')})
     classes = list(classes)
     recs = []
-    for n, r in enumerate(rows, start=2):                 # line 1 is the header
+    for n, r in rows:
         t0, t1 = int(float(r['time_start'])), int(float(r['time_end']))
         name = f"{r['youtube_id']}_{t0:06d}_{t1:06d}{ext}"
         lab = r.get('label') or None
@@ -437,17 +455,17 @@ def read_kinetics_csv(csv_path, video_root, classes: Sequence[str] | None = None
         path = next((c for c in cands if c.exists()), cands[0])
         label = _class_index(classes, lab, f"{csv_path}:{n}") if lab else -1
         recs.append(VideoRecord(path, label, lab, float(r['time_start']), float(r['time_end']),
-                                {k: r[k] for k in ('split',) if k in r}))
-    return recs, classes
+                                {k: r[k] for k in ('split',) if k in r}, source=f"{csv_path}:{n}"))
+    return _warn_duplicates(recs, csv_path), classes
 
 # %% ../nbs/01_video.ipynb #c9aa3ce0
 def read_ssv2_json(labels_json, annotations_json, video_root, ext: str = '.webm'
                   ) -> tuple[list[VideoRecord], list[str]]:
     "Something-Something v2 -> records and the 174 template names in label order; files are `{id}{ext}`."
-    labels = json.loads(Path(labels_json).read_text())             # {"Holding something": "52", ...}
+    labels = json.loads(Path(labels_json).read_text(encoding='utf-8-sig'))      # {"Holding something": "52", ...}
     classes = [name for name, _ in sorted(labels.items(), key=lambda kv: int(kv[1]))]
     recs = []
-    for n, a in enumerate(json.loads(Path(annotations_json).read_text())):
+    for n, a in enumerate(json.loads(Path(annotations_json).read_text(encoding='utf-8-sig'))):
         if 'id' not in a: raise ValueError(f"{annotations_json}: entry {n} has no 'id': {a}")
         if 'template' in a:   # the template with its [something] brackets removed is the class name
             name = a['template'].replace('[', '').replace(']', '')
@@ -455,16 +473,11 @@ def read_ssv2_json(labels_json, annotations_json, video_root, ext: str = '.webm'
                 raise ValueError(f"{annotations_json}: entry {n} template {name!r} is not in {labels_json}")
             label = int(labels[name])
         else: name, label = None, -1   # the test set has ids only
-        recs.append(VideoRecord(Path(video_root)/f"{a['id']}{ext}", label, name,
+        recs.append(VideoRecord(Path(video_root)/f"{a['id']}{ext}", label, name, source=f"{annotations_json}[{n}]",
                                 meta={k: a[k] for k in ('label', 'placeholders') if k in a}))
-    return recs, classes
+    return _warn_duplicates(recs, annotations_json), classes
 
 # %% ../nbs/01_video.ipynb #85f33e03
-def _lines(path):
-    "Non-empty, non-comment lines of a text file with their 1-based line numbers."
-    for n, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if line.strip() and not line.lstrip().startswith('#'): yield n, line.strip()
-
 def read_ucf_hmdb_split(split_path, video_root, class_ind=None, subset: str = 'train', split: int = 1
                        ) -> tuple[list[VideoRecord], list[str]]:
     "UCF101 list file (`trainlist01.txt`, with `classInd.txt`) or HMDB51 split folder -> records, class names."
@@ -480,8 +493,8 @@ def read_ucf_hmdb_split(split_path, video_root, class_ind=None, subset: str = 't
             for n, line in _lines(f):
                 parts = line.split()
                 if len(parts) != 2: raise ValueError(f"{f}:{n}: expected 'video.avi 0|1|2', got {line!r}")
-                if parts[1] == want: recs.append(VideoRecord(root/c/parts[0], k, c))
-        return recs, classes
+                if parts[1] == want: recs.append(VideoRecord(root/c/parts[0], k, c, source=f"{f}:{n}"))
+        return _warn_duplicates(recs, split_path), classes
     # UCF101: `Class/v_Class_g08_c01.avi 1` (1-based label) in train lists, no label in test lists
     entries = [(n, line.split()) for n, line in _lines(split_path)]
     if class_ind is not None:
@@ -493,8 +506,8 @@ def read_ucf_hmdb_split(split_path, video_root, class_ind=None, subset: str = 't
         folder = p[0].replace('\\', '/').split('/')[0]
         label = int(p[1]) - 1 if len(p) > 1 else _class_index(classes, folder, f"{split_path}:{n}")
         if not 0 <= label < len(classes): raise ValueError(f"{split_path}:{n}: label {p[1]} outside 1..{len(classes)}")
-        recs.append(VideoRecord(root/p[0], label, classes[label]))
-    return recs, classes
+        recs.append(VideoRecord(root/p[0], label, classes[label], source=f"{split_path}:{n}"))
+    return _warn_duplicates(recs, split_path), classes
 
 # %% ../nbs/01_video.ipynb #5b247517
 def read_path_label_list(list_file, video_root=None) -> list[VideoRecord]:
@@ -506,8 +519,23 @@ def read_path_label_list(list_file, video_root=None) -> list[VideoRecord]:
         parts = line.rsplit(maxsplit=1)     # paths may contain spaces; the label is the last field
         if len(parts) != 2 or not parts[1].lstrip('-').isdigit():
             raise ValueError(f"{list_file}:{n}: expected 'path label' with an integer label, got {line!r}")
-        recs.append(VideoRecord(root/parts[0], int(parts[1])))
-    return recs
+        recs.append(VideoRecord(root/parts[0], int(parts[1]), source=f"{list_file}:{n}"))
+    return _warn_duplicates(recs, list_file)
+
+# %% ../nbs/01_video.ipynb #f4a56409
+def check_labels(records: Sequence[VideoRecord], num_classes: int, what: str = '', allow_unlabelled: bool = False):
+    "Raise ValueError naming where (file:line) each label outside 0..num_classes-1 was read; -1 only if allowed."
+    lo = -1 if allow_unlabelled else 0
+    bad = [r for r in records if not lo <= r.label < num_classes]
+    if not bad: return
+    where = ', '.join(f"{r.source or r.path} (label {r.label})" for r in bad[:5])
+    where += f" and {len(bad) - 5} more" if len(bad) > 5 else ''
+    head = f"{what}: " if what else ''
+    if all(r.label == -1 for r in bad):
+        raise ValueError(f"{head}{len(bad)} of {len(records)} videos have no label (-1): {where}; "
+                         "pass allow_unlabelled=True if this split is meant to be unlabelled, or add the labels")
+    raise ValueError(f"{head}{len(bad)} of {len(records)} labels are outside 0..{num_classes - 1}: {where}; "
+                     f"num_classes={num_classes} is wrong, or the list has a typo")
 
 # %% ../nbs/01_video.ipynb #b8afe6c5
 class VideoDataset(torch.utils.data.Dataset):
