@@ -1,13 +1,187 @@
-"""Faults in real video data that `efficient_video.video` must survive: annotation lists with a BOM, duplicates or
-wrong labels. Every fixture is generated here (nothing binary is committed)."""
+"""Faults in real video data that `efficient_video.video` must survive: rotated and 10-bit files, files that vanish,
+audio-only files, errors crossing DataLoader workers, and annotation lists with a BOM, duplicates or wrong labels.
+Every fixture is generated here with PyAV (nothing binary is committed)."""
+import gc
 import json
+import shutil
+import struct
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
+import torch
 
-from efficient_video.video import (VideoRecord, check_labels, read_kinetics_csv, read_path_label_list, read_ssv2_json,
-                                   read_ucf_hmdb_split)
+from efficient_video.video import (VideoDataset, VideoDecodeError, VideoRecord, SegmentSampler, check_labels,
+                                   collate_videos, decode_frames, decord, open_video, read_kinetics_csv,
+                                   read_path_label_list, read_ssv2_json, read_ucf_hmdb_split, video_info)
+
+BACKENDS = ['pyav', 'auto'] + (['decord'] if decord is not None else [])
+
+
+# ---------------------------------------------------------------------------------------------------- fixtures
+def _picture(h, w, i):
+    "An RGB frame whose orientation can be read back: gradients, a white top-left block, a frame-dependent blue."
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x * 255 // w, y * 255 // h, np.full_like(x, 20 * i % 256)], -1).astype(np.uint8)
+    img[:h // 4, :w // 4] = 255
+    return img
+
+
+def _write(path, w=640, h=360, n=8, pix_fmt='yuv420p', codec='libx264'):
+    "An H.264 mp4 of `n` frames `w`×`h` (stored orientation, no display matrix)."
+    with av.open(str(path), 'w') as oc:
+        s = oc.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(_picture(h, w, i), format='rgb24').reformat(format=pix_fmt)
+            f.pts, f.time_base = i, Fraction(1, 25)
+            for p in s.encode(f): oc.mux(p)
+        for p in s.encode(): oc.mux(p)
+    return Path(path)
+
+
+def _with_matrix(src, dst, a, b, c, d):
+    """Copy an mp4 and write the display matrix [[a b 0] [c d 0] [0 0 1]] into its track header (tkhd), as phones do;
+    the bitstream is untouched. Works with any PyAV (no display-matrix writer needed)."""
+    data = bytearray(Path(src).read_bytes())
+    i = data.find(b'tkhd')
+    assert i > 0 and data.count(b'tkhd') == 1, 'fixture expects one track'
+    version = data[i + 4]
+    at = i + 8 + (32 if version == 1 else 20) + 16       # after version/flags, times/ids/duration, reserved/layer/volume
+    data[at:at + 36] = struct.pack('>9i', a << 16, b << 16, 0, c << 16, d << 16, 0, 0, 0, 1 << 30)   # 16.16 and 2.30
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
+
+
+def _rotated_copy(src, dst, degrees):
+    "A copy of `src` whose display matrix turns it `degrees` counter-clockwise (FFmpeg's convention)."
+    c, s = round(np.cos(np.radians(degrees))), round(np.sin(np.radians(degrees)))
+    return _with_matrix(src, dst, c, -s, s, c)
+
+
+@pytest.fixture(scope='module')
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp('faults')
+    plain = _write(d / 'plain.mp4')
+    half = plain.read_bytes()
+    (d / 'truncated.mp4').write_bytes(half[:len(half) // 2])   # the moov index is at the end: lost
+    return d, plain
+
+
+# ---------------------------------------------------------------------------------------------------- rotation
+@pytest.mark.parametrize('degrees', [90, -90, 180])
+def test_rotated_video_is_upright_on_every_backend(clips, degrees):
+    d, plain = clips
+    rot = _rotated_copy(plain, d / f'rot{degrees}.mp4', degrees)
+    with av.open(str(rot)) as c:   # the fixture really carries the rotation FFmpeg reads back
+        assert next(c.decode(video=0)).rotation % 360 == degrees % 360
+    stored = decode_frames(plain, backend='pyav').numpy()
+    upright = np.rot90(stored, degrees // 90, axes=(1, 2))   # np.rot90 turns counter-clockwise, like the matrix
+    idx = [0, 3, 7]
+    for b in BACKENDS:
+        info = video_info(rot, backend=b)
+        x = decode_frames(rot, idx, backend=b).numpy()
+        assert (info.height, info.width) == upright.shape[1:3], (b, info)
+        assert x.shape == (3, info.height, info.width, 3), b
+        np.testing.assert_array_equal(x, upright[idx], err_msg=f'backend={b}')
+    if abs(degrees) == 90: assert (info.height, info.width) == (640, 360)
+
+
+def test_rotated_video_through_the_dataset(clips):
+    d, plain = clips
+    rot = _rotated_copy(plain, d / 'rot_ds.mp4', 90)
+    for b in BACKENDS:
+        item = VideoDataset([VideoRecord(rot, 0)], SegmentSampler(2, train=False), backend=b)[0]
+        assert tuple(item['video'].shape) == (2, 640, 360, 3), b
+
+
+def test_mirroring_matrix_is_reported_and_not_applied(clips):
+    d, plain = clips
+    mirror = _with_matrix(plain, d / 'mirror.mp4', -1, 0, 0, 1)     # a horizontal flip (some front cameras)
+    stored = decode_frames(plain, [0, 5], backend='pyav').numpy()
+    for b in ('pyav', 'auto'):
+        with pytest.warns(UserWarning, match='mirror.mp4.*mirrors the picture'):
+            x = decode_frames(mirror, [0, 5], backend=b).numpy()
+        np.testing.assert_array_equal(x, stored, err_msg=b)
+
+
+def test_10bit_auto_equals_pyav(tmp_path):
+    try: ten = _write(tmp_path / 'ten.mp4', 320, 180, 6, pix_fmt='yuv420p10le')
+    except Exception as e: pytest.skip(f"this PyAV's libx264 cannot encode 10-bit ({e})")
+    with av.open(str(ten)) as c: assert c.streams.video[0].codec_context.pix_fmt == 'yuv420p10le'
+    idx = [0, 2, 5]
+    np.testing.assert_array_equal(decode_frames(ten, idx, backend='auto').numpy(),
+                                  decode_frames(ten, idx, backend='pyav').numpy())
+    assert video_info(ten, 'auto') == video_info(ten, 'pyav')
+
+
+# ---------------------------------------------------------------------------------------------------- dataset faults
+def test_file_deleted_after_build_is_skipped(clips, tmp_path):
+    d, plain = clips
+    gone = Path(shutil.copy(plain, tmp_path / 'gone.mp4'))
+    ds = VideoDataset([VideoRecord(plain, 0), VideoRecord(gone, 1)], SegmentSampler(2, train=False))
+    gone.unlink()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        item = ds[1]
+    assert item['skipped'] and any('gone.mp4' in str(x.message) for x in w)
+    assert collate_videos([ds[0], item])['skipped'] == 1
+    with pytest.raises(FileNotFoundError, match='gone.mp4'):
+        VideoDataset(ds.records, SegmentSampler(2), on_error='raise', check_files=False)[1]
+
+
+def test_raise_keeps_the_exception_type_through_workers(clips):
+    d, plain = clips
+    bad = d / 'truncated.mp4'
+    ds = VideoDataset([VideoRecord(plain, 0), VideoRecord(bad, 1)], SegmentSampler(2, train=False), on_error='raise')
+    dl = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, collate_fn=collate_videos)
+    with pytest.raises(VideoDecodeError) as ei:
+        list(dl)
+    e = ei.value
+    assert type(e) is VideoDecodeError and e.path == bad and e.reason
+    assert '\n' not in str(e) and str(e).startswith(f'cannot decode video {bad}: ')   # one line for the CLI
+
+
+def _collect(_): gc.collect()
+
+
+def test_forked_workers_survive_decoding_in_the_parent(clips):
+    "PyAV frames left in reference cycles by the parent are freed in the worker: that must not wait for the parent's threads."
+    d, plain = clips
+    gc.collect(); gc.disable()
+    try:
+        for _ in range(3): decode_frames(plain, backend='pyav')        # leaves decoded frames to the cycle collector
+        ds = VideoDataset([VideoRecord(plain, 0)] * 4, SegmentSampler(2, train=False))
+        dl = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_videos,
+                                         worker_init_fn=_collect, timeout=60, multiprocessing_context='fork')
+        assert sum(b['video'].shape[0] for b in dl) == 4
+    finally: gc.enable()
+
+
+def test_decode_error_rebuilt_from_a_message():
+    e = VideoDecodeError('/data/a b.mp4', 'moov atom not found')
+    msg = f"Caught VideoDecodeError in DataLoader worker process 1.\nOriginal Traceback (most recent call last):\n" \
+          f"  File \"x.py\", line 1, in <module>\nefficient_video.video.VideoDecodeError: {e}\n"
+    r = VideoDecodeError(msg)   # what torch's ExceptionWrapper.reraise does in the main process
+    assert (r.path, r.reason, str(r)) == (e.path, e.reason, str(e))
+
+
+def test_audio_only_file_says_no_video_stream(tmp_path):
+    path = tmp_path / 'speech.m4a'
+    with av.open(str(path), 'w', format='mp4') as oc:
+        s = oc.add_stream('aac', rate=16000, layout='mono')
+        for i in range(10):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format='fltp', layout='mono')
+            f.sample_rate, f.pts = 16000, i * 1024
+            for p in s.encode(f): oc.mux(p)
+        for p in s.encode(): oc.mux(p)
+    for b in BACKENDS:
+        with pytest.raises(VideoDecodeError, match='no video stream') as ei:
+            decode_frames(path, [0], backend=b)
+        assert 'speech.m4a' in str(ei.value)
 
 
 # ---------------------------------------------------------------------------------------------------- annotations
