@@ -31,24 +31,36 @@ __all__ = ['CLIP_MEAN', 'CLIP_STD', 'VideoInfo', 'VideoDecodeError', 'open_video
            'segment_indices', 'dense_indices', 'SegmentSampler', 'DenseSampler', 'temporal_views', 'resize_clip',
            'RandomResizedCrop', 'HorizontalFlip', 'ShortSideResize', 'CenterCrop', 'ThreeCrop', 'Normalize', 'Compose',
            'train_transform', 'eval_transform', 'VideoRecord', 'read_kinetics_csv', 'read_ssv2_json',
-           'read_ucf_hmdb_split', 'read_path_label_list', 'VideoDataset', 'collate_videos']
+           'read_ucf_hmdb_split', 'read_path_label_list', 'check_labels', 'VideoDataset', 'collate_videos']
 
 # %% ../nbs/01_video.ipynb #c8cd0de2
 @dataclass
 class VideoInfo:
-    "Stream facts needed to sample frames: frame count, frame rate and frame size."
+    "Stream facts needed to sample frames: frame count, frame rate and frame size as displayed (after rotation)."
     num_frames: int
     fps: float
     height: int
     width: int
 
+_DECODE_MSG = 'cannot decode video '
+
 class VideoDecodeError(RuntimeError):
     "A video file exists but cannot be decoded; `path` and `reason` say which and why."
-    def __init__(self, path, reason):
+    def __init__(self, path, reason=None):
+        msg = None
+        if reason is None:   # one argument: the message DataLoader builds from a worker's traceback
+            msg = str(path); path, reason = _parse_decode_message(msg)
         self.path, self.reason = Path(path), str(reason)
-        super().__init__(f"cannot decode video {self.path}: {self.reason}")
+        super().__init__(f"{_DECODE_MSG}{self.path}: {self.reason}")
+        if msg and msg.strip() != str(self) and hasattr(self, 'add_note'): self.add_note(msg)  # Python >= 3.11
     # Rebuild from (path, reason) when pickled from a DataLoader worker back to the main process.
     def __reduce__(self): return (VideoDecodeError, (self.path, self.reason))
+
+def _parse_decode_message(msg: str) -> tuple[str, str]:
+    "(path, reason) from text that ends with a VideoDecodeError's message, e.g. a worker's traceback."
+    text = msg.rsplit(_DECODE_MSG, 1)[-1].strip()
+    path, sep, reason = text.partition(': ')
+    return (path, reason) if sep else ('<unknown file>', text)
 
 def _check_file(path) -> Path:
     "Return `path` as a Path, or raise FileNotFoundError naming it."
@@ -58,12 +70,13 @@ def _check_file(path) -> Path:
     return path
 
 # %% ../nbs/01_video.ipynb #09d81682
-class _PyAVReader:
-    "Frame-accurate reader on PyAV: packet index first, then keyframe-forward decoding."
+class _PyAVIndex:
+    "A PyAV container with its packet index: frame timestamps in presentation order, keyframes, open GOP or not."
     def __init__(self, path):
         self.path = _check_file(path)
         try:
             self._c = av.open(str(self.path))
+            if not self._c.streams.video: raise VideoDecodeError(self.path, "no video stream (an audio-only file?)")
             s = self._c.streams.video[0]
             pts, key_pts, self.open_gop, last_key = [], [], False, None
             for pkt in self._c.demux(s):
@@ -74,6 +87,7 @@ class _PyAVReader:
                 elif last_key is not None and t < last_key: self.open_gop = True  # a leading picture
         except Exception as e:  # FFmpeg errors come in many types; all mean "cannot decode this file"
             self.close()
+            if isinstance(e, VideoDecodeError): raise
             raise VideoDecodeError(self.path, f"PyAV could not read the packet index: {e}") from e
         problem = ("no video frames found" if not pts else
                    # the demuxer stops quietly at a cut; the header knows how many frames there should be
@@ -83,9 +97,47 @@ class _PyAVReader:
         self.pts, self.key_pts = sorted(pts), sorted(key_pts) or [min(pts)]
         rate = s.average_rate or s.guessed_rate
         self.fps = float(rate) if rate else 0.0
-        self.height, self.width = s.codec_context.height, s.codec_context.width
+        fmt = s.codec_context.format                                   # e.g. yuv420p10le: 10 bits per sample
+        self.bits = max((p.bits for p in fmt.components), default=8) if fmt else 8
+        self._hw = (s.codec_context.height, s.codec_context.width)    # as stored, before any rotation
 
     def __len__(self): return len(self.pts)
+
+    def close(self):
+        if getattr(self, '_c', None) is not None: self._c.close(); self._c = None
+
+# %% ../nbs/01_video.ipynb #b675f7d0
+def _display_turns(frame, path) -> int:
+    "Counter-clockwise quarter turns that show a decoded PyAV `frame` upright, from its display matrix (0 if none)."
+    sd = frame.side_data.get('DISPLAYMATRIX')
+    if sd is None: return 0
+    a, b, _, c, d = np.frombuffer(bytes(sd), np.int32)[:5].tolist()   # 3×3 row-major, 16.16 fixed point
+    degrees = -math.degrees(math.atan2(b, a))                          # as FFmpeg's av_display_rotation_get
+    turns = round(degrees / 90)
+    if a * d - b * c <= 0 or abs(degrees - 90 * turns) > 1:            # a mirror, or not a quarter turn
+        warnings.warn(f"{path}: its display matrix mirrors the picture or turns it by {degrees:.0f}°; only "
+                      "quarter turns are applied, so its frames come as stored", stacklevel=2)
+        return 0
+    return turns % 4
+
+# One swscale thread per RGB conversion (PyAV >= 17 defaults to a pool): DataLoader workers parallelise, and a
+# frame freed in a forked worker must not wait for pool threads that only existed in the parent.
+_SWS_ARGS = {'threads': 1} if int(av.__version__.split('.')[0]) >= 17 else {}
+
+def _upright(frames: np.ndarray, turns: int) -> np.ndarray:
+    "Turn (T,H,W,C) frames `turns` quarter turns counter-clockwise, as a player applies the display matrix."
+    return np.rot90(frames, turns, axes=(1, 2)) if turns else frames
+
+# %% ../nbs/01_video.ipynb #02660a39
+class _PyAVReader(_PyAVIndex):
+    "Frame-accurate reader on PyAV: packet index first, then keyframe-forward decoding; frames come out upright."
+    _turns, has_matrix = None, False   # from the first decoded frame: quarter turns; a (non-identity) display matrix?
+    @property
+    def turns(self) -> int:
+        if self._turns is None: self.get([0])
+        return self._turns
+    height = property(lambda self: self._hw[self.turns % 2])       # as displayed
+    width = property(lambda self: self._hw[1 - self.turns % 2])
 
     def _run(self, key: int, targets: list, out: dict):
         "Seek to keyframe pts `key` and decode forward, storing frames whose pts is in `targets` (sorted)."
@@ -94,33 +146,29 @@ class _PyAVReader:
         want, last = set(targets), targets[-1]
         for f in self._c.decode(s):
             if f.pts is None or f.pts < key: continue  # leading pictures of an open GOP reference the previous GOP
-            if f.pts in want: out[f.pts] = f.to_ndarray(format='rgb24')
+            if self._turns is None:
+                self._turns, self.has_matrix = _display_turns(f, self.path), 'DISPLAYMATRIX' in f.side_data
+            if f.pts in want: out[f.pts] = f.to_ndarray(format='rgb24', **_SWS_ARGS)
             if f.pts >= last: return
         missing = [t for t in targets if t not in out]
         if missing: raise VideoDecodeError(self.path, f"stream ended before pts {missing[0]} (truncated file?)")
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
-        "Frames at `indices` (presentation order) as uint8 (T,H,W,C) RGB."
+        "Frames at `indices` (presentation order) as uint8 (T,H,W,C) RGB, upright."
         idx = [int(i) for i in indices]
         bad = [i for i in idx if not 0 <= i < len(self.pts)]
         if bad: raise IndexError(f"frame indices {bad[:5]} out of range for {self.path} ({len(self.pts)} frames)")
-        # Group the wanted timestamps by the keyframe that starts their GOP: one seek per GOP.
-        groups: dict = {}
+        groups: dict = {}   # wanted timestamps by the keyframe that starts their GOP: one seek per GOP
         for t in sorted({self.pts[i] for i in idx}):
-            k = self.key_pts[max(bisect.bisect_right(self.key_pts, t) - 1, 0)]
-            groups.setdefault(k, []).append(t)
+            groups.setdefault(self.key_pts[max(bisect.bisect_right(self.key_pts, t) - 1, 0)], []).append(t)
         out: dict = {}
         try:
             for k, ts in groups.items(): self._run(k, ts, out)
         except VideoDecodeError: raise
-        except Exception as e:
-            raise VideoDecodeError(self.path, f"PyAV failed while decoding: {e}") from e
+        except Exception as e: raise VideoDecodeError(self.path, f"PyAV failed while decoding: {e}") from e
         missing = [i for i in idx if self.pts[i] not in out]
         if missing: raise VideoDecodeError(self.path, f"frames {missing[:5]} were not produced by the decoder")
-        return np.stack([out[self.pts[i]] for i in idx])
-
-    def close(self):
-        if getattr(self, '_c', None) is not None: self._c.close(); self._c = None
+        return _upright(np.stack([out[self.pts[i]] for i in idx]), self._turns)
 
 # %% ../nbs/01_video.ipynb #e534a99c
 class _DecordReader:
@@ -130,7 +178,9 @@ class _DecordReader:
         if decord is None:
             raise ImportError("backend='decord' needs the decord package: `pip install decord` (x86-64 only), or use backend='pyav'")
         try: self._vr = decord.VideoReader(str(self.path), num_threads=1)  # one thread: DataLoader workers parallelise
-        except Exception as e: raise VideoDecodeError(self.path, f"decord could not open it: {e}") from e
+        except Exception as e:
+            why = f"decord could not open it: {e}" if _has_video(self.path) else "no video stream (an audio-only file?)"
+            raise VideoDecodeError(self.path, why) from e
         self.fps = float(self._vr.get_avg_fps())
         self._hw = None
 
@@ -154,23 +204,32 @@ class _DecordReader:
 
     def close(self): self._vr = None
 
+def _has_video(path) -> bool:
+    "Whether PyAV finds a video stream in `path` (True when it cannot tell)."
+    try:
+        with av.open(str(path)) as c: return bool(c.streams.video)
+    except Exception: return True
+
 # %% ../nbs/01_video.ipynb #43becaab
 class _AutoReader:
-    "decord for closed-GOP files, PyAV for open-GOP files and whenever decord fails (with a one-line warning)."
+    "decord where it gives PyAV's bytes (closed GOP, 8-bit, no display matrix); PyAV otherwise and if decord fails."
     def __init__(self, path):
         self.path, self._decord = _check_file(path), None
         # The packet index is the gate: a file that FFmpeg 8 cannot demux, or that has fewer packets than its
         # header promises, is bad; we do not hand it to decord's older FFmpeg, which may "recover" frames silently.
-        self._pyav = _PyAVReader(self.path)
-        if decord is not None and not self._pyav.open_gop:
+        p = self._pyav = _PyAVReader(self.path)
+        # p.turns decodes frame 0; decord applies a display matrix its own way (e.g. a mirror as a half turn)
+        if decord is not None and not p.open_gop and p.bits <= 8 and p.turns == 0 and not p.has_matrix:
             try: self._decord = _DecordReader(self.path)
             except VideoDecodeError as e: _warn_fallback(self.path, e.reason)
-            if self._decord is not None and len(self._decord) != len(self._pyav):  # frame i would mean two things
-                _warn_fallback(self.path, f"decord counts {len(self._decord)} frames, the packet index {len(self._pyav)}")
+            if self._decord is not None and len(self._decord) != len(p):  # frame i would mean two things
+                _warn_fallback(self.path, f"decord counts {len(self._decord)} frames, the packet index {len(p)}")
                 self._decord = None
-        # Size and rate come from the stream header (decord would have to decode a frame for the size).
-        self.fps, self.height, self.width = self._pyav.fps, self._pyav.height, self._pyav.width
+        self.fps = p.fps
 
+    # The displayed size comes from the stream header and the display matrix (decord would decode a frame for it).
+    height = property(lambda self: self._pyav.height)
+    width = property(lambda self: self._pyav.width)
     def __len__(self): return len(self._decord if self._decord is not None else self._pyav)
 
     def get(self, indices):
@@ -192,20 +251,20 @@ def _warn_fallback(path, reason):
 _BACKENDS = {'auto': _AutoReader, 'decord': _DecordReader, 'pyav': _PyAVReader}
 
 def open_video(path, backend: str = 'auto'):
-    "Open `path` for frame-index access; the reader has `len()`, `fps`, `height`, `width`, `get(indices)`, `close()`."
+    "Open `path` for frame access; the reader has `len()`, `fps`, `height`, `width`, `get(indices)`, `close()`; frames upright."
     if backend not in _BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {sorted(_BACKENDS)}")
     if backend == 'auto' and decord is None: backend = 'pyav'
     return _BACKENDS[backend](path)
 
 def video_info(path, backend: str = 'auto') -> VideoInfo:
-    "Frame count, frame rate and frame size of the video at `path`."
+    "Frame count, frame rate and displayed frame size (after the display matrix) of the video at `path`."
     r = open_video(path, backend)
     try: return VideoInfo(num_frames=len(r), fps=r.fps, height=r.height, width=r.width)
     finally: r.close()
 
 def decode_frames(path, indices: Sequence[int] | None = None, backend: str = 'auto') -> torch.Tensor:
-    "Frames of `path` at `indices` (presentation order; None = all) as a uint8 tensor (T,H,W,C), RGB."
+    "Frames of `path` at `indices` (presentation order; None = all) as a uint8 tensor (T,H,W,C), RGB, upright."
     r = open_video(path, backend)
     try:
         idx = range(len(r)) if indices is None else [int(i) for i in indices]
@@ -402,33 +461,51 @@ def eval_transform(size: int = 224, three_crop: bool = False) -> Compose:
 # %% ../nbs/01_video.ipynb #ad944dcb
 @dataclass
 class VideoRecord:
-    "One annotated video: its file, class index (-1 = unlabelled) and optional extras."
+    "One annotated video: its file, class index (-1 = unlabelled), optional extras, and where it was listed."
     path: Path
     label: int
     label_name: str | None = None
     start: float | None = None   # seconds into the source video (Kinetics time_start), when known
     end: float | None = None
     meta: dict = field(default_factory=dict)
+    source: str = ''             # where it was read: 'list.txt:12' (line, 1-based) or 'train.json[3]' (entry)
 
 def _class_index(classes: Sequence[str], name: str, where: str) -> int:
     try: return classes.index(name)
     except ValueError: raise ValueError(f"{where}: class {name!r} is not in the class list ({len(classes)} classes); "
                                         "pass the training split's classes to read the other splits") from None
 
+def _lines(path):
+    "Non-empty, non-comment lines of a text file with their 1-based line numbers; a UTF-8 BOM is dropped."
+    for n, line in enumerate(Path(path).read_text(encoding='utf-8-sig').splitlines(), start=1):
+        if line.strip() and not line.lstrip().startswith('#'): yield n, line.strip()
+
+def _warn_duplicates(recs: list[VideoRecord], where) -> list[VideoRecord]:
+    "Return `recs`, after one warning naming both places of every video file listed twice."
+    first, dups = {}, []
+    for r in recs:
+        if r.path in first: dups.append(f"{r.path} at {first[r.path]} and {r.source}")
+        else: first[r.path] = r.source
+    if dups: warnings.warn(f"{where}: {len(dups)} video file(s) listed twice: {'; '.join(dups[:5])}"
+                           f"{' ...' if len(dups) > 5 else ''} (each copy is sampled like another video)", stacklevel=3)
+    return recs
+
 # %% ../nbs/01_video.ipynb #301cde2d
 def read_kinetics_csv(csv_path, video_root, classes: Sequence[str] | None = None, ext: str = '.mp4'
                      ) -> tuple[list[VideoRecord], list[str]]:
     "Kinetics CSV -> records and alphabetical class names; files are `{youtube_id}_{start:06d}_{end:06d}{ext}`."
     csv_path, root = Path(csv_path), Path(video_root)
-    with open(csv_path, newline='') as f: rows = list(csv.DictReader(f))
+    with open(csv_path, newline='', encoding='utf-8-sig') as f:
+        reader = csv.DictReader(f)
+        rows = [(reader.line_num, r) for r in reader]       # line_num: the row's line in the file, 1-based
     need = {'youtube_id', 'time_start', 'time_end'}
-    have = set(rows[0]) if rows else set()
+    have = set(rows[0][1]) if rows else set()
     if not need <= have:
         raise ValueError(f"{csv_path}: a Kinetics CSV needs columns {sorted(need)} (and 'label'), found {sorted(have)}")
-    if classes is None: classes = sorted({r['label'] for r in rows if r.get('label')})
+    if classes is None: classes = sorted({r['label'] for _, r in rows if r.get('label')})
     classes = list(classes)
     recs = []
-    for n, r in enumerate(rows, start=2):                 # line 1 is the header
+    for n, r in rows:
         t0, t1 = int(float(r['time_start'])), int(float(r['time_end']))
         name = f"{r['youtube_id']}_{t0:06d}_{t1:06d}{ext}"
         lab = r.get('label') or None
@@ -437,17 +514,17 @@ def read_kinetics_csv(csv_path, video_root, classes: Sequence[str] | None = None
         path = next((c for c in cands if c.exists()), cands[0])
         label = _class_index(classes, lab, f"{csv_path}:{n}") if lab else -1
         recs.append(VideoRecord(path, label, lab, float(r['time_start']), float(r['time_end']),
-                                {k: r[k] for k in ('split',) if k in r}))
-    return recs, classes
+                                {k: r[k] for k in ('split',) if k in r}, source=f"{csv_path}:{n}"))
+    return _warn_duplicates(recs, csv_path), classes
 
 # %% ../nbs/01_video.ipynb #c9aa3ce0
 def read_ssv2_json(labels_json, annotations_json, video_root, ext: str = '.webm'
                   ) -> tuple[list[VideoRecord], list[str]]:
     "Something-Something v2 -> records and the 174 template names in label order; files are `{id}{ext}`."
-    labels = json.loads(Path(labels_json).read_text())             # {"Holding something": "52", ...}
+    labels = json.loads(Path(labels_json).read_text(encoding='utf-8-sig'))      # {"Holding something": "52", ...}
     classes = [name for name, _ in sorted(labels.items(), key=lambda kv: int(kv[1]))]
     recs = []
-    for n, a in enumerate(json.loads(Path(annotations_json).read_text())):
+    for n, a in enumerate(json.loads(Path(annotations_json).read_text(encoding='utf-8-sig'))):
         if 'id' not in a: raise ValueError(f"{annotations_json}: entry {n} has no 'id': {a}")
         if 'template' in a:   # the template with its [something] brackets removed is the class name
             name = a['template'].replace('[', '').replace(']', '')
@@ -455,16 +532,11 @@ def read_ssv2_json(labels_json, annotations_json, video_root, ext: str = '.webm'
                 raise ValueError(f"{annotations_json}: entry {n} template {name!r} is not in {labels_json}")
             label = int(labels[name])
         else: name, label = None, -1   # the test set has ids only
-        recs.append(VideoRecord(Path(video_root)/f"{a['id']}{ext}", label, name,
+        recs.append(VideoRecord(Path(video_root)/f"{a['id']}{ext}", label, name, source=f"{annotations_json}[{n}]",
                                 meta={k: a[k] for k in ('label', 'placeholders') if k in a}))
-    return recs, classes
+    return _warn_duplicates(recs, annotations_json), classes
 
 # %% ../nbs/01_video.ipynb #85f33e03
-def _lines(path):
-    "Non-empty, non-comment lines of a text file with their 1-based line numbers."
-    for n, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if line.strip() and not line.lstrip().startswith('#'): yield n, line.strip()
-
 def read_ucf_hmdb_split(split_path, video_root, class_ind=None, subset: str = 'train', split: int = 1
                        ) -> tuple[list[VideoRecord], list[str]]:
     "UCF101 list file (`trainlist01.txt`, with `classInd.txt`) or HMDB51 split folder -> records, class names."
@@ -480,8 +552,8 @@ def read_ucf_hmdb_split(split_path, video_root, class_ind=None, subset: str = 't
             for n, line in _lines(f):
                 parts = line.split()
                 if len(parts) != 2: raise ValueError(f"{f}:{n}: expected 'video.avi 0|1|2', got {line!r}")
-                if parts[1] == want: recs.append(VideoRecord(root/c/parts[0], k, c))
-        return recs, classes
+                if parts[1] == want: recs.append(VideoRecord(root/c/parts[0], k, c, source=f"{f}:{n}"))
+        return _warn_duplicates(recs, split_path), classes
     # UCF101: `Class/v_Class_g08_c01.avi 1` (1-based label) in train lists, no label in test lists
     entries = [(n, line.split()) for n, line in _lines(split_path)]
     if class_ind is not None:
@@ -493,8 +565,8 @@ def read_ucf_hmdb_split(split_path, video_root, class_ind=None, subset: str = 't
         folder = p[0].replace('\\', '/').split('/')[0]
         label = int(p[1]) - 1 if len(p) > 1 else _class_index(classes, folder, f"{split_path}:{n}")
         if not 0 <= label < len(classes): raise ValueError(f"{split_path}:{n}: label {p[1]} outside 1..{len(classes)}")
-        recs.append(VideoRecord(root/p[0], label, classes[label]))
-    return recs, classes
+        recs.append(VideoRecord(root/p[0], label, classes[label], source=f"{split_path}:{n}"))
+    return _warn_duplicates(recs, split_path), classes
 
 # %% ../nbs/01_video.ipynb #5b247517
 def read_path_label_list(list_file, video_root=None) -> list[VideoRecord]:
@@ -506,12 +578,27 @@ def read_path_label_list(list_file, video_root=None) -> list[VideoRecord]:
         parts = line.rsplit(maxsplit=1)     # paths may contain spaces; the label is the last field
         if len(parts) != 2 or not parts[1].lstrip('-').isdigit():
             raise ValueError(f"{list_file}:{n}: expected 'path label' with an integer label, got {line!r}")
-        recs.append(VideoRecord(root/parts[0], int(parts[1])))
-    return recs
+        recs.append(VideoRecord(root/parts[0], int(parts[1]), source=f"{list_file}:{n}"))
+    return _warn_duplicates(recs, list_file)
+
+# %% ../nbs/01_video.ipynb #f4a56409
+def check_labels(records: Sequence[VideoRecord], num_classes: int, what: str = '', allow_unlabelled: bool = False):
+    "Raise ValueError naming where (file:line) each label outside 0..num_classes-1 was read; -1 only if allowed."
+    lo = -1 if allow_unlabelled else 0
+    bad = [r for r in records if not lo <= r.label < num_classes]
+    if not bad: return
+    where = ', '.join(f"{r.source or r.path} (label {r.label})" for r in bad[:5])
+    where += f" and {len(bad) - 5} more" if len(bad) > 5 else ''
+    head = f"{what}: " if what else ''
+    if all(r.label == -1 for r in bad):
+        raise ValueError(f"{head}{len(bad)} of {len(records)} videos have no label (-1): {where}; "
+                         "pass allow_unlabelled=True if this split is meant to be unlabelled, or add the labels")
+    raise ValueError(f"{head}{len(bad)} of {len(records)} labels are outside 0..{num_classes - 1}: {where}; "
+                     f"num_classes={num_classes} is wrong, or the list has a typo")
 
 # %% ../nbs/01_video.ipynb #b8afe6c5
 class VideoDataset(torch.utils.data.Dataset):
-    "Records -> {'video', 'label', 'index', 'skipped'} items; undecodable files are skipped (counted) or raised."
+    "Records -> {'video', 'label', 'index', 'skipped'} items; unreadable files are skipped (counted) or raised."
     def __init__(self, records: Sequence[VideoRecord], sampler: Callable, transform: Callable | None = None,
                  on_error: str = 'skip', backend: str = 'auto', check_files: bool = True):
         if on_error not in ('skip', 'raise'): raise ValueError(f"on_error={on_error!r}: use 'skip' or 'raise'")
@@ -520,10 +607,9 @@ class VideoDataset(torch.utils.data.Dataset):
         self.on_error, self.backend = on_error, backend
         if check_files:   # fail fast: all missing files in one message, before training starts
             missing = [str(r.path) for r in self.records if not Path(r.path).is_file()]
-            if missing:
-                raise FileNotFoundError(f"{len(missing)} of {len(self.records)} video files are missing: "
-                                        f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
-                                        "(check video_root and the annotation file)")
+            if missing: raise FileNotFoundError(f"{len(missing)} of {len(self.records)} video files are missing: "
+                                                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                                                "(check video_root and the annotation file)")
 
     def __len__(self): return len(self.records)
 
@@ -540,9 +626,9 @@ class VideoDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         rec = self.records[i]
         try: frames, V = self._load(rec)
-        except VideoDecodeError as e:
+        except (VideoDecodeError, FileNotFoundError) as e:   # FileNotFoundError: gone since __init__ checked
             if self.on_error == 'raise': raise
-            warnings.warn(f"skipping undecodable video {rec.path}: {e.reason}")
+            warnings.warn(f"skipping unreadable video {rec.path}: {getattr(e, 'reason', e)}")
             return {'video': None, 'label': rec.label, 'index': i, 'skipped': True, 'path': str(rec.path)}
         clips = rearrange(frames, '(v t) h w c -> v t h w c', v=V)
         out = [self.transform(c) if self.transform is not None else c for c in clips]
@@ -551,6 +637,7 @@ class VideoDataset(torch.utils.data.Dataset):
         elif video.shape[0] == 1: video = video[0]                     # one view: T×C×H×W
         return {'video': video, 'label': rec.label, 'index': i, 'skipped': False, 'path': str(rec.path)}
 
+# %% ../nbs/01_video.ipynb #903fb45a
 def collate_videos(batch: Sequence[dict]) -> dict:
     "Stack the decoded items; drop skipped ones and report how many (and which) in the batch."
     kept = [b for b in batch if not b['skipped']]
