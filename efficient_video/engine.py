@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .core import override, seed_everything, worker_init_fn, get_device, autocast_dtype, param_groups
 from .video import (VideoDataset, VideoRecord, SegmentSampler, DenseSampler, train_transform,
                                    eval_transform, read_path_label_list, read_kinetics_csv, read_ssv2_json,
-                                   read_ucf_hmdb_split, collate_videos)
+                                   read_ucf_hmdb_split, collate_videos, check_labels)
 from .samples import opposite_direction_correct
 
 try:  # TensorBoard is optional: metrics always go to JSONL, and to TensorBoard too when it is installed
@@ -38,13 +38,14 @@ except ImportError:
 __all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'CKPT_PREFIX', 'CKPT_MANIFEST', 'EVAL_METRICS', 'RESUME_FIELDS',
            'TrainConfig', 'ConfigError', 'validate_config', 'DistEnv', 'init_distributed', 'all_reduce_sum', 'barrier',
            'item_seed', 'EpochSeeded', 'ResumableSampler', 'ShardSampler', 'read_class_names', 'class_text',
-           'read_records', 'few_shot_subset', 'frame_sampler', 'build_dataset', 'infer_num_classes', 'WarmupCosine',
-           'resolve_amp', 'set_grad_checkpointing', 'unwrap', 'trainable_state', 'buffer_state', 'rng_state',
-           'set_rng_state', 'config_to_json', 'config_from_json', 'CheckpointError', 'clean_debris', 'checkpoint_bytes',
-           'save_checkpoint', 'verify_checkpoint', 'find_checkpoint', 'load_checkpoint', 'accuracy', 'multiview_probs',
-           'metrics_from_confusion', 'evaluate_model', 'confusion_figure', 'MetricLogger', 'read_metrics',
-           'ClassificationLoss', 'micro_batch_size', 'Run', 'start_run', 'epoch_batches', 'train_step', 'log_train',
-           'save_run', 'checkpoint', 'validation_due', 'validate', 'finish_run', 'fit']
+           'read_records', 'few_shot_subset', 'frame_sampler', 'build_dataset', 'infer_num_classes',
+           'check_split_labels', 'WarmupCosine', 'resolve_amp', 'set_grad_checkpointing', 'unwrap', 'trainable_state',
+           'buffer_state', 'rng_state', 'set_rng_state', 'config_to_json', 'config_from_json', 'CheckpointError',
+           'clean_debris', 'checkpoint_bytes', 'save_checkpoint', 'verify_checkpoint', 'find_checkpoint',
+           'load_checkpoint', 'accuracy', 'multiview_probs', 'metrics_from_confusion', 'evaluate_model',
+           'confusion_figure', 'MetricLogger', 'read_metrics', 'ClassificationLoss', 'micro_batch_size', 'Run',
+           'start_run', 'epoch_batches', 'train_step', 'log_train', 'save_run', 'checkpoint', 'validation_due',
+           'validate', 'finish_run', 'fit']
 
 # %% ../nbs/04_engine.ipynb #f3ae0135
 AMP_MODES = ('auto', 'bf16', 'fp16', 'none')
@@ -343,6 +344,16 @@ def infer_num_classes(cfg: TrainConfig, records: Sequence[VideoRecord] | None = 
     if names: return len(names)
     if records: return max(r.label for r in records) + 1
     raise ValueError("cannot tell the number of classes: set num_classes=K or class_names=FILE")
+
+# %% ../nbs/04_engine.ipynb #691fe1d6
+def check_split_labels(cfg: TrainConfig, splits: Sequence[str] = ('train', 'val', 'test')) -> dict[str, int]:
+    "Check the labels of every list of `cfg` in `splits` against its number of classes, before any work; returns K per split."
+    K_train, out = infer_num_classes(cfg, read_records(cfg, 'train')), {}
+    for split in splits:
+        if getattr(cfg, f'{split}_list') is None: continue
+        out[split] = infer_num_classes(cfg, split='test') if split == 'test' and cfg.test_class_names else K_train
+        check_labels(read_records(cfg, split), out[split], f'{split}_list')
+    return out
 
 # %% ../nbs/04_engine.ipynb #525b69ce
 @dataclass

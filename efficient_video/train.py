@@ -19,7 +19,7 @@ from .core import override, seed_everything
 from .samples import samples_dir
 from .clip import config_beside, read_clip_config, register_config
 from .engine import (TrainConfig, ConfigError, DistEnv, validate_config, init_distributed, build_dataset,
-                                    read_records, infer_num_classes, read_class_names, class_text, fit, resolve_amp,
+                                    read_records, infer_num_classes, check_split_labels, read_class_names, class_text, fit, resolve_amp,
                                     micro_batch_size, evaluate_model, confusion_figure, MetricLogger, ClassificationLoss,
                                     find_checkpoint, load_checkpoint, config_from_json, unwrap, _atomic_write_text)
 from .pretrain import sample_clip
@@ -120,7 +120,7 @@ def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
     env = init_distributed(cfg.device)
     validate_config(cfg, env.world_size)
     seed_everything(cfg.seed, cfg.deterministic)          # identical initialisation on every rank
-    K = infer_num_classes(cfg, read_records(cfg, 'train'))
+    K = check_split_labels(cfg)['train']                   # every list's labels, before any work
     cfg = override(cfg, num_classes=K)
     model = model_from_config(cfg, K, read_class_names(cfg))
     # dropout etc. draw per rank; data draws are seeded per item (EpochSeeded), so this does not change the data
@@ -158,6 +158,7 @@ def evaluate(checkpoint: str | os.PathLike, split: str = 'test', overrides: dict
     cfg = override(config_from_json((ck/'config.json').read_text()), overrides)
     if device is not None: cfg = override(cfg, device=device)
     env = init_distributed(cfg.device)
+    check_split_labels(cfg, (split,))
     seed_everything(cfg.seed)
     model = model_from_config(cfg, infer_num_classes(cfg), read_class_names(cfg))
     if (ck.parent/'init.safetensors').is_file() and cfg.pretrained is None:

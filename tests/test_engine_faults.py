@@ -177,3 +177,15 @@ def test_cli_resuming_into_another_number_of_classes_is_one_line(tiny_run):
 def test_cli_bad_values_are_one_line(args, says, tmp_path):
     line = one_line_error(cli(*args, f"output_dir={tmp_path / 'x'}") if args[0] == "train" else cli(*args))
     assert says in line, line
+
+
+def test_cli_bad_label_in_a_val_list_fails_before_training(tmp_path):
+    "A label outside 0..K-1 in the validation list is named (file:line) before any training: no run folder is written."
+    bad = tmp_path / "val.txt"
+    lines = (MOTION / "val.txt").read_text().splitlines()[:4] + ["val/000_left.mp4 57"]
+    bad.write_text("\ufeff" + "\n".join(lines) + "\n")                   # with a UTF-8 BOM, as some editors save it
+    out = tmp_path / "run"
+    line = one_line_error(cli("train", f"output_dir={out}", f"train_list={subset(tmp_path, 16)}", f"video_root={MOTION}",
+                              f"val_list={bad}", "test_list=None", "batch_size=8", "epochs=1"))
+    assert f"{bad}:5" in line and "label 57" in line and "num_classes" in line, line
+    assert not (out / "metrics.jsonl").exists()
