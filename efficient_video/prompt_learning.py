@@ -18,7 +18,8 @@ import open_clip
 from .clip import _check_classnames
 
 # %% auto #0
-__all__ = ['TAU', 'SOT_ID', 'EOT_ID', 'PAD_ID', 'encode_text_embeddings']
+__all__ = ['TAU', 'SOT_ID', 'EOT_ID', 'PAD_ID', 'encode_text_embeddings', 'name_room', 'fit_class_names', 'prompt_layout',
+           'initial_vectors', 'PromptLearner']
 
 # %% ../nbs/10_prompt_learning.ipynb #30ee71b3
 TAU = 0.07                                        # the paper's fixed temperature: logits = cos(v, g) / 0.07
@@ -87,3 +88,121 @@ def encode_text_embeddings(text_model: nn.Module, x: torch.Tensor, eot: torch.Te
     proj = m.text_projection
     if proj is None: return x
     return proj(x) if isinstance(proj, nn.Linear) else x @ proj    # (K, E)
+
+# %% ../nbs/10_prompt_learning.ipynb #c9c9b50e
+def _token_ids(tokenizer, text: str) -> list[int]:
+    "BPE ids of `text` without SOT/EOT (open_clip's `SimpleTokenizer.encode`)."
+    if not hasattr(tokenizer, 'encode'):
+        raise TypeError(f"{type(tokenizer).__name__} has no .encode(text): pass open_clip's CLIP BPE tokenizer "
+                        f"(open_clip.get_tokenizer(name), or a ClipBundle's .tokenizer)")
+    return list(tokenizer.encode(text))
+
+def name_room(context_length: int, prefix: int, postfix: int) -> int:
+    "Tokens left for a class name by [SOT] + `prefix` + name + `postfix` + [EOT]; an error if not even one is left."
+    if min(prefix, postfix) < 0: raise ValueError(f"prefix={prefix}, postfix={postfix}: must be >= 0")
+    room = context_length - 2 - prefix - postfix
+    if room < 1:
+        raise ValueError(f"prefix={prefix} + postfix={postfix} = {prefix + postfix} prompt vectors do not fit "
+                         f"context_length={context_length}: [SOT] + {prefix} + a name of at least 1 token + {postfix} "
+                         f"+ [EOT] needs {prefix + postfix + 3} positions; the largest prefix + postfix that fits "
+                         f"this backbone is {context_length - 3}")
+    return room
+
+def fit_class_names(tokenizer, names: Sequence[str], room: int) -> list[list[int]]:
+    "BPE ids of each name, truncated to `room` tokens; ONE warning naming every truncated name."
+    ids = [_token_ids(tokenizer, n) for n in names]
+    long = {n: len(i) for n, i in zip(names, ids) if len(i) > room}
+    if long:
+        warnings.warn(f"class names {long} (name: tokens) have more than the {room} tokens the prompt leaves for a "
+                      f"name; each is truncated to its first {room} tokens (fewer prompt vectors leave more room)")
+    return [i[:room] for i in ids]
+
+# %% ../nbs/10_prompt_learning.ipynb #8ef18c4d
+def prompt_layout(name_ids: Sequence[Sequence[int]], context_length: int, prefix: int, postfix: int,
+                  postfix_by_position: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`(tokens, slot, eot)` for names given as BPE ids (each fitting the room): frozen token ids `K×L` (SOT, name,
+    EOT, padding), `slot` `K×L` = the row of the prompt vectors read at each position (-1: a frozen embedding), and
+    the EOT positions `K`. Default: the postfix is rows p..p+q-1 for every class; `postfix_by_position`: it starts
+    at row p+n-1 for a name of n tokens (the official code's rows indexed by absolute position)."""
+    K, L, p, q = len(name_ids), context_length, prefix, postfix
+    tokens = torch.full((K, L), PAD_ID, dtype=torch.long)               # (K, L)
+    slot = torch.full((K, L), -1, dtype=torch.long)                     # (K, L)
+    eot = torch.empty(K, dtype=torch.long)                              # (K,)
+    for k, t in enumerate(name_ids):
+        n = len(t)
+        tokens[k, 0], tokens[k, 1 + p:1 + p + n] = SOT_ID, torch.as_tensor(t, dtype=torch.long)
+        slot[k, 1:1 + p] = torch.arange(p)                                    # a_1..a_p
+        first = p + (n - 1 if postfix_by_position else 0)                     # this class's first postfix row
+        slot[k, 1 + p + n:1 + p + n + q] = torch.arange(first, first + q)     # a_{p+1}..a_{p+q}
+        eot[k] = 1 + p + n + q
+        tokens[k, eot[k]] = EOT_ID
+    return tokens, slot, eot
+
+@torch.no_grad()
+def initial_vectors(token_embedding: nn.Embedding, tokenizer, rows: int, prefix: int, postfix: int, std: float = 0.01,
+                    init_prefix: str | None = None, init_postfix: str | None = None) -> torch.Tensor:
+    """Start values `rows×D` (float32, CPU): N(0, `std`²), except that the first `prefix` rows (resp. the next
+    `postfix`) are the frozen word embeddings of `init_prefix` (`init_postfix`), which must have that many tokens."""
+    vectors = torch.randn(rows, token_embedding.embedding_dim) * std                      # (rows, D)
+    for phrase, start, n, what in ((init_prefix, 0, prefix, 'prefix'), (init_postfix, prefix, postfix, 'postfix')):
+        if phrase is None: continue
+        ids = _token_ids(tokenizer, phrase)
+        if len(ids) != n:
+            raise ValueError(f"init_{what}={phrase!r} has {len(ids)} tokens but {what}={n}: pass {what}={len(ids)} "
+                             f"or a phrase of {n} tokens")
+        ids = torch.tensor(ids, device=token_embedding.weight.device)
+        vectors[start:start + n] = token_embedding(ids).float().cpu()                        # (n, D)
+    return vectors
+
+# %% ../nbs/10_prompt_learning.ipynb #fb943c46
+class PromptLearner(nn.Module):
+    "Learnable prompt vectors around each class name: `forward() -> (K×L×D embeddings, K EOT positions)`."
+    def __init__(self, token_embedding: nn.Embedding, tokenizer, context_length: int, class_names: Sequence[str],
+                 prefix: int = 16, postfix: int = 16, init_prefix: str | None = None, init_postfix: str | None = None,
+                 class_specific: bool = False, std: float = 0.01, postfix_by_position: bool = False):
+        super().__init__()
+        self._frozen = (token_embedding,)        # a reference, not a submodule: the CLIP's owner registers it
+        self.tokenizer, self.context_length, self.prefix, self.postfix = tokenizer, context_length, prefix, postfix
+        self.class_specific, self.postfix_by_position = class_specific, postfix_by_position
+        self.room = name_room(context_length, prefix, postfix)
+        if postfix_by_position and init_postfix is not None:
+            raise ValueError("init_postfix with postfix_by_position=True: the postfix rows are indexed by position, so "
+                             "each name length would need the phrase at another offset; use one of the two")
+        rows = prefix + postfix + (self.room - 1 if postfix_by_position else 0)
+        vectors = initial_vectors(token_embedding, tokenizer, rows, prefix, postfix, std, init_prefix, init_postfix)
+        names = _check_classnames(class_names)                           # a non-empty list of distinct names
+        if class_specific: vectors = repeat(vectors, 'm d -> k m d', k=len(names)).clone()   # (K, p+q, D)
+        self.prompt_vectors = nn.Parameter(vectors.to(token_embedding.weight.device))
+        self._build(names)
+
+    @property
+    def token_embedding(self) -> nn.Embedding: return self._frozen[0]   # frozen; referenced, not registered
+
+    @property
+    def num_classes(self) -> int: return len(self.class_names)
+
+    @torch.no_grad()
+    def _build(self, names: list[str]) -> None:
+        "Buffers for class list `names`: frozen rows `K×L×D` (zero where a vector goes), slot map, prompt mask, EOT."
+        ids = fit_class_names(self.tokenizer, names, self.room)
+        tokens, slot, eot = prompt_layout(ids, self.context_length, self.prefix, self.postfix, self.postfix_by_position)
+        emb, dev = self.token_embedding, self.prompt_vectors.device
+        frozen = emb(tokens.to(emb.weight.device)).float().to(dev) * (slot < 0).to(dev)[..., None]   # (K, L, D)
+        self.class_names, self.name_lengths = names, [len(t) for t in ids]
+        for name, value in (('frozen_embeddings', frozen), ('slot', slot.clamp(min=0)), ('is_prompt', slot >= 0),
+                            ('eot', eot)):
+            self.register_buffer(name, value.to(dev), persistent=False)
+
+    def set_class_names(self, names: Sequence[str]) -> PromptLearner:
+        "Switch to another class list (zero-shot evaluation); the shared prompt vectors are kept."
+        if self.class_specific:
+            raise ValueError(f"set_class_names: this learner has class-specific vectors for its {self.num_classes} "
+                             f"classes, which cannot carry over to another class list; build a new PromptLearner")
+        self._build(_check_classnames(names))
+        return self
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        "`(x, eot)`: the `K×L×D` input embeddings of every class's prompt and its `K` end-of-text positions."
+        k = torch.arange(self.num_classes, device=self.slot.device)[:, None]                    # (K, 1)
+        v = self.prompt_vectors[k, self.slot] if self.class_specific else self.prompt_vectors[self.slot]  # (K, L, D)
+        return torch.where(self.is_prompt[..., None], v, self.frozen_embeddings), self.eot
