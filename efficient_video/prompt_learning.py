@@ -19,7 +19,7 @@ from .clip import _check_classnames
 
 # %% auto #0
 __all__ = ['TAU', 'SOT_ID', 'EOT_ID', 'PAD_ID', 'encode_text_embeddings', 'name_room', 'fit_class_names', 'prompt_layout',
-           'initial_vectors', 'PromptLearner']
+           'initial_vectors', 'PromptLearner', 'best_word_similarity', 'nearest_words']
 
 # %% ../nbs/10_prompt_learning.ipynb #30ee71b3
 TAU = 0.07                                        # the paper's fixed temperature: logits = cos(v, g) / 0.07
@@ -206,3 +206,21 @@ class PromptLearner(nn.Module):
         k = torch.arange(self.num_classes, device=self.slot.device)[:, None]                    # (K, 1)
         v = self.prompt_vectors[k, self.slot] if self.class_specific else self.prompt_vectors[self.slot]  # (K, L, D)
         return torch.where(self.is_prompt[..., None], v, self.frozen_embeddings), self.eot
+
+# %% ../nbs/10_prompt_learning.ipynb #8b71fcd6
+@torch.no_grad()
+def best_word_similarity(vectors: torch.Tensor, token_embedding: nn.Embedding,
+                         k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(values, indices)`, both `N×k`: the `k` highest cosine similarities of each vector (`N×D`) to the vocabulary's
+    token embeddings, and those tokens' ids."""
+    w = token_embedding.weight.detach().float()                                        # (V, D)
+    if vectors.ndim != 2 or vectors.shape[-1] != w.shape[-1]:
+        raise ValueError(f"vectors must be N×D with D={w.shape[-1]}, got {tuple(vectors.shape)} "
+                         f"(for class-specific vectors pass one class's, prompt_vectors[k])")
+    sim = F.normalize(vectors.detach().float().to(w.device), dim=-1) @ F.normalize(w, dim=-1).T   # (N, V)
+    return sim.topk(k, dim=-1)
+
+def nearest_words(vectors: torch.Tensor, token_embedding: nn.Embedding, tokenizer, k: int = 3) -> list[list[str]]:
+    "For each vector (`N×D`), the `k` vocabulary tokens of highest cosine similarity, decoded, best first."
+    ids = best_word_similarity(vectors, token_embedding, k).indices                   # (N, k)
+    return [[tokenizer.decode([i]).replace('</w>', '').strip() for i in row] for row in ids.tolist()]
