@@ -170,9 +170,10 @@ def _value_problems(cfg: TrainConfig, world_size: int) -> list[str]:
 def _file_problems(cfg: TrainConfig) -> list[str]:
     "The annotation files, folders and checkpoint `cfg` names that do not exist."
     p = [] if cfg.train_list is not None else ["train_list is not set: pass the training annotation file, e.g. train_list=PATH"]
-    for name in ('train_list', 'val_list', 'test_list', 'class_names', 'video_root'):
+    for name in ('train_list', 'val_list', 'test_list', 'class_names', 'test_class_names', 'video_root'):
         v = getattr(cfg, name)
-        if v is not None and not Path(v).exists(): p.append(f"{name}={v!r}: no such file or folder ({Path(v).absolute()})")
+        path = _class_spec(v)[0] if name.endswith('class_names') and v is not None else v
+        if v is not None and not Path(path).exists(): p.append(f"{name}={v!r}: no such file or folder ({Path(path).absolute()})")
     if cfg.resume not in (None, 'auto') and not Path(cfg.resume).exists():
         p.append(f"resume={cfg.resume!r}: no such checkpoint folder (use 'auto' or a folder written by this engine)")
     return p
@@ -256,10 +257,14 @@ class ShardSampler(Sampler):
     def __len__(self) -> int: return len(range(self.rank, self.n, self.world))
 
 # %% ../nbs/04_engine.ipynb #c1d22302
+def _class_spec(spec: str) -> tuple[Path, str | None]:
+    "`file.json:key` -> (file, key); any other spec -> (the file, None)."
+    m = re.fullmatch(r'(.+\.json):(\w+)', spec)
+    return (Path(m.group(1)), m.group(2)) if m else (Path(spec), None)
+
 def _read_class_file(spec: str) -> list[str]:
     "Class names from a file: one per line, `index name` lines (classInd.txt), a JSON list, an SSv2 `{name: index}` dict, or `file.json:key`."
-    m = re.fullmatch(r'(.+\.json):(\w+)', spec)
-    path, key = (Path(m.group(1)), m.group(2)) if m else (Path(spec), None)
+    path, key = _class_spec(spec)
     if not path.is_file(): raise FileNotFoundError(f"class_names={spec!r}: no such file ({path.absolute()})")
     if path.suffix != '.json':
         lines = [l.strip() for l in path.read_text(encoding='utf-8-sig').splitlines() if l.strip()]
