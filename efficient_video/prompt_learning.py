@@ -125,15 +125,16 @@ def prompt_layout(name_ids: Sequence[Sequence[int]], context_length: int, prefix
     the EOT positions `K`. Default: the postfix is rows p..p+q-1 for every class; `postfix_by_position`: it starts
     at row p+n-1 for a name of n tokens (the official code's rows indexed by absolute position)."""
     K, L, p, q = len(name_ids), context_length, prefix, postfix
-    tokens = torch.full((K, L), PAD_ID, dtype=torch.long)               # (K, L)
-    slot = torch.full((K, L), -1, dtype=torch.long)                     # (K, L)
-    eot = torch.empty(K, dtype=torch.long)                              # (K,)
+    cpu = dict(dtype=torch.long, device='cpu')                          # bookkeeping: on the CPU even under a meta device
+    tokens = torch.full((K, L), PAD_ID, **cpu)                          # (K, L)
+    slot = torch.full((K, L), -1, **cpu)                                # (K, L)
+    eot = torch.empty(K, **cpu)                                         # (K,)
     for k, t in enumerate(name_ids):
         n = len(t)
-        tokens[k, 0], tokens[k, 1 + p:1 + p + n] = SOT_ID, torch.as_tensor(t, dtype=torch.long)
-        slot[k, 1:1 + p] = torch.arange(p)                                    # a_1..a_p
+        tokens[k, 0], tokens[k, 1 + p:1 + p + n] = SOT_ID, torch.as_tensor(t, **cpu)
+        slot[k, 1:1 + p] = torch.arange(p, **cpu)                             # a_1..a_p
         first = p + (n - 1 if postfix_by_position else 0)                     # this class's first postfix row
-        slot[k, 1 + p + n:1 + p + n + q] = torch.arange(first, first + q)     # a_{p+1}..a_{p+q}
+        slot[k, 1 + p + n:1 + p + n + q] = torch.arange(first, first + q, **cpu)   # a_{p+1}..a_{p+q}
         eot[k] = 1 + p + n + q
         tokens[k, eot[k]] = EOT_ID
     return tokens, slot, eot
@@ -143,7 +144,7 @@ def initial_vectors(token_embedding: nn.Embedding, tokenizer, rows: int, prefix:
                     init_prefix: str | None = None, init_postfix: str | None = None) -> torch.Tensor:
     """Start values `rows×D` (float32, CPU): N(0, `std`²), except that the first `prefix` rows (resp. the next
     `postfix`) are the frozen word embeddings of `init_prefix` (`init_postfix`), which must have that many tokens."""
-    vectors = torch.randn(rows, token_embedding.embedding_dim) * std                      # (rows, D)
+    vectors = torch.randn(rows, token_embedding.embedding_dim, device='cpu') * std        # (rows, D)
     for phrase, start, n, what in ((init_prefix, 0, prefix, 'prefix'), (init_postfix, prefix, postfix, 'postfix')):
         if phrase is None: continue
         ids = _token_ids(tokenizer, phrase)
