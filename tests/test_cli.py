@@ -52,3 +52,18 @@ def test_python_dash_m_runs_the_cli():
                          timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert res.returncode == 0, res.stderr
     assert "efficient-video" in res.stdout and "train" in res.stdout
+
+
+def test_profile_takes_method_options_and_finds_every_method():
+    "profile finds a method of a later chapter (entry points) and takes its options as KEY=VALUE: ≈3.2M / 6.35M trainable."
+    one = run("profile", "--method", "efficient-prompt", "--backbone", "ViT-B-16", "--frames", "16", "--num-classes", "400", "--json")
+    two = run("profile", "--method", "efficient-prompt", "--backbone", "ViT-B-16", "--frames", "16", "--num-classes", "400",
+              "temporal_layers=2", "--json")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    p1, p2 = json.loads(one.stdout), json.loads(two.stdout)
+    assert abs(p1["params_trainable"] / 1e6 - 3.2) <= 0.03 * 3.2, p1
+    assert abs(p2["params_trainable"] / 1e6 - 6.35) <= 0.03 * 6.35, p2
+    assert "gflops_text_once" in p1
+    bad = run("profile", "--method", "efficient-prompt", "--backbone", "ViT-B-16", "--frames", "16", "--num-classes", "400",
+              "temporal_layerz=2")
+    assert bad.returncode == 2 and "temporal_layerz" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
