@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from einops import rearrange
+from einops import rearrange, repeat
 import open_clip
 from open_clip.model import _build_vision_tower, set_model_preprocess_cfg
 from open_clip.transform import PreprocessCfg
@@ -113,13 +113,17 @@ def register_method(name: str, description: str | None = None, paper: str = '', 
                     trainable: tuple[str, ...] | list[str] = (), loss: Callable | None = None) -> Callable:
     '''Decorator: register the builder below it as method `name` in `METHODS` (returns the builder unchanged).
     `description` defaults to the builder's docstring's first line. Registering a different builder under a taken
-    name raises `MethodError`; re-running the same definition (a notebook cell run twice) replaces it.'''
+    name raises `MethodError`; re-running the same definition (a notebook cell run twice, or the notebook of a chapter
+    whose module is already imported) replaces it.'''
     bad = [t for t in towers if t not in TOWERS]
     if bad: raise MethodError(f"register_method({name!r}): towers {bad} unknown; use a subset of {TOWERS}")
     if isinstance(trainable, str): trainable = (trainable,)   # a lone pattern must not be split into characters
     def decorator(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         old = METHODS.get(name)
-        same = old is not None and (old.build.__module__, old.build.__qualname__) == (build.__module__, build.__qualname__)
+        # the same definition again: a notebook cell run twice, or a chapter's notebook redefining what its exported
+        # module (imported earlier in the same process, e.g. by discover_methods) registered
+        same = old is not None and old.build.__qualname__ == build.__qualname__ and (
+            old.build.__module__ == build.__module__ or '__main__' in (old.build.__module__, build.__module__))
         if old is not None and not same:
             raise MethodError(f"register_method: {name!r} is already registered by {old.build.__module__}."
                               f"{old.build.__qualname__}; pick another name")
@@ -425,9 +429,10 @@ class VideoBlock(nn.Module):
 # %% ../nbs/07_methods.ipynb #51e4b224
 class VideoViT(nn.Module):
     """An `open_clip` VisionTransformer on clips `B×T×C×H×W`: frames fold into the batch, every block is a `block`
-    (a `VideoBlock` class) called with T; returns per-frame class tokens after `ln_post`, `B×T×D`."""
+    (a `VideoBlock` class) called with T; returns per-frame class tokens after `ln_post`, `B×T×D`. With
+    `temporal_embedding`, a learnable `T×D` embedding (zeros at init) is added to every token of frame t."""
     def __init__(self, visual: nn.Module, frames: int, block: Callable[..., VideoBlock] = VideoBlock,
-                 drop_path: float = 0.0, **block_options):
+                 drop_path: float = 0.0, temporal_embedding: bool = False, **block_options):
         super().__init__()
         if getattr(visual, 'attn_pool', None) is not None or getattr(visual, 'pool_type', 'tok') != 'tok':
             raise MethodError(f"VideoViT: only class-token ViTs are supported (this tower pools with "
@@ -438,6 +443,8 @@ class VideoViT(nn.Module):
         build = lambda name, b: block(b, drop_path=rates[int(name.rsplit('.', 1)[1])], **block_options)
         self.injected = inject(visual, r're:^transformer\.resblocks\.\d+$', build)   # the blocks, not their submodules
         self.blocks = [visual.transformer.resblocks[i] for i in range(L)]   # a plain list: registered under visual only
+        D = visual.class_embedding.shape[-1]
+        self.temporal_embedding = nn.Parameter(torch.zeros(frames, D)) if temporal_embedding else None
 
     @property
     def image_size(self) -> tuple[int, int]: return _pair(self.visual.image_size)
@@ -453,14 +460,25 @@ class VideoViT(nn.Module):
         cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)                   # one class token per frame
         return torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        "Per-frame class tokens `B×T×D` (after `ln_post`, before `proj`) of clips `B×T×C×H×W`."
+    def before_blocks(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        "Tokens `(B·T)×N×D` after `ln_pre`, before the first block: where a method may add tokens (VPT)."
+        return x
+
+    def tokens(self, video: torch.Tensor) -> torch.Tensor:
+        "Every token after the last block, `(B·T)×N×D`, for clips `B×T×C×H×W`."
         B, T = video.shape[:2]
-        x = self.visual.ln_pre(self.embed(rearrange(video, 'b t c h w -> (b t) c h w')))
+        x = self.embed(rearrange(video, 'b t c h w -> (b t) c h w'))                     # (B·T, N, D)
+        if self.temporal_embedding is not None:                                         # e_t, on every token of frame t
+            x = x + repeat(self.temporal_embedding[:T].to(x.dtype), 't d -> (b t) 1 d', b=B)
+        x = self.before_blocks(self.visual.ln_pre(x), T)
         for blk in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled(): x = checkpoint(blk, x, T, use_reentrant=False)
             else: x = blk(x, T)
-        return rearrange(self.visual.ln_post(x[:, 0]), '(b t) d -> b t d', b=B)
+        return x
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        "Per-frame class tokens `B×T×D` (after `ln_post`, before `proj`) of clips `B×T×C×H×W`."
+        return rearrange(self.visual.ln_post(self.tokens(video)[:, 0]), '(b t) d -> b t d', b=video.shape[0])
 
 # %% ../nbs/07_methods.ipynb #71e80861
 def zero_init_(module: nn.Module) -> nn.Module:
