@@ -156,7 +156,9 @@ def _format_profile(report):
             _profile_options, human=_format_profile)
 def run_profile(args):
     from efficient_video.methods import profile_method, get_method
+    from efficient_video.pretrain import sample_clip
     if args.frames < 1 or args.num_classes < 1: raise CLIError('--frames and --num-classes must be positive integers')
+    sample_clip()   # registers the committed sample CLIP's config, so `--backbone ev-samples-clip` resolves too
     options = get_method(args.method).parse_options(args.overrides)
     return profile_method(args.method, args.backbone, args.frames, args.num_classes, image_size=args.image_size, **options)
 

@@ -67,3 +67,7 @@ def test_profile_takes_method_options_and_finds_every_method():
     bad = run("profile", "--method", "efficient-prompt", "--backbone", "ViT-B-16", "--frames", "16", "--num-classes", "400",
               "temporal_layerz=2")
     assert bad.returncode == 2 and "temporal_layerz" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    # the committed sample CLIP's name resolves in a fresh process too
+    tiny = run("profile", "--method", "efficient-prompt", "--backbone", "ev-samples-clip", "--frames", "8", "--num-classes",
+               "40", "prefix=4", "postfix=4", "--json")
+    assert tiny.returncode == 0 and json.loads(tiny.stdout)["params_trainable"] > 0, tiny.stderr
