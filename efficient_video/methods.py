@@ -46,7 +46,9 @@ class Method:
     towers: tuple[str, ...] = ('image',)       # CLIP towers the model uses (the text tower is counted only where listed)
     trainable: tuple[str, ...] = ()            # default trainable parameter patterns (globs / 're:' regexes, see core.set_trainable);
                                                # '?pattern': a part that an option may switch off (no error if absent)
-    loss: Callable | None = None               # loss(cfg) -> the engine's loss_fn; None: cross-entropy over the logits
+    loss: Callable | None = None               # loss(cfg, clip_shape) -> the engine's loss_fn; None: cross-entropy
+    collate: Callable | None = None            # the DataLoader's collate_fn for its training batches; None: the engine's
+    after_update: Callable | None = None       # fit's hook after every optimizer update, e.g. clamp a parameter; None: none
 
     @property
     def options(self) -> dict[str, Any]:
@@ -110,7 +112,8 @@ def discover_methods() -> list[str]:
 METHODS: dict[str, Method] = {}   # name -> Method, filled by @register_method as modules are imported
 
 def register_method(name: str, description: str | None = None, paper: str = '', towers: tuple[str, ...] = ('image',),
-                    trainable: tuple[str, ...] | list[str] = (), loss: Callable | None = None) -> Callable:
+                    trainable: tuple[str, ...] | list[str] = (), loss: Callable | None = None,
+                    collate: Callable | None = None, after_update: Callable | None = None) -> Callable:
     '''Decorator: register the builder below it as method `name` in `METHODS` (returns the builder unchanged).
     `description` defaults to the builder's docstring's first line. Registering a different builder under a taken
     name raises `MethodError`; re-running the same definition (a notebook cell run twice, or the notebook of a chapter
@@ -129,7 +132,7 @@ def register_method(name: str, description: str | None = None, paper: str = '', 
                               f"{old.build.__qualname__}; pick another name")
         doc = (description or (build.__doc__ or '').strip().split('\n')[0]).strip()
         if not doc: raise MethodError(f"register_method({name!r}): give a description (or a docstring on the builder)")
-        METHODS[name] = Method(name, build, doc, paper, tuple(towers), tuple(trainable), loss)
+        METHODS[name] = Method(name, build, doc, paper, tuple(towers), tuple(trainable), loss, collate, after_update)
         return build
     return decorator
 

@@ -134,7 +134,8 @@ def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
     val_set = split_dataset(cfg, 'val', model, env, augment=False) if cfg.val_list else None
     method, shape = get_method(cfg.method), clip_shape(cfg, train_set)
     loss_fn = method.loss(cfg, shape) if method.loss else ClassificationLoss(shape, cfg.label_smoothing)
-    res = fit(model, train_set, cfg, loss_fn, val_set=val_set, num_classes=K, env=env, on_step=on_step)
+    res = fit(model, train_set, cfg, loss_fn, val_set=val_set, num_classes=K, env=env, on_step=on_step,
+              after_update=method.after_update, **({'collate_fn': method.collate} if method.collate else {}))
     if cfg.test_list:
         test = test_model(model, cfg, env, 'test', cfg.test_views, cfg.test_crops, cfg.eval_batch_size or
                           micro_batch_size(cfg.batch_size, env.world_size, cfg.grad_accum), out=cfg.output_dir)
