@@ -85,6 +85,8 @@ class _Data(_What):
     flip: bool = True                      # horizontal flip; must be False when left/right is the label (SSv2, motion)
     feature_cache: str | None = 'auto'     # frozen image tower: frame features computed once and kept here ('auto': the
                                            # user cache folder); None = decode and encode every step (with augmentation)
+    decode_cache_mb: int = 0               # keep short decoded clips (<= 64 frames) in memory, up to this many MB per
+                                           # process: decoded once, sampled and augmented every epoch (num_workers=0)
 
 # %% ../nbs/04_engine.ipynb #new12
 @dataclass
@@ -144,7 +146,7 @@ def _value_problems(cfg: TrainConfig, world_size: int) -> list[str]:
     for name in ('frames', 'image_size', 'batch_size', 'grad_accum', 'log_every', 'test_views', 'frame_interval'):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1: p.append(f"{name}={getattr(cfg, name)!r} must be an integer >= 1")
     for name in ('epochs', 'max_steps', 'ckpt_every', 'eval_every', 'eval_every_steps', 'num_workers', 'num_classes',
-                 'eval_batch_size', 'keep_ckpts'):
+                 'eval_batch_size', 'keep_ckpts', 'decode_cache_mb'):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0: p.append(f"{name}={getattr(cfg, name)!r} must be an integer >= 0")
     if cfg.epochs == 0 and cfg.max_steps == 0: p.append("epochs=0 and max_steps=0: set one of them (how long to train)")
     if not cfg.lr > 0: p.append(f"lr={cfg.lr} must be > 0")
@@ -338,9 +340,10 @@ def build_dataset(cfg: TrainConfig, split: str, views: int = 1, crops: int = 1, 
     `crops` deterministic clips per video."""
     recs = read_records(cfg, split)
     if not recs: raise ValueError(f"{split}_list={getattr(cfg, split + '_list')!r} lists no videos")
+    keep = dict(keep_decoded_mb=cfg.decode_cache_mb)
     if augment if augment is not None else split == 'train':
-        return VideoDataset(recs, frame_sampler(cfg, True), train_transform(cfg.image_size, cfg.flip, cfg.crop_scale))
-    return VideoDataset(recs, frame_sampler(cfg, False, views), eval_transform(cfg.image_size, three_crop=crops == 3))
+        return VideoDataset(recs, frame_sampler(cfg, True), train_transform(cfg.image_size, cfg.flip, cfg.crop_scale), **keep)
+    return VideoDataset(recs, frame_sampler(cfg, False, views), eval_transform(cfg.image_size, three_crop=crops == 3), **keep)
 
 def infer_num_classes(cfg: TrainConfig, records: Sequence[VideoRecord] | None = None, split: str = 'train') -> int:
     "K of `split`: `cfg.num_classes` if set (training), else the number of class names, else the largest label + 1."

@@ -463,8 +463,8 @@ class VideoViT(nn.Module):
         cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)                   # one class token per frame
         return torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
 
-    def before_blocks(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        "Tokens `(B·T)×N×D` after `ln_pre`, before the first block: where a method may add tokens (VPT)."
+    def block_input(self, i: int, x: torch.Tensor, T: int) -> torch.Tensor:
+        "The tokens `(B·T)×N×D` that enter block `i` (after `ln_pre` for block 0): where a method may add tokens (VPT)."
         return x
 
     def tokens(self, video: torch.Tensor) -> torch.Tensor:
@@ -473,8 +473,9 @@ class VideoViT(nn.Module):
         x = self.embed(rearrange(video, 'b t c h w -> (b t) c h w'))                     # (B·T, N, D)
         if self.temporal_embedding is not None:                                         # e_t, on every token of frame t
             x = x + repeat(self.temporal_embedding[:T].to(x.dtype), 't d -> (b t) 1 d', b=B)
-        x = self.before_blocks(self.visual.ln_pre(x), T)
-        for blk in self.blocks:
+        x = self.visual.ln_pre(x)
+        for i, blk in enumerate(self.blocks):
+            x = self.block_input(i, x, T)
             if self.grad_checkpointing and torch.is_grad_enabled(): x = checkpoint(blk, x, T, use_reentrant=False)
             else: x = blk(x, T)
         return x

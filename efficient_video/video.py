@@ -600,11 +600,12 @@ def check_labels(records: Sequence[VideoRecord], num_classes: int, what: str = '
 class VideoDataset(torch.utils.data.Dataset):
     "Records -> {'video', 'label', 'index', 'skipped'} items; unreadable files are skipped (counted) or raised."
     def __init__(self, records: Sequence[VideoRecord], sampler: Callable, transform: Callable | None = None,
-                 on_error: str = 'skip', backend: str = 'auto', check_files: bool = True):
+                 on_error: str = 'skip', backend: str = 'auto', check_files: bool = True, keep_decoded_mb: int = 0):
         if on_error not in ('skip', 'raise'): raise ValueError(f"on_error={on_error!r}: use 'skip' or 'raise'")
         if backend not in _BACKENDS: raise ValueError(f"backend={backend!r} is not one of {sorted(_BACKENDS)}")
         self.records, self.sampler, self.transform = list(records), sampler, transform
         self.on_error, self.backend = on_error, backend
+        self.keep_decoded_mb, self._decoded, self._kept_bytes = keep_decoded_mb, {}, 0   # see `_frames`
         if check_files:   # fail fast: all missing files in one message, before training starts
             missing = [str(r.path) for r in self.records if not Path(r.path).is_file()]
             if missing: raise FileNotFoundError(f"{len(missing)} of {len(self.records)} video files are missing: "
@@ -615,13 +616,26 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def _load(self, rec: VideoRecord) -> tuple[torch.Tensor, int]:
         "Decode the sampled frames of `rec` as uint8 (V*T, H, W, C) and return them with the view count V."
+        if str(rec.path) in self._decoded: return self._sample(self._decoded[str(rec.path)])
         r = open_video(rec.path, self.backend)
         try:
-            idx = self.sampler(len(r))              # (T,) or (V, T)
+            n = len(r)
+            if self.keep_decoded_mb and n <= 64:    # a short clip: decode it whole, once, and keep it if it fits
+                whole = np.ascontiguousarray(r.get(list(range(n))))
+                if self._kept_bytes + whole.nbytes <= self.keep_decoded_mb * 2**20:
+                    self._decoded[str(rec.path)], self._kept_bytes = whole, self._kept_bytes + whole.nbytes
+                return self._sample(whole)
+            idx = self.sampler(n)                   # (T,) or (V, T)
             views = idx.reshape(-1, idx.shape[-1])  # (V, T)
             frames = torch.from_numpy(np.ascontiguousarray(r.get(views.reshape(-1).tolist())))
         finally: r.close()
         return frames, views.shape[0]
+
+    def _sample(self, whole: np.ndarray) -> tuple[torch.Tensor, int]:
+        "The sampler's frames of an already decoded video `whole` (n, H, W, C): the same draws as decoding them."
+        idx = self.sampler(len(whole))
+        views = idx.reshape(-1, idx.shape[-1])
+        return torch.from_numpy(whole[views.reshape(-1).numpy()]), views.shape[0]
 
     def __getitem__(self, i: int) -> dict:
         rec = self.records[i]
