@@ -147,3 +147,41 @@ def test_pretraining_on_two_ranks_equals_one_process(tmp_path):
     init = build_clip(PretrainConfig()).model.state_dict()     # the weights both runs started from
     assert max((one[k] - init[k]).abs().max().item() for k in one) > 1e-4
     assert (tmp_path/'ddp'/'open_clip_model.safetensors').is_file()   # rank 0 wrote the model folder
+
+
+METHODS = ('frame-average', 'first-last-mlp', 'efficient-prompt', 'vpt', 'adaptformer', 'pro-tuning', 'st-adapter', 'aim')
+
+
+def test_every_method_is_under_test():
+    "Every registered method (a later chapter's too) is in METHODS, so the resume test below covers it."
+    from efficient_video.methods import list_methods
+    assert set(list_methods()) <= set(METHODS), set(list_methods()) - set(METHODS)
+
+
+def test_resume_after_sigkill_is_exact_for_every_method(tmp_path):
+    """Each registered method on the test-sized tower (random weights, dropout where it has one), SIGKILLed after step 3
+    (checkpoint: step 2) and resumed, ends with the weights of its uninterrupted run, bit for bit."""
+    args = common(tmp_path) + ['batch_size=4', 'epochs=1', 'ckpt_every=2']   # 16 clips: 4 steps
+    env = {'WORKER_DROPOUT': '0.5', 'WORKER_METHODS': ','.join(METHODS)}
+    run_worker(tmp_path/'full', args, env=env)                               # every method, uninterrupted
+    for m in METHODS:
+        killed = run_worker(tmp_path/'cut', args, env={**env, 'WORKER_METHODS': m, 'KILL_AT_STEP': '3'}, check=False)
+        assert killed.returncode == -9, (m, killed.returncode, killed.stderr[-2000:])
+        assert (tmp_path/'cut'/m/'latest').read_text() == 'step-0000002', m
+    run_worker(tmp_path/'cut', args + ['resume=auto'], env=env)              # every method resumes from its step 2
+    for m in METHODS:
+        full, res = load_file(tmp_path/'full'/m/'final.safetensors'), load_file(tmp_path/'cut'/m/'final.safetensors')
+        assert sorted(full) == sorted(res) and full, m
+        for k in full: assert torch.equal(full[k], res[k]), (m, k)
+
+
+def test_ddp_equals_one_process_for_aim(tmp_path):
+    "AIM on 2 gloo ranks × micro-batch 4 ends with the parameters of 1 process × batch 8 (no find_unused_parameters)."
+    args = common(tmp_path) + ['batch_size=8', 'epochs=2', 'ckpt_every=0']
+    env = {'WORKER_METHODS': 'aim'}
+    run_worker(tmp_path/'one', args, env=env)
+    run_worker(tmp_path/'ddp', args, nproc=2, env=env)
+    one, ddp = load_file(tmp_path/'one'/'aim'/'final.safetensors'), load_file(tmp_path/'ddp'/'aim'/'final.safetensors')
+    assert sorted(one) == sorted(ddp) and any('t_adapter' in k for k in one)
+    for k in one: torch.testing.assert_close(ddp[k], one[k], atol=1e-5, rtol=0, msg=k)
+    assert read_metrics(tmp_path/'ddp'/'aim', 'start')[0]['world_size'] == 2
