@@ -71,3 +71,12 @@ def test_profile_takes_method_options_and_finds_every_method():
     tiny = run("profile", "--method", "efficient-prompt", "--backbone", "ev-samples-clip", "--frames", "8", "--num-classes",
                "40", "prefix=4", "postfix=4", "--json")
     assert tiny.returncode == 0 and json.loads(tiny.stdout)["params_trainable"] > 0, tiny.stderr
+
+
+def test_profile_aim_reports_the_papers_figures():
+    "AIM at ViT-B/16, 8 frames, 400 classes: within 2% of 202.1 GFLOPs per view, 11.0M trainable, 97M in all."
+    p = run("profile", "--method", "aim", "--backbone", "ViT-B-16", "--frames", "8", "--num-classes", "400", "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert abs(r["gflops_per_view"] / 202.1 - 1) <= 0.02 and abs(r["params_trainable"] / 11.0e6 - 1) <= 0.02, r
+    assert abs(r["params_total"] / 97e6 - 1) <= 0.02, r
