@@ -31,8 +31,9 @@ class Adapter(nn.Module):
         self.down, self.act, self.drop = nn.Linear(width, hidden), act(), nn.Dropout(dropout)
         self.up = zero_init_(nn.Linear(hidden, width))                 # W_up = 0, b_up = 0
         if init == 'trunc_normal': nn.init.trunc_normal_(self.down.weight, std=0.02)     # AIM
-        elif init == 'lora': nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))  # AdaptFormer, DualPath
-        else: raise MethodError(f"Adapter: init={init!r} is not 'trunc_normal' or 'lora'")
+        elif init == 'lora': nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))  # AdaptFormer, DualPath's code
+        elif init == 'kaiming_normal': nn.init.kaiming_normal_(self.down.weight)          # DualPath's paper
+        else: raise MethodError(f"Adapter: init={init!r} is not 'trunc_normal', 'lora' or 'kaiming_normal'")
         nn.init.zeros_(self.down.bias)
         self.skip, self.scale = skip, scale
 
