@@ -80,3 +80,18 @@ def test_profile_aim_reports_the_papers_figures():
     r = json.loads(p.stdout)
     assert abs(r["gflops_per_view"] / 202.1 - 1) <= 0.02 and abs(r["params_trainable"] / 11.0e6 - 1) <= 0.02, r
     assert abs(r["params_total"] / 97e6 - 1) <= 0.02, r
+
+
+def test_profile_dualpath_reports_the_papers_figures():
+    """DualPath at ViT-B/16, 32 frames in two 4x4 grid sets of the paper's 56-px tiles, bottleneck 128, 400 classes:
+    the paper's 10M trainable of 96M (Tab. 1); patch-aligned tiles cost fewer FLOPs; a grid the frames cannot fill is
+    refused with the fix."""
+    args = ("profile", "--method", "dualpath", "--backbone", "ViT-B-16", "--frames", "32", "--num-classes", "400")
+    paper = run(*args, "grid=4x4", "align=none", "bottleneck=128", "--json")
+    aligned = run(*args, "grid=4x4", "--json")
+    assert paper.returncode == 0 and aligned.returncode == 0, paper.stderr + aligned.stderr
+    p, a = json.loads(paper.stdout), json.loads(aligned.stdout)
+    assert abs(p["params_trainable"] / 10e6 - 1) <= 0.05 and abs(p["params_total"] / 96e6 - 1) <= 0.02, p
+    assert a["gflops_per_view"] < p["gflops_per_view"], (a, p)
+    bad = run("profile", "--method", "dualpath", "--backbone", "ViT-B-16", "--frames", "8", "--num-classes", "400", "grid=4x4")
+    assert bad.returncode == 2 and "multiple of 16" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

@@ -149,7 +149,7 @@ def test_pretraining_on_two_ranks_equals_one_process(tmp_path):
     assert (tmp_path/'ddp'/'open_clip_model.safetensors').is_file()   # rank 0 wrote the model folder
 
 
-METHODS = ('frame-average', 'first-last-mlp', 'efficient-prompt', 'vpt', 'adaptformer', 'pro-tuning', 'st-adapter', 'aim')
+METHODS = ('frame-average', 'first-last-mlp', 'efficient-prompt', 'vpt', 'adaptformer', 'pro-tuning', 'st-adapter', 'aim', 'dualpath')
 
 
 def test_every_method_is_under_test():
@@ -175,17 +175,18 @@ def test_resume_after_sigkill_is_exact_for_every_method(tmp_path):
         for k in full: assert torch.equal(full[k], res[k]), (m, k)
 
 
-def test_ddp_equals_one_process_for_aim(tmp_path):
-    """AIM on 2 gloo ranks × micro-batch 4 ends with the parameters of 1 process × batch 8 (no find_unused_parameters).
+@pytest.mark.parametrize('method', ['aim', 'dualpath'])
+def test_ddp_equals_one_process_for_adapter_methods(tmp_path, method):
+    """AIM / DualPath on 2 gloo ranks × micro-batch 4 ends with the parameters of 1 process × batch 8 (no find_unused_parameters).
     Adam divides by the gradient's running RMS, so where a gradient is ~0 (the adapters' down-projections see none while
     their zero up-projections stay near zero) it turns float rounding into full-size updates; a larger ε keeps the
     comparison about the gradients that DDP averages, which is what is tested."""
     args = common(tmp_path) + ['batch_size=8', 'epochs=2', 'ckpt_every=0', 'eps=1e-3']
-    env = {'WORKER_METHODS': 'aim'}
+    env = {'WORKER_METHODS': method}
     run_worker(tmp_path/'one', args, env=env)
     run_worker(tmp_path/'ddp', args, nproc=2, env=env)
-    one, ddp = load_file(tmp_path/'one'/'aim'/'final.safetensors'), load_file(tmp_path/'ddp'/'aim'/'final.safetensors')
+    one, ddp = load_file(tmp_path/'one'/method/'final.safetensors'), load_file(tmp_path/'ddp'/method/'final.safetensors')
     assert sorted(one) == sorted(ddp) and any('t_adapter' in k for k in one)
     for k in one: torch.testing.assert_close(ddp[k], one[k], atol=1e-5, rtol=0, msg=k)
-    assert read_metrics(tmp_path/'ddp'/'aim', 'start')[0]['world_size'] == 2
+    assert read_metrics(tmp_path/'ddp'/method, 'start')[0]['world_size'] == 2
     assert all(one[k].abs().max() > 0 for k in one if k.endswith('up.weight'))   # the zero-initialised adapters trained

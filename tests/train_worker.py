@@ -48,6 +48,8 @@ def method_model(name, cfg, dropout: float):
     options = {'dropout': dropout} if 'dropout' in method.options else {}
     if 'text' in method.towers: options['class_names'] = read_class_names(cfg)
     if 'prefix' in method.options: options.update(prefix=2, postfix=2)        # prompts that fit the tiny text tower
+    if 'adapter_dropout' in method.options: options['adapter_dropout'] = dropout
+    if 'grid' in method.options: options.update(grid='2x2', spatial_frames=2)  # DualPath: 4 frames = one 2x2 grid set
     return build_model(method, 'ev-tiny-vit', 40, cfg.frames, image_size=cfg.image_size, **options)
 
 
