@@ -27,13 +27,13 @@ __all__ = ['SAMPLES_ENV', 'FASHION_CLASSES', 'DEBIAN_FASHION_MNIST', 'FASHION_MN
            'PLAIN_PROB', 'BACKGROUND_SIDE', 'POSITIONS', 'SPRITE_SCALE', 'ALPHA_GAIN', 'POSITION_WORDS', 'DIRECTIONS',
            'OPPOSITE', 'MAX_JITTER', 'BBB_EXCERPTS', 'BBB_SIZE', 'BBB_FRAMES', 'N_TRAIN_PER_CLASS',
            'N_SHIPPED_PER_CLASS', 'N_CAPTIONS', 'MOTION_PAIRS', 'MOTION_FRAMES', 'MOTION_FPS', 'MOTION_SIZE',
-           'UNSEEN_GARMENTS', 'N_UNTRIMMED', 'UNTRIMMED_FRAMES', 'PARTS', 'MOTION_CLASSES', 'SamplesError',
-           'default_samples_dir', 'samples_dir', 'fashion_mnist_dir', 'has_full_fashion_mnist', 'read_idx',
-           'load_fashion_mnist', 'load_backgrounds', 'Background', 'sample_background', 'paste_sprite', 'compose_image',
-           'caption_for', 'motion_path', 'motion_clip', 'save_npz', 'write_video', 'sha256', 'motion_label',
-           'build_clips', 'build_fashion_mnist', 'build_backgrounds', 'build_captions', 'build_motion', 'sentence_for',
-           'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples', 'motion_frames',
-           'twin_class', 'opposite_direction_correct']
+           'UNSEEN_GARMENTS', 'N_UNTRIMMED', 'UNTRIMMED_FRAMES', 'UNTRIMMED_TEST', 'PARTS', 'MOTION_CLASSES',
+           'SamplesError', 'default_samples_dir', 'samples_dir', 'fashion_mnist_dir', 'has_full_fashion_mnist',
+           'read_idx', 'load_fashion_mnist', 'load_backgrounds', 'Background', 'sample_background', 'paste_sprite',
+           'compose_image', 'caption_for', 'motion_path', 'motion_clip', 'save_npz', 'write_video', 'sha256',
+           'motion_label', 'build_clips', 'build_fashion_mnist', 'build_backgrounds', 'build_captions', 'build_motion',
+           'sentence_for', 'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples',
+           'motion_frames', 'twin_class', 'opposite_direction_correct']
 
 # %% ../nbs/02_samples.ipynb #d35e5ab0
 SAMPLES_ENV = 'EFFICIENT_VIDEO_SAMPLES'
@@ -375,12 +375,13 @@ BBB_EXCERPTS = (('emerging', 0), ('stretching', 41), ('standing', 82))  # (label
 BBB_SIZE = (320, 180)     # W, H: a quarter of the 1280×720 source, even for yuv420p
 BBB_FRAMES = 50
 N_TRAIN_PER_CLASS = 1000  # the first 1,000 training images of each class feed captions/; motion/ and untrimmed/ never use them
-N_SHIPPED_PER_CLASS = 500 # of those, the first 500 per class are shipped (5,000 of 60,000: the full set is 26 MB, the budget 20)
+N_SHIPPED_PER_CLASS = 500 # of those, the first 500 per class are shipped (5,000 of 60,000: the full set is 26 MB, over the budget)
 N_CAPTIONS = 1000         # precomposed image-caption pairs
 MOTION_PAIRS = {'train': 300, 'val': 100, 'test': 100}   # opposite-direction twin pairs: 600/200/200 clips
 MOTION_FRAMES, MOTION_FPS, MOTION_SIZE = 8, 8, 64
 UNSEEN_GARMENTS = ('trouser', 'sneaker', 'bag')           # held out for the zero-shot protocol
-N_UNTRIMMED, UNTRIMMED_FRAMES = 6, 48
+N_UNTRIMMED, UNTRIMMED_FRAMES = 90, 48
+UNTRIMMED_TEST = 30       # the last 30 untrimmed clips: the localisation test split, never trained or tuned on
 _PART_SEEDS = {'captions': 1, 'motion': 2, 'untrimmed': 3, 'retrieval': 4, 'sprites': 5}
 PARTS = ('clips', 'fashion_mnist', 'backgrounds', 'captions', 'motion', 'untrimmed', 'retrieval')
 MOTION_CLASSES = tuple(f'{_article(g)} {g} moving {d}' for g in FASHION_CLASSES for d in DIRECTIONS)
@@ -580,7 +581,8 @@ def build_untrimmed(out: Path, seed: int, photos: dict[str, np.ndarray], images:
         frames = np.concatenate(frames)       # (num_frames, H, W, 3)
         path = f'untrimmed/untrimmed_{i}.mp4'
         write_video(out/path, frames, fps=MOTION_FPS)
-        videos.append(dict(path=path, num_frames=len(frames), fps=MOTION_FPS, garment=FASHION_CLASSES[k],
+        videos.append(dict(path=path, split='test' if i >= n - UNTRIMMED_TEST else 'train', num_frames=len(frames),
+                           fps=MOTION_FPS, garment=FASHION_CLASSES[k],
                            background=bg.name, sprite_index=int(pools[k][i]), seed=clip_seed, segments=segments))
     _write_json(out/'untrimmed'/'segments.json', dict(
         note='frame intervals are [start, end): end is exclusive; labels index motion/classes.txt; paths are relative to data_samples/',
@@ -680,7 +682,7 @@ folder; paths in the plain `path label` lists (`*.txt` with two columns) are rel
 | `backgrounds/` | {len(BACKGROUND_PHOTOS)} photos, {BACKGROUND_SIDE}x{BACKGROUND_SIDE} PNG |
 | `captions/` | `images.npz`: {N_CAPTIONS} composed 64x64 RGB images (`images`, `labels`, `positions` indexing {list(POSITIONS)}), grouped by background (shuffle before training); `captions.jsonl`: caption, garment, position, background per image |
 | `motion/` | the temporal benchmark: {sum(n_motion.values())} clips of {MOTION_FRAMES} frames at {MOTION_FPS} fps, {MOTION_SIZE}x{MOTION_SIZE}, H.264 ({', '.join(f'{s} {n}' for s, n in n_motion.items())}); `motion.csv`, `classes.txt` ({len(MOTION_CLASSES)} labels "a {{garment}} moving {{direction}}"), `train.txt`/`val.txt`/`test.txt`, `zero_shot.json` + `zero_shot_{{train,test}}.txt` |
-| `untrimmed/` | {N_UNTRIMMED} clips of {UNTRIMMED_FRAMES} frames: 1-3 motions between still segments; `segments.json` (`[start, end)` frames, labels index `motion/classes.txt`) |
+| `untrimmed/` | {N_UNTRIMMED} clips of {UNTRIMMED_FRAMES} frames: 1-3 motions between still segments; `segments.json` (`[start, end)` frames, labels index `motion/classes.txt`; `split`: the last {UNTRIMMED_TEST} are `test`) |
 | `retrieval/` | `captions.jsonl`: two sentences for every motion and untrimmed clip |
 
 ## The temporal benchmark
