@@ -17,7 +17,7 @@ from typing import Callable
 # %% auto #0
 __all__ = ['SUBCOMMANDS', 'CLIError', 'Subcommand', 'subcommand', 'build_parser', 'main', 'run_samples', 'run_docs',
            'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_train', 'run_eval', 'run_extract_features',
-           'run_readme']
+           'run_retrieval', 'run_readme']
 
 # %% ../nbs/99_cli.ipynb #d28d52e0
 class CLIError(Exception):
@@ -266,6 +266,31 @@ def run_extract_features(args):
     bad = [s for s in splits if s not in ('train', 'val', 'test')]
     if bad: raise CLIError(f'--splits: {bad} are not among train, val, test')
     return train.extract_split_features(train.load_config(args.preset, args.overrides), splits)
+
+# %% ../nbs/99_cli.ipynb #c87bfc18
+def _retrieval_options(p):
+    p.add_argument('--preset', default='efficient-prompt-tiny',
+                   help="the recipe whose CLIP, lists and schedule retrieval uses (every clip of its train/test lists needs sentences)")
+    p.add_argument('--captions', default=None,
+                   help='a captions.jsonl, one {"path": ..., "captions": [...]} per line, paths relative to its folder\'s parent '
+                        '(default: the shipped data_samples/retrieval/captions.jsonl)')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='TrainConfig fields, e.g. epochs=10 output_dir=runs/retrieval')
+
+def _retrieval_human(report: dict) -> str:
+    from efficient_video.retrieval import format_retrieval
+    return (format_retrieval({'zero-shot': report['zero_shot'], 'trained': report['trained']}) +
+            f"\n{report['test_sentences']} sentences, {report['test_videos']} videos; {report['steps']} training steps")
+
+@subcommand('retrieval', 'text-video retrieval: zero-shot and trained prompts + temporal model, R@K / MedR / MeanR both ways',
+            _retrieval_options, human=_retrieval_human)
+def run_retrieval(args):
+    from efficient_video import retrieval
+    bad = [o for o in args.overrides if '=' not in o]
+    if bad: raise CLIError(f'overrides must be KEY=VALUE, got {bad}')
+    captions = retrieval.read_captions(args.captions) if args.captions else None
+    _, report = retrieval.train_retrieval(retrieval.retrieval_config(*args.overrides, preset=args.preset), captions)
+    if not _is_rank0(): sys.exit(0)
+    return report
 
 # %% ../nbs/99_cli.ipynb #8141dcba
 def _readme_options(p):

@@ -95,3 +95,17 @@ def test_profile_dualpath_reports_the_papers_figures():
     assert a["gflops_per_view"] < p["gflops_per_view"], (a, p)
     bad = run("profile", "--method", "dualpath", "--backbone", "ViT-B-16", "--frames", "8", "--num-classes", "400", "grid=4x4")
     assert bad.returncode == 2 and "multiple of 16" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_retrieval_prints_both_directions(tmp_path):
+    "`retrieval --json`: zero-shot and trained R@K / MedR / MeanR both ways; a missing captions file is one line, status 2."
+    p = run("retrieval", "epochs=1", f"output_dir={tmp_path/'run'}", "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    for model in ("zero_shot", "trained"):
+        for d in ("t2v", "v2t"):
+            assert set(r[model][d]) == {"R@1", "R@5", "R@10", "MedR", "MeanR"}, r
+            assert 0 <= r[model][d]["R@1"] <= r[model][d]["R@5"] <= r[model][d]["R@10"] <= 100, r
+    assert r["test_videos"] == 200 and r["steps"] > 0, r
+    bad = run("retrieval", "--captions", str(tmp_path/'none.jsonl'), f"output_dir={tmp_path/'bad'}")
+    assert bad.returncode == 2 and "none.jsonl" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
