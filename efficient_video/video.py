@@ -10,6 +10,7 @@ import bisect
 import csv
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +28,12 @@ except ImportError:  # e.g. on ARM machines: decode_frames then uses PyAV
     decord = None
 
 # %% auto #0
-__all__ = ['CLIP_MEAN', 'CLIP_STD', 'VideoInfo', 'VideoDecodeError', 'open_video', 'video_info', 'decode_frames',
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'DECODED', 'VideoInfo', 'VideoDecodeError', 'open_video', 'video_info', 'decode_frames',
            'segment_indices', 'dense_indices', 'SegmentSampler', 'DenseSampler', 'temporal_views', 'resize_clip',
            'RandomResizedCrop', 'HorizontalFlip', 'ShortSideResize', 'CenterCrop', 'ThreeCrop', 'Normalize', 'Compose',
            'train_transform', 'eval_transform', 'VideoRecord', 'read_kinetics_csv', 'read_ssv2_json',
-           'read_ucf_hmdb_split', 'read_path_label_list', 'check_labels', 'VideoDataset', 'collate_videos']
+           'read_ucf_hmdb_split', 'read_path_label_list', 'check_labels', 'DecodedClips', 'VideoDataset',
+           'collate_videos']
 
 # %% ../nbs/01_video.ipynb #c8cd0de2
 @dataclass
@@ -597,6 +599,25 @@ def check_labels(records: Sequence[VideoRecord], num_classes: int, what: str = '
                      f"num_classes={num_classes} is wrong, or the list has a typo")
 
 # %% ../nbs/01_video.ipynb #b8afe6c5
+class DecodedClips:
+    """Whole decoded short clips, shared by every `VideoDataset` of this process that keeps them (`keep_decoded_mb`):
+    keyed by file, backend, size and modification time, so a file changed on disk is decoded again."""
+    def __init__(self): self.clips, self.bytes = {}, 0
+    def __len__(self) -> int: return len(self.clips)
+    def key(self, path, backend: str) -> tuple:
+        st = os.stat(path)                      # FileNotFoundError for a file gone since the dataset was built
+        return (str(path), backend, st.st_size, st.st_mtime_ns)
+    def get(self, key: tuple) -> np.ndarray | None: return self.clips.get(key)
+    def put(self, key: tuple, whole: np.ndarray, budget_mb: float) -> bool:
+        "Keep `whole` if the process's kept clips stay within `budget_mb` MB; True if kept."
+        if key in self.clips: return True
+        if self.bytes + whole.nbytes > budget_mb * 2**20: return False
+        self.clips[key], self.bytes = whole, self.bytes + whole.nbytes
+        return True
+    def clear(self) -> None: self.clips, self.bytes = {}, 0
+
+DECODED = DecodedClips()
+
 class VideoDataset(torch.utils.data.Dataset):
     "Records -> {'video', 'label', 'index', 'skipped'} items; unreadable files are skipped (counted) or raised."
     def __init__(self, records: Sequence[VideoRecord], sampler: Callable, transform: Callable | None = None,
@@ -605,7 +626,7 @@ class VideoDataset(torch.utils.data.Dataset):
         if backend not in _BACKENDS: raise ValueError(f"backend={backend!r} is not one of {sorted(_BACKENDS)}")
         self.records, self.sampler, self.transform = list(records), sampler, transform
         self.on_error, self.backend = on_error, backend
-        self.keep_decoded_mb, self._decoded, self._kept_bytes = keep_decoded_mb, {}, 0   # see `_frames`
+        self.keep_decoded_mb = keep_decoded_mb                 # short clips kept whole in `DECODED`, see `_load`
         if check_files:   # fail fast: all missing files in one message, before training starts
             missing = [str(r.path) for r in self.records if not Path(r.path).is_file()]
             if missing: raise FileNotFoundError(f"{len(missing)} of {len(self.records)} video files are missing: "
@@ -616,14 +637,14 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def _load(self, rec: VideoRecord) -> tuple[torch.Tensor, int]:
         "Decode the sampled frames of `rec` as uint8 (V*T, H, W, C) and return them with the view count V."
-        if str(rec.path) in self._decoded: return self._sample(self._decoded[str(rec.path)])
+        key = DECODED.key(rec.path, self.backend) if self.keep_decoded_mb else None
+        if key is not None and (whole := DECODED.get(key)) is not None: return self._sample(whole)
         r = open_video(rec.path, self.backend)
         try:
             n = len(r)
-            if self.keep_decoded_mb and n <= 64:    # a short clip: decode it whole, once, and keep it if it fits
+            if key is not None and n <= 64:         # a short clip: decode it whole, once, and keep it if it fits
                 whole = np.ascontiguousarray(r.get(list(range(n))))
-                if self._kept_bytes + whole.nbytes <= self.keep_decoded_mb * 2**20:
-                    self._decoded[str(rec.path)], self._kept_bytes = whole, self._kept_bytes + whole.nbytes
+                DECODED.put(key, whole, self.keep_decoded_mb)
                 return self._sample(whole)
             idx = self.sampler(n)                   # (T,) or (V, T)
             views = idx.reshape(-1, idx.shape[-1])  # (V, T)
