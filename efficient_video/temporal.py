@@ -24,7 +24,7 @@ from .prompt_learning import PromptLearner, encode_text_embeddings
 
 # %% auto #0
 __all__ = ['TemporalTransformer', 'EfficientPrompt', 'PromptContrastLoss', 'build_efficient_prompt', 'FirstLastMLP',
-           'build_first_last_mlp']
+           'build_first_last_mlp', 'template_options']
 
 # %% ../nbs/11_temporal.ipynb #929d988f
 class TemporalTransformer(nn.Module):
@@ -213,3 +213,11 @@ def build_first_last_mlp(backbone: str, num_classes: int, frames: int, pretraine
     "Frozen CLIP features of the first and last frames, concatenated, then an MLP."
     visual, D = clip_image_encoder(backbone, pretrained, image_size)
     return FirstLastMLP(visual, D, num_classes, frames, hidden, dropout)
+
+# %% ../nbs/11_temporal.ipynb #130eb873
+def template_options(template: str, tokenizer) -> dict:
+    "Efficient-Prompt options whose prompt vectors spell `template` ('a video of {}.': 'a video of' + name + '.')."
+    if template.count('{}') != 1: raise MethodError(f"template {template!r}: needs exactly one '{{}}' where the class name goes")
+    pre, post = (s.strip() for s in template.split('{}'))
+    count = lambda s: len(tokenizer.encode(s)) if s else 0
+    return dict(prefix=count(pre), postfix=count(post), init_prefix=pre or None, init_postfix=post or None)
