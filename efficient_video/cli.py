@@ -16,8 +16,8 @@ from typing import Callable
 
 # %% auto #0
 __all__ = ['SUBCOMMANDS', 'CLIError', 'Subcommand', 'subcommand', 'build_parser', 'main', 'run_samples', 'run_docs',
-           'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_train', 'run_eval', 'run_extract_features',
-           'run_retrieval', 'run_readme']
+           'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_demo', 'run_train', 'run_eval',
+           'run_extract_features', 'run_retrieval', 'run_readme']
 
 # %% ../nbs/99_cli.ipynb #d28d52e0
 class CLIError(Exception):
@@ -215,6 +215,30 @@ def run_zero_shot(args):
     if args.n is not None and not 1 <= args.n <= 10_000: raise CLIError(f'-n {args.n}: choose 1..10000 test images')
     return pretrain.evaluate_zero_shot(bundle.model.to(device), bundle.tokenizer, n=args.n, positions=False,
                                        templates=prompts.get_templates(args.templates))
+
+# %% ../nbs/99_cli.ipynb #e871f55f
+def _demo_options(p):
+    p.add_argument('--out', default='runs/demo', help='output folder: results.json, results.png, a run folder per method')
+    p.add_argument('--methods', default=None, help='comma-separated subset of: zero-shot, temporal-transformer, '
+                   'efficient-prompt, frame-average, vpt, adaptformer, pro-tuning, st-adapter, aim, dualpath (default: all)')
+    p.add_argument('--epochs', type=int, default=None,
+                   help='epochs for the methods that train through the image tower (default: demo.DEMO_EPOCHS, 14)')
+    p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
+
+def _demo_human(report: dict) -> str:
+    from efficient_video.demo import format_demo
+    return (format_demo(report) + f"\n\n{report['seconds'] / 60:.1f} minutes; wrote {report['out']}/results.json "
+            f"and {report['out']}/results.png")
+
+@subcommand('demo', 'train every method briefly on the shipped motion benchmark and print one table (start here)',
+            _demo_options, human=_demo_human)
+def run_demo(args):
+    from efficient_video import demo
+    epochs = demo.DEMO_EPOCHS if args.epochs is None else args.epochs
+    if epochs < 1: raise CLIError(f'--epochs {epochs}: at least 1')
+    rows = [m.strip() for m in args.methods.split(',') if m.strip()] if args.methods else None
+    try: return demo.run_demo(args.out, rows, epochs, args.device, log=lambda m: print(m, file=sys.stderr))
+    except KeyboardInterrupt as e: raise CLIError(str(e) or 'interrupted') from None
 
 # %% ../nbs/99_cli.ipynb #23f6f9fb
 def _is_rank0() -> bool: 

@@ -109,3 +109,16 @@ def test_retrieval_prints_both_directions(tmp_path):
     assert r["test_videos"] == 200 and r["steps"] > 0, r
     bad = run("retrieval", "--captions", str(tmp_path/'none.jsonl'), f"output_dir={tmp_path/'bad'}")
     assert bad.returncode == 2 and "none.jsonl" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_demo_subset_writes_table_and_files(tmp_path):
+    "`demo --methods ... --json`: one JSON object with a row per method, results.json and results.png in --out."
+    p = run("demo", "--methods", "zero-shot,frame-average", "--epochs", "1", "--out", str(tmp_path/'demo'), "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert list(r["methods"]) == ["zero-shot", "frame-average"], r
+    for row in r["methods"].values():
+        assert {"top1", "opposite_direction_acc", "params_trainable", "gflops_per_view", "seconds"} <= set(row), row
+    assert (tmp_path/'demo'/'results.json').is_file() and (tmp_path/'demo'/'results.png').stat().st_size > 0
+    bad = run("demo", "--methods", "nope", "--out", str(tmp_path/'bad'))
+    assert bad.returncode == 2 and "not demo rows" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
