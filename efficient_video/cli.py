@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'CLIError', 'Subcommand', 'subcommand', 'build_parser', 'main', 'run_samples', 'run_docs',
-           'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_demo', 'run_train', 'run_eval',
-           'run_extract_features', 'run_retrieval', 'run_readme']
+__all__ = ['SUBCOMMANDS', 'READING_ORDER', 'CLIError', 'Subcommand', 'subcommand', 'ordered_subcommands', 'build_parser', 'main',
+           'run_samples', 'run_docs', 'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_demo', 'run_train',
+           'run_eval', 'run_extract_features', 'run_retrieval', 'run_readme']
 
 # %% ../nbs/99_cli.ipynb #d28d52e0
 class CLIError(Exception):
@@ -42,8 +42,16 @@ def subcommand(name:str, help:str, configure:Callable=lambda p: None, reports:bo
     return _register
 
 # %% ../nbs/99_cli.ipynb #35163648
+READING_ORDER = ('demo', 'samples', 'pretrain-clip', 'zero-shot', 'profile', 'extract-features', 'train', 'eval',
+                 'retrieval', 'docs', 'readme')   # how `--help` lists the subcommands: the order a reader meets them
+
+def ordered_subcommands() -> list[Subcommand]:
+    "The registered subcommands in `READING_ORDER` (any others after them, in registration order)."
+    rank = {n: i for i, n in enumerate(READING_ORDER)}
+    return sorted(SUBCOMMANDS.values(), key=lambda sc: rank.get(sc.name, len(rank)))
+
 def build_parser() -> argparse.ArgumentParser:
-    "The `efficient-video` parser with one sub-parser per registered subcommand."
+    "The `efficient-video` parser with one sub-parser per registered subcommand, in reading order."
     parser = argparse.ArgumentParser(
         prog='efficient-video',
         description='Adapt frozen CLIP models to video with few trainable parameters. '
@@ -51,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     from efficient_video import __version__
     parser.add_argument('--version', action='version', version=f'efficient_video {__version__}')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
-    for sc in SUBCOMMANDS.values():
+    for sc in ordered_subcommands():
         p = sub.add_parser(sc.name, help=sc.help, description=sc.help,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         sc.configure(p)

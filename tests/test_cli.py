@@ -122,3 +122,14 @@ def test_demo_subset_writes_table_and_files(tmp_path):
     assert (tmp_path/'demo'/'results.json').is_file() and (tmp_path/'demo'/'results.png').stat().st_size > 0
     bad = run("demo", "--methods", "nope", "--out", str(tmp_path/'bad'))
     assert bad.returncode == 2 and "not demo rows" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_readme_shows_every_command_in_help_order():
+    "The README's command block names every subcommand once, in the order `efficient-video --help` lists them."
+    import re
+    helped = run("--help").stdout
+    listed = re.findall(r"^    (\S+)", helped.split("COMMAND", 2)[2], flags=re.M)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("in the order `--help` lists them", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    shown = [line.split()[1] for line in block.strip().splitlines()]
+    assert shown == listed, (shown, listed)
