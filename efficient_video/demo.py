@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .core import override
-from .engine import DistEnv, TrainConfig, read_metrics, read_class_names, infer_num_classes
-from .methods import profile_method
+from .engine import DistEnv, TrainConfig, read_metrics, read_class_names, infer_num_classes, _atomic_write_text
+from .methods import profile_method, clip_model
 from .temporal import template_options
 from .train import load_config, train, model_from_config, test_model
 
@@ -40,7 +40,7 @@ def demo_config(row: str, out: Path, epochs: int = DEMO_EPOCHS, device: str | No
     common = dict(output_dir=str(out/row), **({'device': device} if device else {}))
     if row in ('zero-shot', 'temporal-transformer'):
         cfg = load_config('efficient-prompt-tiny', **common)
-        tok = model_from_config(cfg, infer_num_classes(cfg), read_class_names(cfg)).prompts.tokenizer
+        tok = clip_model(cfg.backbone, None, cfg.image_size)[1]             # the tokenizer; no weights needed
         args = dict(template_options(DEMO_TEMPLATE, tok), learn_prompts=False, temporal_layers=int(row != 'zero-shot'))
         return override(cfg, method_args=args), ('efficient-prompt-zero-shot-tiny' if row == 'zero-shot' else None)
     if row == 'efficient-prompt': return load_config('efficient-prompt-tiny', **common), 'efficient-prompt-zero-shot-tiny'
@@ -49,9 +49,7 @@ def demo_config(row: str, out: Path, epochs: int = DEMO_EPOCHS, device: str | No
     raise DemoError(f"{row!r} is not a demo row: choose from {', '.join(DEMO_ROWS)}")
 
 # %% ../nbs/16_demo.ipynb #d468ff3f
-def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(obj, indent=1) + '\n'); os.replace(tmp, path)
+def _atomic_json(path: Path, obj) -> None: _atomic_write_text(path, json.dumps(obj, indent=1) + '\n')
 
 def _zero_shot_top1(cfg: TrainConfig, preset: str, trained: bool) -> float:
     "Top-1 on the unseen garments: the row's method trained on the seen ones (or, untrained, its fixed template)."

@@ -17,7 +17,7 @@ from einops import rearrange, repeat
 
 from .core import _pair
 from .methods import (MethodError, VideoBlock, VideoViT, register_method, register_preset,
-                                     clip_image_encoder, SAMPLES, SAMPLE_CLIP)
+                                     clip_image_encoder)
 from .petl import Adapter, MOTION_VIT
 
 # %% auto #0

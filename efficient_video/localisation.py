@@ -7,7 +7,6 @@ Docs: https://efficient-video.github.io/efficient_video/localisation.html.md"""
 # %% ../nbs/12a_localisation.ipynb #ee1eaf04
 from __future__ import annotations
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -17,12 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import override
-from .engine import TrainConfig, fit, load_checkpoint
-from .features import FeatureDataset, cached_dataset, cache_root
+from .engine import TrainConfig
+from .features import FeatureDataset, cache_root
 from .samples import samples_dir, MOTION_FRAMES
 from .video import segment_indices
 from .temporal import EfficientPrompt
-from .train import load_config, train, model_from_config
 
 # %% auto #0
 __all__ = ['read_segments', 'untrimmed_config', 'frame_labels', 'Actionness', 'ActionnessLoss', 'actionness', 'temporal_iou',

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import override
+from .clip import zero_shot_classifier
 from .engine import TrainConfig, fit
 from .features import FeatureDataset, cached_dataset
 from .methods import clip_model
@@ -131,8 +132,7 @@ def retrieval_scores(model: EfficientPrompt, feats: FeatureDataset, sset: Senten
 def zero_shot_scores(clip: nn.Module, tokenizer, feats: FeatureDataset, sset: SentenceSet,
                      template: str = 'a video of {}.') -> torch.Tensor:
     "Cosine similarities `S×N`: hand-wrapped sentences through the frozen text tower, videos as their mean frame feature."
-    clip.eval()
-    t = F.normalize(clip.encode_text(tokenizer([template.format(s) for s in sset.sentences])).float(), dim=-1)
+    t = zero_shot_classifier(clip.eval(), tokenizer, sset.sentences, template)    # (S, D), normalised
     v = F.normalize(torch.stack([feats[i]['video'].float().mean(0) for i in range(len(feats))]), dim=-1)
     return t @ v.T
 
