@@ -124,6 +124,25 @@ def test_demo_subset_writes_table_and_files(tmp_path):
     assert bad.returncode == 2 and "not demo rows" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
+def test_bench_motion_subset_and_bad_input(tmp_path):
+    "`bench --part motion --methods ... --json`: mean ± std per row, bench.json in --out, merged into --record."
+    rec = tmp_path/'record.json'
+    p = run("bench", "--part", "motion,paper", "--methods", "zero-shot,frame-average,aim", "--seeds", "0,1",
+            "--shots", "2", "--epochs", "1", "--out", str(tmp_path/'bench'), "--record", str(rec), "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert list(r["motion"]["methods"]) == ["zero-shot", "frame-average", "aim"], r
+    fa = r["motion"]["methods"]["frame-average"]
+    assert fa["top1"]["n"] == 2 and set(fa["few_shot_top1"]) == {"2"} and fa["zero_shot_top1"] is None, fa
+    assert r["motion"]["methods"]["zero-shot"]["zero_shot_top1"]["n"] == 2
+    assert [x["method"] for x in r["paper"]["rows"]] == ["aim", "aim"]
+    assert json.loads((tmp_path/'bench'/'bench.json').read_text()) == r == json.loads(rec.read_text())
+    for args, msg in ((("--part", "speed"), "choose from"), (("--seeds", "a,b"), "comma-separated integers"),
+                      (("--methods", "nope", "--part", "motion"), "not benchmark rows"), (("--steps", "0"), "at least 1")):
+        bad = run("bench", *args, "--out", str(tmp_path/'bad'))
+        assert bad.returncode == 2 and msg in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr)
+
+
 def test_readme_shows_every_command_in_help_order():
     "The README's command block names every subcommand once, in the order `efficient-video --help` lists them."
     import re
