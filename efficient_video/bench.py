@@ -22,10 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from .core import override, count_flops, autocast_dtype
-from .engine import DistEnv, infer_num_classes, read_class_names, read_metrics
 from .methods import build_model, discover_methods, get_method, profile_method
-from .train import train, model_from_config, test_model
-from .demo import DEMO_ROWS, DEMO_EPOCHS, demo_config, _zero_shot_top1, _atomic_json
+from .demo import DEMO_ROWS, DEMO_EPOCHS, demo_config, train_and_test, _zero_shot_top1, _atomic_json
 
 # %% auto #0
 __all__ = ['BENCH_ROWS', 'BENCH_SEEDS', 'BENCH_SHOTS', 'TEXT_ROWS', 'ZERO_SHOT_PRESET', 'REFERENCE_ROWS', 'REFERENCE_FRAMES',
@@ -71,14 +69,8 @@ def bench_run(row: str, out: str | os.PathLike, seed: int = 0, shots: int = 0, e
     cfg = bench_config(row, out, seed, shots, epochs, device)
     done = Path(cfg.output_dir)/'run.json'
     if done.is_file(): return json.loads(done.read_text())
-    if row == 'zero-shot':
-        if shots: raise BenchError('the zero-shot row trains nothing: it has no few-shot runs')
-        model = model_from_config(cfg, infer_num_classes(cfg), read_class_names(cfg))
-        test, seconds, params = test_model(model, cfg, DistEnv(), 'test'), 0.0, 0
-    else:
-        res = train(cfg)
-        test, seconds = res['test'], res['train_minutes'] * 60
-        params = read_metrics(cfg.output_dir, 'start')[0]['params_trainable']
+    if row == 'zero-shot' and shots: raise BenchError('the zero-shot row trains nothing: it has no few-shot runs')
+    test, params, seconds = train_and_test(cfg, trains=row != 'zero-shot')
     result = {'top1': test['top1'], 'opposite_direction_acc': test['opposite_direction_acc'], 'seconds': round(seconds, 2),
               'params_trainable': params, 'seed': seed, 'shots': shots, 'epochs': cfg.epochs}
     if row in TEXT_ROWS and not shots:

@@ -19,8 +19,8 @@ from .temporal import template_options
 from .train import load_config, train, model_from_config, test_model
 
 # %% auto #0
-__all__ = ['DEMO_TEMPLATE', 'DEMO_ROWS', 'DEMO_EPOCHS', 'REFERENCE', 'REFERENCE_ARGS', 'DemoError', 'demo_config', 'run_row',
-           'run_demo', 'format_demo', 'plot_demo']
+__all__ = ['DEMO_TEMPLATE', 'DEMO_ROWS', 'DEMO_EPOCHS', 'REFERENCE', 'REFERENCE_ARGS', 'DemoError', 'demo_config',
+           'train_and_test', 'run_row', 'run_demo', 'format_demo', 'plot_demo']
 
 # %% ../nbs/16_demo.ipynb #2d89df54
 DEMO_TEMPLATE = 'a video of {}.'
@@ -49,25 +49,26 @@ def demo_config(row: str, out: Path, epochs: int = DEMO_EPOCHS, device: str | No
 # %% ../nbs/16_demo.ipynb #d468ff3f
 def _atomic_json(path: Path, obj) -> None: _atomic_write_text(path, json.dumps(obj, indent=1) + '\n')
 
+def train_and_test(cfg: TrainConfig, trains: bool = True) -> tuple[dict, int, float]:
+    """`(test metrics, trainable parameters, training seconds)` of `cfg`: trained by `train` then tested, or (with
+    `trains=False`) its model tested as built (the fixed template: nothing to train)."""
+    if not trains:
+        model = model_from_config(cfg, infer_num_classes(cfg), read_class_names(cfg))
+        return test_model(model, cfg, DistEnv(), 'test'), 0, 0.0
+    res = train(cfg)
+    return res['test'], read_metrics(cfg.output_dir, 'start')[0]['params_trainable'], res['train_minutes'] * 60
+
 def _zero_shot_top1(cfg: TrainConfig, preset: str, trained: bool) -> float:
     "Top-1 on the unseen garments: the row's method trained on the seen ones (or, untrained, its fixed template)."
     zcfg = load_config(preset, output_dir=cfg.output_dir + '-zero-shot', device=cfg.device, method_args=cfg.method_args,
                        seed=cfg.seed)
-    if trained: return train(zcfg)['test']['top1']
-    model = model_from_config(zcfg, infer_num_classes(zcfg), read_class_names(zcfg))
-    return test_model(model, zcfg, DistEnv(), 'test')['top1']
+    return train_and_test(zcfg, trained)[0]['top1']
 
 def run_row(row: str, out: Path, epochs: int = DEMO_EPOCHS, device: str | None = None) -> dict:
     "Train and test demo `row` under `out/row`; its measurements (also written to `out/row/row.json`)."
     cfg, zero_shot = demo_config(row, out, epochs, device)
     t0 = time.perf_counter()
-    if row == 'zero-shot':                                               # no training: the template as it is
-        model = model_from_config(cfg, infer_num_classes(cfg), read_class_names(cfg))
-        test, params, seconds = test_model(model, cfg, DistEnv(), 'test'), 0, 0.0
-    else:
-        res = train(cfg)
-        test, seconds = res['test'], res['train_minutes'] * 60
-        params = read_metrics(cfg.output_dir, 'start')[0]['params_trainable']
+    test, params, seconds = train_and_test(cfg, trains=row != 'zero-shot')   # the zero-shot row: the template as it is
     K = infer_num_classes(cfg)
     sample = profile_method(cfg.method, cfg.backbone, cfg.frames, K, image_size=cfg.image_size, **cfg.method_args)
     ref_args = {**{k: v for k, v in cfg.method_args.items() if k in ('learn_prompts', 'temporal_layers')},
