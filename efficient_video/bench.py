@@ -292,10 +292,13 @@ def run_reference(rows: Sequence[str] | None = None, frames: Sequence[int] = REF
             prof = profile_method(method, frames=T, **REFERENCE_SCALE, **args)
             row = {'method': method, 'frames': T, 'args': args, 'params_trainable': prof['params_trainable'],
                    'params_total': prof['params_total'], 'gflops_per_view': prof['gflops_per_view']}
-            try: meas = measure_in_fresh_process(method, T, device=device, batch=batch, steps=steps, **REFERENCE_SCALE, **args)
+            measure = measure_training if gpu else measure_in_fresh_process   # a GPU's peak statistics reset per run
+            try: meas = measure(method, T, device=device, batch=batch, steps=steps, **REFERENCE_SCALE, **args)
             except Exception as e:   # out of memory (the child is killed), a kernel missing on this device, ...
                 out.append({**row, 'error': f'{type(e).__name__}: {e}'.strip(': ')})
                 log(f"{method} × {T}: failed ({out[-1]['error']})"); continue
+            finally:
+                if gpu: torch.cuda.empty_cache()
             row.update({k: meas[k] for k in ('clips_per_second', 'peak_memory_gb', 'memory', 'gmacs_per_step', 'tflops',
                                              'mfu', 'peak_tflops', 'dtype', 'device')})
             out.append(row)
