@@ -380,6 +380,7 @@ def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = BENC
     if 'paper' in parts:
         report['paper'] = {'rows': paper_comparison([f for f in PAPER_FIGURES if not rows or f['method'] in rows]), **info}
     _atomic_json(out/'bench.json', report)
+    if 'motion' in report: plot_motion(report['motion'], out/'motion.png')
     if record is not None:
         record = Path(record)
         old = json.loads(record.read_text()) if record.is_file() else {}

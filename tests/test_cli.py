@@ -137,6 +137,7 @@ def test_bench_motion_subset_and_bad_input(tmp_path):
     assert r["motion"]["methods"]["zero-shot"]["zero_shot_top1"]["n"] == 2
     assert [x["method"] for x in r["paper"]["rows"]] == ["aim", "aim"]
     assert json.loads((tmp_path/'bench'/'bench.json').read_text()) == r == json.loads(rec.read_text())
+    assert (tmp_path/'bench'/'motion.png').stat().st_size > 0
     for args, msg in ((("--part", "speed"), "choose from"), (("--seeds", "a,b"), "comma-separated integers"),
                       (("--methods", "nope", "--part", "motion"), "not benchmark rows"), (("--steps", "0"), "at least 1")):
         bad = run("bench", *args, "--out", str(tmp_path/'bad'))
