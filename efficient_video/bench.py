@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from .core import override, count_flops, autocast_dtype
-from .methods import build_model, discover_methods, get_method, profile_method
-from .demo import DEMO_ROWS, DEMO_EPOCHS, demo_config, train_and_test, _zero_shot_top1, _atomic_json
+from .methods import build_model, discover_methods, get_method, profile_method, _pair
+from .demo import (DEMO_ROWS, DEMO_EPOCHS, REFERENCE, demo_config, train_and_test, _zero_shot_top1,
+                                 _atomic_json)
 
 # %% auto #0
 __all__ = ['BENCH_ROWS', 'BENCH_SEEDS', 'BENCH_SHOTS', 'TEXT_ROWS', 'ZERO_SHOT_PRESET', 'REFERENCE_ROWS', 'REFERENCE_FRAMES',
@@ -174,7 +175,7 @@ def plot_motion(motion: dict, path: str | os.PathLike | None = None):
 # %% ../nbs/17_bench.ipynb #70e281a5
 REFERENCE_ROWS = ('frame-average', 'efficient-prompt', 'vpt', 'adaptformer', 'pro-tuning', 'st-adapter', 'aim', 'dualpath')
 REFERENCE_FRAMES = (8, 16)
-REFERENCE_SCALE = dict(backbone='ViT-B-16', num_classes=400)
+REFERENCE_SCALE = {k: v for k, v in REFERENCE.items() if k != 'frames'}   # the demo's reference scale: ViT-B/16, 400 classes
 
 def reference_args(method: str, frames: int) -> dict:
     "The method's options at the reference scale with `frames` frames (see the text above)."
@@ -209,8 +210,7 @@ def measure_training(method: str, frames: int, device: str = 'cpu', batch: int =
                         **({'class_names': names} if names else {}), **options).to(dev).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    size = model.image_size if isinstance(model.image_size, tuple) else (model.image_size,) * 2
-    x = torch.randn(batch, frames, 3, *size, device=dev)
+    x = torch.randn(batch, frames, 3, *_pair(model.image_size), device=dev)
     y = torch.randint(0, num_classes, (batch,), device=dev)
     dtype = autocast_dtype(dev)
     def step():
@@ -280,7 +280,7 @@ def paper_comparison(figures: Sequence[dict] = PAPER_FIGURES, backbone: str = 'V
 def run_reference(rows: Sequence[str] | None = None, frames: Sequence[int] = REFERENCE_FRAMES, device: str = 'cpu',
                   batch: int | None = None, steps: int | None = None, log=print) -> dict:
     "Profile and measure every reference row at each of `frames`: `{'device', 'batch', 'steps', 'rows': [...]}`."
-    rows = list(rows or REFERENCE_ROWS)
+    rows = list(REFERENCE_ROWS if rows is None else rows)
     bad = [r for r in rows if r not in REFERENCE_ROWS]
     if bad: raise BenchError(f"--methods {','.join(bad)}: no reference row; choose from {','.join(REFERENCE_ROWS)}")
     gpu = torch.device(device).type == 'cuda'
@@ -374,7 +374,7 @@ def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = BENC
         report['motion'] = {**run_motion_bench(out, rows, seeds, shots, epochs, device, log), **info}
     if 'reference' in parts:
         dev = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        ref_rows = [r for r in (rows or REFERENCE_ROWS) if r in REFERENCE_ROWS] if rows else None
+        ref_rows = [r for r in rows if r in REFERENCE_ROWS] if rows else None   # none of them: no reference rows
         res = run_reference(ref_rows, frames, dev, batch, steps, log)
         report['reference'] = {res['device_type']: {**res, **info}}
     if 'paper' in parts:
