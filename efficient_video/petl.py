@@ -21,15 +21,19 @@ __all__ = ['MOTION_VIT', 'Adapter', 'VideoClassifier', 'vit_classifier', 'VPTViT
 
 # %% ../nbs/13_petl.ipynb #443a0f2e
 class Adapter(nn.Module):
-    """A bottleneck `x -> s·up(act(down(x)))`, plus `x` with `skip`. The up-projection starts at zero, so an adapter
-    with a skip starts as the identity and one without starts as zero."""
+    """A bottleneck `x -> s·up(dropout(act(down(x))))`, plus `x` with `skip`. The up-projection starts at zero, so an
+    adapter with a skip starts as the identity and one without starts as zero; the dropout (training only) acts on the
+    bottleneck's activations."""
     def __init__(self, width: int, hidden: int, act: type[nn.Module] = nn.GELU, skip: bool = False, scale: float = 1.0,
                  dropout: float = 0.0, init: str = 'trunc_normal'):
         super().__init__()
+        if not 0 <= dropout < 1:
+            raise MethodError(f"Adapter: dropout={dropout} must be in [0, 1) (the rate of the bottleneck's dropout, "
+                              f"option adapter_dropout of adaptformer and dualpath)")
         self.down, self.act, self.drop = nn.Linear(width, hidden), act(), nn.Dropout(dropout)
         self.up = zero_init_(nn.Linear(hidden, width))                 # W_up = 0, b_up = 0
         if init == 'trunc_normal': nn.init.trunc_normal_(self.down.weight, std=0.02)     # AIM
-        elif init == 'lora': nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))  # AdaptFormer, DualPath's code
+        elif init == 'lora': nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))  # AdaptFormer's and DualPath's code
         elif init == 'kaiming_normal': nn.init.kaiming_normal_(self.down.weight)          # DualPath's paper
         else: raise MethodError(f"Adapter: init={init!r} is not 'trunc_normal', 'lora' or 'kaiming_normal'")
         nn.init.zeros_(self.down.bias)
@@ -74,8 +78,8 @@ class VPTViT(VideoViT):
     def __init__(self, visual: nn.Module, frames: int, block: Callable[..., VideoBlock] = VideoBlock,
                  drop_path: float = 0.0, tokens: int = 5, deep: bool = False, **options):
         super().__init__(visual, frames, block, drop_path, **options)
-        D, P = visual.class_embedding.shape[-1], visual.conv1.kernel_size[0]
-        bound = math.sqrt(6 / (3 * P * P + D))                  # xavier-uniform, as for a P×P×3 -> D projection
+        D, q = visual.class_embedding.shape[-1], visual.conv1.kernel_size[0]    # width, patch size
+        bound = math.sqrt(6 / (3 * q * q + D))                  # xavier-uniform, as for a q×q×3 -> D projection
         self.prompts = nn.Parameter(torch.empty(len(self.blocks) if deep else 1, tokens, D).uniform_(-bound, bound))
         self.num_tokens, self.deep = tokens, deep
 
@@ -88,14 +92,15 @@ class VPTViT(VideoViT):
 
 # %% ../nbs/13_petl.ipynb #5ee37315
 class AdaptFormerBlock(VideoBlock):
-    """AdaptFormer (Chen et al., NeurIPS 2022): a bottleneck (ReLU, scale s) parallel to the frozen MLP, fed the
-    residual stream x' (`adapter_input='residual'`, the revised figure and the official code) or LN(x') (`'ln'`, Eq. 3)."""
+    """AdaptFormer (Chen et al., NeurIPS 2022): a bottleneck (ReLU, scale s, `adapter_dropout` on its activations) beside
+    the frozen MLP, fed the residual stream x' (`adapter_input='residual'`: the official code and the authors'
+    corrected design) or LN(x') (`'ln'`, Eq. 3 as printed)."""
     def __init__(self, block: nn.Module, drop_path: float = 0.0, bottleneck: int = 64, scale: float = 0.1,
-                 adapter_input: str = 'residual'):
+                 adapter_input: str = 'residual', adapter_dropout: float = 0.0):
         super().__init__(block, drop_path)
         if adapter_input not in ('residual', 'ln'): raise MethodError(f"adapter_input={adapter_input!r}: 'residual' or 'ln'")
         D = block.ln_2.normalized_shape[0]
-        self.adapter = Adapter(D, bottleneck, act=nn.ReLU, scale=scale, init='lora')
+        self.adapter = Adapter(D, bottleneck, act=nn.ReLU, scale=scale, dropout=adapter_dropout, init='lora')
         self.adapter_input = adapter_input
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
@@ -175,11 +180,13 @@ def build_vpt(backbone: str, num_classes: int, frames: int, pretrained: str | No
                  trainable=('*.adapter', 'head'))
 def build_adaptformer(backbone: str, num_classes: int, frames: int, pretrained: str | None = None,
                       image_size: int | None = None, bottleneck: int = 64, scale: float = 0.1,
-                      adapter_input: str = 'residual', drop_path: float = 0.0, dropout: float = 0.5) -> VideoClassifier:
-    "AdaptFormer: a scaled bottleneck parallel to every MLP of a frozen CLIP ViT; a head on the mean class token."
+                      adapter_input: str = 'residual', adapter_dropout: float = 0.0, drop_path: float = 0.0,
+                      dropout: float = 0.5) -> VideoClassifier:
+    """AdaptFormer: a scaled bottleneck parallel to every MLP of a frozen CLIP ViT; a head on the mean class token.
+    `adapter_dropout`: on the bottleneck's activations (0, the official video code; 0.1, its image code)."""
     return vit_classifier(backbone, num_classes, frames, pretrained, image_size, block=AdaptFormerBlock,
                           drop_path=drop_path, dropout=dropout, bottleneck=bottleneck, scale=scale,
-                          adapter_input=adapter_input)
+                          adapter_input=adapter_input, adapter_dropout=adapter_dropout)
 
 # %% ../nbs/13_petl.ipynb #a13ee08b
 @register_method('pro-tuning', paper='Nie et al., "Pro-tuning: Unified Prompt Tuning for Vision Tasks", 2022 (no official code)',
