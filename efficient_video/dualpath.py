@@ -10,11 +10,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 from einops import rearrange, repeat
 
 from .core import _pair
-from .methods import (MethodError, VideoBlock, VideoViT, register_method, register_preset,
+from .methods import (MethodError, FrozenBlock, FrozenViT, register_method, register_preset,
                                      clip_image_encoder)
 from .petl import Adapter, MOTION_VIT
 
@@ -129,13 +128,14 @@ def resample_positions(pos: torch.Tensor, patches: tuple[int, int]) -> torch.Ten
     return torch.cat([pos[:1].detach(), rearrange(grid, '1 d gh gw -> (gh gw) d')], dim=0)
 
 # %% ../nbs/15_dualpath.ipynb #f6ca7cdc
-class DualPathBlock(VideoBlock):
+class DualPathBlock(FrozenBlock):
     """DualPath (Park et al., CVPR 2023): a frozen CLIP block with two paths. Spatial (Eq. 7): adapters parallel to MHA
     and to the MLP, both fed the LN outputs. Temporal (Eq. 9): serial adapters on the outputs of MHA and of the MLP,
-    and with `pre_attention` one before MHA (their SSv2 model)."""
-    def __init__(self, block: nn.Module, drop_path: float = 0.0, bottleneck: int = 128, dropout: float = 0.1,
-                 init: str = 'kaiming_normal', pre_attention: bool = False, serial_skip: bool = True):
-        super().__init__(block, drop_path)
+    and with `pre_attention` one before MHA (their SSv2 model). Called with tokens and a path, not with a clip length
+    as a `VideoBlock` is; no drop-path (the official block has none)."""
+    def __init__(self, block: nn.Module, bottleneck: int = 128, dropout: float = 0.1, init: str = 'kaiming_normal',
+                 pre_attention: bool = False, serial_skip: bool = True):
+        super().__init__(block)
         D = block.ln_2.normalized_shape[0]
         adapter = lambda skip: Adapter(D, bottleneck, skip=skip, dropout=dropout, init=init)
         self.s_adapter_attn, self.s_adapter_mlp = adapter(False), adapter(False)            # parallel: no skip
@@ -158,16 +158,21 @@ class DualPathBlock(VideoBlock):
 
     def forward(self, x: torch.Tensor, path: str) -> torch.Tensor:
         "The block on the tokens `L×N×D` of one `path`: `'spatial'` (frames) or `'temporal'` (grid frame sets)."
-        return self.spatial(x) if path == 'spatial' else self.temporal(x)
+        if path == 'spatial': return self.spatial(x)
+        if path == 'temporal': return self.temporal(x)
+        raise MethodError(f"DualPathBlock(x, path={path!r}): the path is 'spatial' or 'temporal' (a DualPathBlock is "
+                          f"called with the path its tokens take, not with a clip length as a VideoBlock is)")
 
 # %% ../nbs/15_dualpath.ipynb #e1d74bac
-class DualPathViT(VideoViT):
+class DualPathViT(FrozenViT):
     """An `open_clip` ViT of `DualPathBlock`s on two paths: every (T/Ts)-th of a clip's `frames` frames with CLIP's
     embeddings (spatial), and its grid frame sets with a learnable class token x^TP, a learnable position embedding
-    and the fixed 3-D encoding p^TP (temporal). Returns the class tokens of both after `ln_post`."""
+    and the fixed 3-D encoding p^TP (temporal). Returns the class tokens of both after `ln_post`. `bottleneck`,
+    `dropout`, `init`, `pre_attention` and `serial_skip` go to every `DualPathBlock`."""
     def __init__(self, visual: nn.Module, frames: int, grid='4x4', align: str = 'patch', spatial_frames: int = 8,
-                 pos_init: str = 'clip', **block_options):
-        super().__init__(visual, frames, block=DualPathBlock, **block_options)
+                 pos_init: str = 'clip', bottleneck: int = 128, dropout: float = 0.1, init: str = 'kaiming_normal',
+                 pre_attention: bool = False, serial_skip: bool = True):
+        super().__init__(visual, frames, lambda i, b: DualPathBlock(b, bottleneck, dropout, init, pre_attention, serial_skip))
         self.grid = grid_geometry(self.image_size, visual.conv1.kernel_size, grid, align)
         n = self.grid.frames_per_grid
         if frames % n:
@@ -187,9 +192,7 @@ class DualPathViT(VideoViT):
     def run(self, x: torch.Tensor, path: str) -> torch.Tensor:
         "`ln_pre`, every block on `path` (recomputed in backward under gradient checkpointing), `ln_post` of the class tokens."
         x = self.visual.ln_pre(x)
-        for blk in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled(): x = checkpoint(blk, x, path, use_reentrant=False)
-            else: x = blk(x, path)
+        for blk in self.blocks: x = self.run_block(blk, x, path)
         return self.visual.ln_post(x[:, 0])
 
     def temporal_embed(self, grids: torch.Tensor) -> torch.Tensor:
@@ -203,6 +206,9 @@ class DualPathViT(VideoViT):
 
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "Class tokens of clips `B×T×C×H×W`: spatial path `B×Ts×D`, temporal path `B×T_G×D` (after `ln_post`, before `proj`)."
+        if video.ndim != 5:
+            raise MethodError(f"DualPathViT: clips are B×T×C×H×W, got a tensor of shape {tuple(video.shape)} (frames "
+                              f"without a clip axis? add one: video[None])")
         B, T = video.shape[:2]
         if T % self.spatial_frames: raise MethodError(f"a clip of {T} frames: spatial_frames={self.spatial_frames} must divide it")
         s = self.run(self.embed(video[:, ::T // self.spatial_frames].flatten(0, 1)), 'spatial')

@@ -25,8 +25,8 @@ from .engine import TrainConfig
 __all__ = ['TOWERS', 'ENTRY_POINT_GROUP', 'METHODS', 'SAMPLES', 'SAMPLE_CLIP', 'PRESETS', 'PROFILE_KEYS', 'MethodError', 'Method',
            'discover_methods', 'register_method', 'list_methods', 'get_method', 'build_model', 'register_preset',
            'list_presets', 'get_preset', 'backbone_config', 'clip_image_encoder', 'clip_model', 'FrameAverage',
-           'build_frame_average', 'profile_method', 'format_profile', 'inject', 'DropPath', 'VideoBlock', 'VideoViT',
-           'zero_init_', 'identity_at_init']
+           'build_frame_average', 'profile_method', 'format_profile', 'inject', 'DropPath', 'FrozenBlock', 'VideoBlock',
+           'FrozenViT', 'VideoViT', 'zero_init_', 'identity_at_init']
 
 # %% ../nbs/07_methods.ipynb #ac216d78
 TOWERS = ('image', 'text')   # the CLIP towers a method may use
@@ -400,14 +400,15 @@ class DropPath(nn.Module):
     def extra_repr(self) -> str: return f'p={self.p}'
 
 # %% ../nbs/07_methods.ipynb #91f09952
-class VideoBlock(nn.Module):
-    "An `open_clip` residual block that knows the clip length: called with x `(B·T)×N×D` and T; adopts the block's modules."
-    def __init__(self, block: nn.Module, drop_path: float = 0.0):
+class FrozenBlock(nn.Module):
+    """The frozen modules of an `open_clip` residual block (`ln_1`, `attn`, `ls_1`, `ln_2`, `mlp`, `ls_2`), adopted under
+    their own names, and its attention on any rows of tokens. No `forward`: a subclass says what it is called with
+    (`VideoBlock`: tokens and the clip length T)."""
+    def __init__(self, block: nn.Module):
         super().__init__()
         if hasattr(block, 'ln_1_kv') or not isinstance(getattr(block, 'attn', None), nn.MultiheadAttention):
-            raise MethodError(f"VideoBlock: {type(block).__name__} is not an open_clip self-attention block")
+            raise MethodError(f"{type(self).__name__}: {type(block).__name__} is not an open_clip self-attention block")
         for name in ('ln_1', 'attn', 'ls_1', 'ln_2', 'mlp', 'ls_2'): setattr(self, name, getattr(block, name))
-        self.drop_path = DropPath(drop_path)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         "Multi-head self-attention over the tokens of each row of x `L×N×D`, with the frozen projections (SDPA)."
@@ -416,6 +417,12 @@ class VideoBlock(nn.Module):
         q, k, v = (rearrange(t, 'l n (h e) -> l h n e', h=a.num_heads) for t in (q, k, v))
         o = F.scaled_dot_product_attention(q, k, v)                                       # (L, H, N, D/H)
         return a.out_proj(rearrange(o, 'l h n e -> l n (h e)'))
+
+class VideoBlock(FrozenBlock):
+    "An `open_clip` residual block that knows the clip length: called with x `(B·T)×N×D` and T; adopts the block's modules."
+    def __init__(self, block: nn.Module, drop_path: float = 0.0):
+        super().__init__(block)
+        self.drop_path = DropPath(drop_path)
 
     def temporal_attention(self, x: torch.Tensor, T: int) -> torch.Tensor:
         "The same attention along time: each token position attends over the T frames of its clip."
@@ -428,24 +435,20 @@ class VideoBlock(nn.Module):
         return x + self.drop_path(self.ls_2(self.mlp(self.ln_2(x))))
 
 # %% ../nbs/07_methods.ipynb #51e4b224
-class VideoViT(nn.Module):
-    """An `open_clip` VisionTransformer on clips `B×T×C×H×W`: frames fold into the batch, every block is a `block`
-    (a `VideoBlock` class) called with T; returns per-frame class tokens after `ln_post`, `B×T×D`. With
-    `temporal_embedding`, a learnable `T×D` embedding (zeros at init) is added to every token of frame t."""
-    def __init__(self, visual: nn.Module, frames: int, block: Callable[..., VideoBlock] = VideoBlock,
-                 drop_path: float = 0.0, temporal_embedding: bool = False, **block_options):
+class FrozenViT(nn.Module):
+    """An `open_clip` class-token VisionTransformer whose residual blocks are each replaced, in place, by `build(i, block)`
+    (the tower's parameter names do not change): its embeddings of frames, its blocks, gradient checkpointing. No
+    `forward`: `VideoViT` runs it on clips frame by frame (and DualPath, later, on two paths)."""
+    def __init__(self, visual: nn.Module, frames: int, build: Callable[[int, nn.Module], nn.Module]):
         super().__init__()
         if getattr(visual, 'attn_pool', None) is not None or getattr(visual, 'pool_type', 'tok') != 'tok':
-            raise MethodError(f"VideoViT: only class-token ViTs are supported (this tower pools with "
+            raise MethodError(f"{type(self).__name__}: only class-token ViTs are supported (this tower pools with "
                               f"{getattr(visual, 'pool_type', '?')!r})")
         self.visual, self.num_frames, self.grad_checkpointing = visual, frames, False
         L = len(visual.transformer.resblocks)
-        rates = [drop_path * i / max(L - 1, 1) for i in range(L)]          # stochastic depth rises linearly with depth
-        build = lambda name, b: block(b, drop_path=rates[int(name.rsplit('.', 1)[1])], **block_options)
-        self.injected = inject(visual, r're:^transformer\.resblocks\.\d+$', build)   # the blocks, not their submodules
+        self.injected = inject(visual, r're:^transformer\.resblocks\.\d+$',          # the blocks, not their submodules
+                               lambda name, b: build(int(name.rsplit('.', 1)[1]), b))
         self.blocks = [visual.transformer.resblocks[i] for i in range(L)]   # a plain list: registered under visual only
-        D = visual.class_embedding.shape[-1]
-        self.temporal_embedding = nn.Parameter(torch.zeros(frames, D)) if temporal_embedding else None
 
     @property
     def image_size(self) -> tuple[int, int]: return _pair(self.visual.image_size)
@@ -461,6 +464,22 @@ class VideoViT(nn.Module):
         cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)                   # one class token per frame
         return torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
 
+    def run_block(self, blk: nn.Module, x: torch.Tensor, *args) -> torch.Tensor:
+        "`blk(x, *args)`: one block on tokens x, recomputed in backward under gradient checkpointing."
+        if self.grad_checkpointing and torch.is_grad_enabled(): return checkpoint(blk, x, *args, use_reentrant=False)
+        return blk(x, *args)
+
+class VideoViT(FrozenViT):
+    """An `open_clip` VisionTransformer on clips `B×T×C×H×W`: frames fold into the batch, every block is a `block`
+    (a `VideoBlock` class) called with T; returns per-frame class tokens after `ln_post`, `B×T×D`. With
+    `temporal_embedding`, a learnable `T×D` embedding (zeros at init) is added to every token of frame t."""
+    def __init__(self, visual: nn.Module, frames: int, block: Callable[..., VideoBlock] = VideoBlock,
+                 drop_path: float = 0.0, temporal_embedding: bool = False, **block_options):
+        rate = lambda i: drop_path * i / max(len(visual.transformer.resblocks) - 1, 1)   # stochastic depth rises linearly
+        super().__init__(visual, frames, lambda i, b: block(b, drop_path=rate(i), **block_options))
+        D = visual.class_embedding.shape[-1]
+        self.temporal_embedding = nn.Parameter(torch.zeros(frames, D)) if temporal_embedding else None
+
     def block_input(self, i: int, x: torch.Tensor, T: int) -> torch.Tensor:
         "The tokens `(B·T)×N×D` that enter block `i` (after `ln_pre` for block 0): where a method may add tokens (VPT)."
         return x
@@ -472,10 +491,7 @@ class VideoViT(nn.Module):
         if self.temporal_embedding is not None:                                         # e_t, on every token of frame t
             x = x + repeat(self.temporal_embedding[:T].to(x.dtype), 't d -> (b t) 1 d', b=B)
         x = self.visual.ln_pre(x)
-        for i, blk in enumerate(self.blocks):
-            x = self.block_input(i, x, T)
-            if self.grad_checkpointing and torch.is_grad_enabled(): x = checkpoint(blk, x, T, use_reentrant=False)
-            else: x = blk(x, T)
+        for i, blk in enumerate(self.blocks): x = self.run_block(blk, self.block_input(i, x, T), T)
         return x
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
