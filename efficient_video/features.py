@@ -5,6 +5,7 @@
 # %% ../nbs/08_features.ipynb #7ae2758e
 from __future__ import annotations
 import hashlib, json, os, shutil, time, warnings
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,15 +18,15 @@ from tqdm.auto import tqdm
 
 from .core import worker_init_fn
 from .video import VideoDataset, collate_videos
-from .engine import TrainConfig, DistEnv, build_dataset, barrier, _atomic_write_text
+from .engine import TrainConfig, DistEnv, build_dataset, barrier, check_split_labels, _atomic_write_text
 
 # %% auto #0
-__all__ = ['CACHE_ENV', 'CACHE_FORMAT', 'cache_root', 'file_digest', 'weights_id', 'cache_key', 'cache_dir', 'FeatureDataset',
-           'extract_features', 'cached_dataset']
+__all__ = ['CACHE_ENV', 'CACHE_FORMAT', 'cache_root', 'file_digest', 'weights_id', 'cache_key', 'cache_dir', 'FeatureCacheError',
+           'verify_cache', 'FeatureDataset', 'extract_features', 'cached_dataset']
 
 # %% ../nbs/08_features.ipynb #553b6697
 CACHE_ENV = 'EFFICIENT_VIDEO_CACHE'   # where 'auto' puts feature caches (default: ~/.cache/efficient_video/features)
-CACHE_FORMAT = 1                      # bump when the layout changes: old caches then have another key
+CACHE_FORMAT = 2                      # bump when the layout changes: old caches then have another key (2: a manifest)
 
 def cache_root(where: str | os.PathLike | None = 'auto') -> Path:
     "The folder that holds feature caches: `where`, or for 'auto' `$EFFICIENT_VIDEO_CACHE` or `~/.cache/efficient_video/features`."
@@ -33,16 +34,19 @@ def cache_root(where: str | os.PathLike | None = 'auto') -> Path:
         return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'efficient_video'/'features')
     return Path(where)
 
+def _sha256(path: str | os.PathLike) -> str:
+    "SHA-256 of a file, read in 4 MiB chunks."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 22), b''): h.update(chunk)
+    return h.hexdigest()
+
 _digests: dict[tuple, str] = {}
 def file_digest(path: str | os.PathLike) -> str:
     "SHA-256 of a file (remembered per path, size and modification time, so a weights file is hashed once per process)."
     p = Path(path); st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _digests:
-        h = hashlib.sha256()
-        with open(p, 'rb') as f:
-            for chunk in iter(lambda: f.read(1 << 22), b''): h.update(chunk)
-        _digests[key] = h.hexdigest()
+    if key not in _digests: _digests[key] = _sha256(p)
     return _digests[key]
 
 def weights_id(pretrained: str | None, seed: int) -> str:
@@ -72,17 +76,60 @@ def cache_dir(key: dict, root: str | os.PathLike | None = 'auto') -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return cache_root(root)/digest
 
+# %% ../nbs/08_features.ipynb #fc-manifest
+class FeatureCacheError(ValueError):
+    "A feature-cache folder that cannot be used as it is (damaged, not writable, other features, NaN computed): `folder`, `problem`, `fix`."
+    def __init__(self, folder: str | os.PathLike, problem: str, fix: str):
+        self.folder, self.problem, self.fix = Path(folder), problem, fix
+        super().__init__(f"feature cache {self.folder}: {problem}; {fix}")
+    def __reduce__(self): return (FeatureCacheError, (self.folder, self.problem, self.fix))
+
+_REBUILD = "run extract-features (or train) again to rebuild it, or delete the folder"
+_CACHE_FILES = ('key.json', 'features.npy', 'labels.npy', 'valid.npy', 'paths.json')   # what `complete` vouches for
+
+def _manifest(folder: Path) -> dict:
+    "Size and SHA-256 of every file of a finished cache, as they are on disk now."
+    return {name: {'bytes': (folder/name).stat().st_size, 'sha256': _sha256(folder/name)} for name in _CACHE_FILES}
+
+def verify_cache(folder: str | os.PathLike, checksums: bool = True) -> dict:
+    """The `complete` record of the cache in `folder`, after checking every file it lists: present, of the size
+    written and (with `checksums`) of the SHA-256 written. `FeatureCacheError` names the first file that is not."""
+    folder = Path(folder)
+    damaged = lambda what: FeatureCacheError(folder, f"damaged: {what}", _REBUILD)
+    try: record = json.loads((folder/'complete').read_text())
+    except (OSError, ValueError) as e: raise damaged(f"its record 'complete' cannot be read ({e})") from None
+    files = record.get('files') if isinstance(record, dict) else None
+    if not isinstance(files, dict) or sorted(files) != sorted(_CACHE_FILES):
+        raise damaged("its record 'complete' lists no sizes and checksums of its files")
+    for name in _CACHE_FILES:
+        p, want = folder/name, files[name]
+        if not p.is_file(): raise damaged(f"{name} is missing")
+        if (size := p.stat().st_size) != want['bytes']:
+            raise damaged(f"{name} has {size} bytes where {want['bytes']} were written (truncated or overwritten)")
+        if checksums and _sha256(p) != want['sha256']:
+            raise damaged(f"{name} has changed since it was written (its SHA-256 differs)")
+    return record
+
 # %% ../nbs/08_features.ipynb #9376ab94
 class FeatureDataset(Dataset):
-    "A complete feature cache as dataset items `{'video': T×D (or V×T×D) features, 'label', 'index', 'skipped', 'path'}`."
-    def __init__(self, folder: str | os.PathLike):
+    """A complete feature cache as dataset items `{'video': T×D (or V×T×D) features, 'label', 'index', 'skipped',
+    'path'}`, checked against its manifest first (`checksums=False`: sizes only)."""
+    def __init__(self, folder: str | os.PathLike, checksums: bool = True):
         self.folder = Path(folder)
         if not (self.folder/'complete').is_file():
-            raise ValueError(f"{self.folder}: the feature cache is incomplete (extraction was stopped): extract it again")
-        self.key = json.loads((self.folder/'key.json').read_text())
-        self.features = np.load(self.folder/'features.npy', mmap_mode='r')       # (N, V, T, D), read on demand
-        self.labels, self.valid = np.load(self.folder/'labels.npy'), np.load(self.folder/'valid.npy')
-        self.paths = json.loads((self.folder/'paths.json').read_text())
+            raise FeatureCacheError(self.folder, "incomplete (extraction was stopped)", "extract it again: it continues where it stopped")
+        record = verify_cache(self.folder, checksums)
+        try:
+            self.key = json.loads((self.folder/'key.json').read_text())
+            self.features = np.load(self.folder/'features.npy', mmap_mode='r')       # (N, V, T, D), read on demand
+            self.labels, self.valid = np.load(self.folder/'labels.npy'), np.load(self.folder/'valid.npy')
+            self.paths = json.loads((self.folder/'paths.json').read_text())
+        except (OSError, ValueError, EOFError) as e:     # a file changed in place while checking sizes only
+            raise FeatureCacheError(self.folder, f"damaged: {e}", _REBUILD) from None
+        N = len(self.labels)
+        if list(self.features.shape) != record.get('shape') or N != self.features.shape[0] or (len(self.valid), len(self.paths)) != (N, N):
+            raise FeatureCacheError(self.folder, f"damaged: its files disagree (features {list(self.features.shape)}, "
+                                    f"{N} labels, {len(self.valid)} validity flags, {len(self.paths)} paths)", _REBUILD)
     def __len__(self) -> int: return len(self.labels)
     def __getitem__(self, i: int) -> dict:
         item = {'label': int(self.labels[i]), 'index': i, 'path': self.paths[i], 'skipped': not self.valid[i]}
@@ -95,15 +142,17 @@ class FeatureDataset(Dataset):
 def extract_features(encode: Callable[[torch.Tensor], torch.Tensor], dataset: VideoDataset, key: dict,
                      root: str | os.PathLike | None = 'auto', batch_size: int = 32, num_workers: int = 0,
                      device: str | torch.device = 'cpu', desc: str = 'features') -> FeatureDataset:
-    "The cached features of `dataset` under `key` in `root`: reused if complete, else extracted (continued if partial)."
-    folder = cache_dir(key, root)
-    if (folder/'key.json').is_file() and json.loads((folder/'key.json').read_text()) != key:
-        raise ValueError(f"{folder}: its key.json does not match the features asked for; delete the folder")
-    if (folder/'complete').is_file(): return FeatureDataset(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(folder/'key.json', json.dumps(key, indent=1, sort_keys=True))
-    N, progress = len(dataset), folder/'progress.json'
-    done = json.loads(progress.read_text())['done'] if progress.is_file() and (folder/'features.npy').is_file() else 0
+    "The cached features of `dataset` under `key` in `root`: reused if complete and intact, else extracted (continued if partial, rebuilt if damaged)."
+    folder, N = cache_dir(key, root), len(dataset)
+    _check_key(folder, key)
+    rebuild = False
+    if (folder/'complete').is_file():
+        try: return FeatureDataset(folder)
+        except FeatureCacheError as e:
+            warnings.warn(f"feature cache {folder}: {e.problem}; it is rebuilt", stacklevel=3)   # 3: past no_grad
+            rebuild = True
+    done = 0 if rebuild else _resume_point(folder, N)
+    _start(folder, key, clear=done == 0)
     loader = DataLoader(Subset(dataset, range(done, N)), batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate_videos, worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(0))
     arrays = _open_arrays(folder, N, done)
@@ -113,23 +162,98 @@ def extract_features(encode: Callable[[torch.Tensor], torch.Tensor], dataset: Vi
         if len(kept):
             x = batch['video'].to(device)                           # (B, T, ...) or (B, V, T, ...)
             feats = encode(x.flatten(0, 1) if x.ndim == 6 else x).float().cpu()
-            arrays = _write_rows(arrays, folder, kept, feats.reshape(len(kept), -1, *feats.shape[-2:]).numpy(), N)
+            feats = feats.reshape(len(kept), -1, *feats.shape[-2:])  # (B, V, T, D)
+            _check_finite(feats, kept, dataset, folder, done)
+            with _writing(folder, done, N): arrays = _write_rows(arrays, folder, kept, feats.numpy(), N)
         arrays['valid'][kept] = True
         arrays['labels'][rows] = [dataset.records[r].label for r in rows]
+        with _writing(folder, done, N): _flush(arrays, folder, done + n)
         done += n
-        _flush(arrays, folder, done)
-    return _finish(folder, dataset, arrays, N)
+    with _writing(folder, done, N): return _finish(folder, dataset, arrays, N)
 
 # %% ../nbs/08_features.ipynb #b74510ce
+def _check_key(folder: Path, key: dict) -> None:
+    "Refuse a folder whose readable key.json holds another key (an unreadable one is rewritten)."
+    try: stored = json.loads((folder/'key.json').read_text()) if (folder/'key.json').is_file() else None
+    except (OSError, ValueError): stored = None
+    if stored is not None and stored != key:
+        raise FeatureCacheError(folder, "its key.json does not match the features asked for", "delete the folder")
+
+def _clear(folder: Path) -> None:
+    "Remove a cache's data, `complete` first, so that a crash half-way leaves a cache that is not trusted."
+    for name in ('complete', 'progress.json', 'features.npy', 'labels.npy', 'valid.npy', 'paths.json'):
+        (folder/name).unlink(missing_ok=True)
+
+def _start(folder: Path, key: dict, clear: bool) -> None:
+    "Create `folder` (emptied if `clear`) with its key.json, or say in one line that it cannot be written."
+    try:
+        if clear and folder.is_dir(): _clear(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(folder/'key.json', json.dumps(key, indent=1, sort_keys=True))
+    except OSError as e:
+        raise FeatureCacheError(folder, f"not writable ({e.strerror or e})", "choose a writable folder with "
+                                f"feature_cache=FOLDER (or ${CACHE_ENV} for 'auto'), or fix its permissions") from None
+
+@contextmanager
+def _writing(folder: Path, done: int, N: int):
+    "Turn an OSError while writing (a full disk) into one line; what was flushed before stays for the next run."
+    try: yield
+    except OSError as e:
+        raise FeatureCacheError(folder, f"writing failed after {done} of {N} videos ({e.strerror or e})",
+                                "the videos done are kept and the next run continues from there; free some space or "
+                                "choose another folder with feature_cache=FOLDER") from None
+
+def _resume_point(folder: Path, N: int) -> int:
+    "Videos done in the partial cache in `folder`, once its files agree (finite features included); else 0, with a warning."
+    name = 'progress.json'
+    if not (folder/name).is_file(): return 0
+    try:
+        done = json.loads((folder/name).read_text())['done']
+        if not (isinstance(done, int) and 0 <= done <= N): raise ValueError(f"it says {done!r} of {N} videos are done")
+        if done == 0: return 0
+        for name in ('labels.npy', 'valid.npy'):
+            a = np.load(folder/name)
+            if a.shape != (N,): raise ValueError(f"it holds {a.shape[0] if a.ndim else 0} rows where {N} were expected")
+        valid, name = a, 'features.npy'
+        if valid[:done].any() or (folder/name).is_file():
+            f = np.load(folder/name, mmap_mode='r')
+            if f.shape[0] != N: raise ValueError(f"it holds {f.shape[0]} rows where {N} were expected")
+            for i in range(0, done, 4096):                          # in blocks: a partial cache can be large
+                if not np.isfinite(f[i:min(i + 4096, done)][valid[i:min(i + 4096, done)]]).all():
+                    raise ValueError("it holds NaN or infinite values")
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
+        warnings.warn(f"feature cache {folder}: the stopped extraction cannot be continued ({name}: {e}); it starts again",
+                      stacklevel=4)
+        return 0
+    return done
+
 def _open_arrays(folder: Path, N: int, done: int) -> dict:
     "The cache's arrays: the memory-mapped features (if created yet) and the labels/validity of every row."
     arrays = {'labels': np.zeros(N, np.int64), 'valid': np.zeros(N, bool), 'features': None}
     if done:
         arrays['labels'][:] = np.load(folder/'labels.npy'); arrays['valid'][:] = np.load(folder/'valid.npy')
-        arrays['features'] = np.load(folder/'features.npy', mmap_mode='r+')
+        if (folder/'features.npy').is_file(): arrays['features'] = np.load(folder/'features.npy', mmap_mode='r+')
     return arrays
 
+def _check_finite(feats: torch.Tensor, kept, dataset: VideoDataset, folder: Path, done: int) -> None:
+    "Refuse a batch whose features (B, V, T, D) are not all finite, naming its first such clip."
+    bad = (~torch.isfinite(feats.flatten(1))).any(1)
+    if bad.any():
+        rec = dataset.records[int(kept[int(bad.nonzero()[0, 0])])]
+        raise FeatureCacheError(folder, f"the encoder gave NaN or infinite features for {rec.path}"
+                                + (f" (listed at {rec.source})" if rec.source else ''),
+                                f"nothing of its batch was cached and the {done} videos before it are kept; check the "
+                                "weights (pretrained=) and this video, then run again")
+
 def _batch_paths(dataset: VideoDataset, rows) -> list[str]: return [str(dataset.records[r].path) for r in rows]
+
+def _atomic_save(path: Path, a: np.ndarray) -> None:
+    "np.save, replacing `path` atomically: readers see the old array or the new one, never half of one."
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        with open(tmp, 'wb') as f: np.save(f, a)
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
 
 def _write_rows(arrays: dict, folder: Path, rows, feats: np.ndarray, N: int) -> dict:
     if arrays['features'] is None:                                  # first decodable batch: V, T, D are known now
@@ -139,25 +263,27 @@ def _write_rows(arrays: dict, folder: Path, rows, feats: np.ndarray, N: int) -> 
 
 def _flush(arrays: dict, folder: Path, done: int) -> None:
     if arrays['features'] is not None: arrays['features'].flush()
-    np.save(folder/'labels.npy', arrays['labels']); np.save(folder/'valid.npy', arrays['valid'])
+    _atomic_save(folder/'labels.npy', arrays['labels']); _atomic_save(folder/'valid.npy', arrays['valid'])
     _atomic_write_text(folder/'progress.json', json.dumps({'done': done}))
 
 def _finish(folder: Path, dataset: VideoDataset, arrays: dict, N: int) -> FeatureDataset:
     if arrays['features'] is None: raise ValueError(f"{folder}: no decodable video in the {N} listed")
     skipped = int(N - arrays['valid'].sum())
     if skipped: warnings.warn(f"feature cache {folder.name}: {skipped} undecodable videos will be skipped")
-    (folder/'paths.json').write_text(json.dumps(_batch_paths(dataset, range(N))))
-    _atomic_write_text(folder/'complete', json.dumps({'videos': N, 'skipped': skipped, 'shape': list(arrays['features'].shape)}))
-    return FeatureDataset(folder)
+    _atomic_write_text(folder/'paths.json', json.dumps(_batch_paths(dataset, range(N))))
+    record = {'videos': N, 'skipped': skipped, 'shape': list(arrays['features'].shape), 'files': _manifest(folder)}
+    _atomic_write_text(folder/'complete', json.dumps(record))       # last: from here on the cache is trusted
+    return FeatureDataset(folder, checksums=False)                  # the checksums were just computed from these files
 
 # %% ../nbs/08_features.ipynb #3a0a3839
 def cached_dataset(cfg: TrainConfig, split: str, encode: Callable[[torch.Tensor], torch.Tensor], views: int = 1,
                    crops: int = 1, env: DistEnv | None = None, batch_size: int = 32) -> FeatureDataset:
     "The cached frame features of `split` under `cfg` (`encode`: a model's frozen `encode_frames`), extracted if needed."
-    key, env = cache_key(cfg, split, views, crops), env or DistEnv()
+    key, env, ds = cache_key(cfg, split, views, crops), env or DistEnv(), None
     if env.is_main:
+        if cfg.train_list is not None: check_split_labels(cfg, (split,))   # labels in 0..K-1, before anything is cached
         dataset = build_dataset(cfg, split, views, crops, augment=False)
-        extract_features(encode, dataset, key, cfg.feature_cache, batch_size, cfg.num_workers, env.device,
-                         desc=f'{split} features')
+        ds = extract_features(encode, dataset, key, cfg.feature_cache, batch_size, cfg.num_workers, env.device,
+                              desc=f'{split} features')
     barrier(env)
-    return FeatureDataset(cache_dir(key, cfg.feature_cache))
+    return ds if ds is not None else FeatureDataset(cache_dir(key, cfg.feature_cache), checksums=False)  # rank 0 checked it

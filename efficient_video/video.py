@@ -5,7 +5,9 @@
 # %% ../nbs/01_video.ipynb #d24441fc
 from __future__ import annotations
 import bisect
+import codecs
 import csv
+import io
 import json
 import math
 import os
@@ -29,7 +31,7 @@ except ImportError:  # e.g. on ARM machines: decode_frames then uses PyAV
 __all__ = ['CLIP_MEAN', 'CLIP_STD', 'DECODED', 'VideoInfo', 'VideoDecodeError', 'open_video', 'video_info', 'decode_frames',
            'segment_indices', 'dense_indices', 'SegmentSampler', 'DenseSampler', 'temporal_views', 'resize_clip',
            'RandomResizedCrop', 'HorizontalFlip', 'ShortSideResize', 'CenterCrop', 'ThreeCrop', 'Normalize', 'Compose',
-           'train_transform', 'eval_transform', 'VideoRecord', 'read_kinetics_csv', 'read_ssv2_json',
+           'train_transform', 'eval_transform', 'VideoRecord', 'read_utf8', 'read_kinetics_csv', 'read_ssv2_json',
            'read_ucf_hmdb_split', 'read_path_label_list', 'check_labels', 'DecodedClips', 'VideoDataset',
            'collate_videos']
 
@@ -107,11 +109,17 @@ class _PyAVIndex:
         if getattr(self, '_c', None) is not None: self._c.close(); self._c = None
 
 # %% ../nbs/01_video.ipynb #b675f7d0
-def _display_turns(frame, path) -> int:
-    "Counter-clockwise quarter turns that show a decoded PyAV `frame` upright, from its display matrix (0 if none)."
+def _frame_matrix(frame) -> tuple[int, int, int, int] | None:
+    "(a, b, c, d): the 2×2 part of a decoded PyAV `frame`'s display matrix (16.16 fixed point), None without one."
     sd = frame.side_data.get('DISPLAYMATRIX')
-    if sd is None: return 0
-    a, b, _, c, d = np.frombuffer(bytes(sd), np.int32)[:5].tolist()   # 3×3 row-major, 16.16 fixed point
+    if sd is None: return None
+    a, b, _, c, d = np.frombuffer(bytes(sd), np.int32)[:5].tolist()   # 3×3 row-major
+    return a, b, c, d
+
+def _display_turns(m, path) -> int:
+    "Counter-clockwise quarter turns that show frames with display matrix `m` = (a, b, c, d) upright (0 if None)."
+    if m is None: return 0
+    a, b, c, d = m
     degrees = -math.degrees(math.atan2(b, a))                          # as FFmpeg's av_display_rotation_get
     turns = round(degrees / 90)
     if a * d - b * c <= 0 or abs(degrees - 90 * turns) > 1:            # a mirror, or not a quarter turn
@@ -147,7 +155,8 @@ class _PyAVReader(_PyAVIndex):
         for f in self._c.decode(s):
             if f.pts is None or f.pts < key: continue  # leading pictures of an open GOP reference the previous GOP
             if self._turns is None:
-                self._turns, self.has_matrix = _display_turns(f, self.path), 'DISPLAYMATRIX' in f.side_data
+                m = _frame_matrix(f)
+                self._turns, self.has_matrix = _display_turns(m, self.path), m is not None
             if f.pts in want: out[f.pts] = f.to_ndarray(format='rgb24', **_SWS_ARGS)
             if f.pts >= last: return
         missing = [t for t in targets if t not in out]
@@ -172,7 +181,7 @@ class _PyAVReader(_PyAVIndex):
 
 # %% ../nbs/01_video.ipynb #e534a99c
 class _DecordReader:
-    "decord.VideoReader behind the same interface as `_PyAVReader`."
+    "decord.VideoReader behind the same interface as `_PyAVReader`; frames come out as PyAV shows them."
     def __init__(self, path):
         self.path = _check_file(path)
         if decord is None:
@@ -182,6 +191,8 @@ class _DecordReader:
             why = f"decord could not open it: {e}" if _has_video(self.path) else "no video stream (an audio-only file?)"
             raise VideoDecodeError(self.path, why) from e
         self.fps = float(self._vr.get_avg_fps())
+        m = _first_matrix(self.path)
+        self._turns = (_display_turns(m, self.path) - _decord_turns(m)) % 4   # undo decord's turn, apply ours
         self._hw = None
 
     def __len__(self): return len(self._vr)
@@ -195,14 +206,33 @@ class _DecordReader:
         return self._hw
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
-        "Frames at `indices` as uint8 (T,H,W,C) RGB."
+        "Frames at `indices` as uint8 (T,H,W,C) RGB, upright."
         idx = [int(i) for i in indices]
         bad = [i for i in idx if not 0 <= i < len(self)]
         if bad: raise IndexError(f"frame indices {bad[:5]} out of range for {self.path} ({len(self)} frames)")
-        try: return self._vr.get_batch(idx).asnumpy()
+        try: frames = self._vr.get_batch(idx).asnumpy()
         except Exception as e: raise VideoDecodeError(self.path, f"decord failed while decoding: {e}") from e
+        return _upright(frames, self._turns)
 
     def close(self): self._vr = None
+
+def _first_matrix(path) -> tuple[int, int, int, int] | None:
+    "The display matrix on the first frame PyAV decodes from `path` (None without one, or if PyAV cannot decode it)."
+    try:
+        with av.open(str(path)) as c:
+            for f in c.decode(c.streams.video[0]): return _frame_matrix(f)
+    except Exception: return None
+
+def _decord_turns(m) -> int:
+    """The counter-clockwise quarter turns decord 0.6 gives frames with display matrix `m`: it takes the matrix's
+    clockwise angle (FFmpeg 4's `rotate` tag, printed with '%g'), truncates it to whole degrees and turns only at
+    exactly 90, 180 or 270; a mirror's angle counts like a rotation's."""
+    if m is None: return 0
+    a, b, c, d = m
+    sx, sy = math.hypot(a, c), math.hypot(b, d)
+    if not sx or not sy: return 0
+    clockwise = float(f"{math.degrees(math.atan2(b / sy, a / sx)) % 360:g}")
+    return {90: 3, 180: 2, 270: 1}.get(int(clockwise) % 360, 0)
 
 def _has_video(path) -> bool:
     "Whether PyAV finds a video stream in `path` (True when it cannot tell)."
@@ -475,9 +505,19 @@ def _class_index(classes: Sequence[str], name: str, where: str) -> int:
     except ValueError: raise ValueError(f"{where}: class {name!r} is not in the class list ({len(classes)} classes); "
                                         "pass the training split's classes to read the other splits") from None
 
+def read_utf8(path) -> str:
+    "The text of `path` as UTF-8 (a BOM dropped); bytes that are not UTF-8 raise ValueError naming the file, line and byte."
+    data = Path(path).read_bytes()
+    try: return data.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        at = e.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)   # e.start: after the BOM
+        line = data.count(b'\n', 0, at) + 1
+        raise ValueError(f"{path}:{line}: byte {at} (0x{data[at]:02x}) is not UTF-8 (saved as Latin-1 or another legacy "
+                         f"encoding?); save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {Path(path).name}`") from None
+
 def _lines(path):
     "Non-empty, non-comment lines of a text file with their 1-based line numbers; a UTF-8 BOM is dropped."
-    for n, line in enumerate(Path(path).read_text(encoding='utf-8-sig').splitlines(), start=1):
+    for n, line in enumerate(read_utf8(path).splitlines(), start=1):
         if line.strip() and not line.lstrip().startswith('#'): yield n, line.strip()
 
 def _warn_duplicates(recs: list[VideoRecord], where) -> list[VideoRecord]:
@@ -495,9 +535,8 @@ def read_kinetics_csv(csv_path, video_root, classes: Sequence[str] | None = None
                      ) -> tuple[list[VideoRecord], list[str]]:
     "Kinetics CSV -> records and alphabetical class names; files are `{youtube_id}_{start:06d}_{end:06d}{ext}`."
     csv_path, root = Path(csv_path), Path(video_root)
-    with open(csv_path, newline='', encoding='utf-8-sig') as f:
-        reader = csv.DictReader(f)
-        rows = [(reader.line_num, r) for r in reader]       # line_num: the row's line in the file, 1-based
+    reader = csv.DictReader(io.StringIO(read_utf8(csv_path), newline=''))
+    rows = [(reader.line_num, r) for r in reader]           # line_num: the row's line in the file, 1-based
     need = {'youtube_id', 'time_start', 'time_end'}
     have = set(rows[0][1]) if rows else set()
     if not need <= have:
@@ -521,10 +560,10 @@ def read_kinetics_csv(csv_path, video_root, classes: Sequence[str] | None = None
 def read_ssv2_json(labels_json, annotations_json, video_root, ext: str = '.webm'
                   ) -> tuple[list[VideoRecord], list[str]]:
     "Something-Something v2 -> records and the 174 template names in label order; files are `{id}{ext}`."
-    labels = json.loads(Path(labels_json).read_text(encoding='utf-8-sig'))      # {"Holding something": "52", ...}
+    labels = json.loads(read_utf8(labels_json))      # {"Holding something": "52", ...}
     classes = [name for name, _ in sorted(labels.items(), key=lambda kv: int(kv[1]))]
     recs = []
-    for n, a in enumerate(json.loads(Path(annotations_json).read_text(encoding='utf-8-sig'))):
+    for n, a in enumerate(json.loads(read_utf8(annotations_json))):
         if 'id' not in a: raise ValueError(f"{annotations_json}: entry {n} has no 'id': {a}")
         if 'template' in a:   # the template with its [something] brackets removed is the class name
             name = a['template'].replace('[', '').replace(']', '')

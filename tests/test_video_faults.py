@@ -261,3 +261,74 @@ def test_check_labels(tmp_path):
     check_labels(unl, 3, allow_unlabelled=True)
     with pytest.raises(ValueError, match=r'v9.mp4'):                          # records built by hand: named by path
         check_labels([VideoRecord(Path('v9.mp4'), 9)], 3)
+
+
+# ---------------------------------------------------------------------------------------------------- mirrors on decord
+def _with_float_matrix(src, dst, a, b, c, d):
+    "Like `_with_matrix`, for any real entries (16.16 fixed point), e.g. a turn that is not a multiple of 90°."
+    data = bytearray(Path(src).read_bytes())
+    i = data.find(b'tkhd')
+    at = i + 8 + (32 if data[i + 4] == 1 else 20) + 16
+    data[at:at + 36] = struct.pack('>9i', *(round(v * 65536) for v in (a, b, 0, c, d, 0)), 0, 0, 1 << 30)
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
+
+
+_S, _C = np.sin(np.radians(89.5)), np.cos(np.radians(89.5))
+ODD_MATRICES = {'hflip': (-1, 0, 0, 1), 'vflip': (1, 0, 0, -1), 'transpose': (0, 1, 1, 0),
+                'antitranspose': (0, -1, -1, 0), 'turn89.5': (_C, _S, -_S, _C)}
+
+
+@pytest.mark.skipif(decord is None, reason='decord has no wheel for this machine')
+@pytest.mark.parametrize('name', ODD_MATRICES)
+def test_decord_applies_a_display_matrix_as_pyav_does(clips, name):
+    """decord reads only the angle of a display matrix, and only exact multiples of 90°: a horizontal mirror
+    ([-1 0; 0 1], angle 180°) came out upside down, a transpose as a quarter turn, 89.5° not at all. Every backend
+    must give PyAV's frames, with PyAV's warning for a mirror."""
+    d, plain = clips
+    odd = _with_float_matrix(plain, d / f'odd_{name}.mp4', *ODD_MATRICES[name])
+    idx = [0, 5]
+    with warnings.catch_warnings(record=True) as w_pyav:
+        warnings.simplefilter('always')
+        want = decode_frames(odd, idx, backend='pyav').numpy()
+    mirrors = name != 'turn89.5'
+    assert any('mirrors the picture' in str(x.message) for x in w_pyav) == mirrors
+    for b in BACKENDS:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter('always')
+            x = decode_frames(odd, idx, backend=b).numpy()
+            info = video_info(odd, backend=b)
+        np.testing.assert_array_equal(x, want, err_msg=f'backend={b}')
+        assert (info.height, info.width) == want.shape[1:3], (b, info)
+        assert any('odd_' in str(m.message) and 'mirrors the picture' in str(m.message) for m in w) == mirrors, b
+
+
+# ---------------------------------------------------------------------------------------------------- not UTF-8
+def _latin1(d):
+    "Every reader's file with 'café' written in Latin-1 (byte 0xE9) on its second line: not UTF-8."
+    (d / 'list.txt').write_bytes('a.mp4 0\ncafé.mp4 1\n'.encode('latin-1'))
+    (d / 'k.csv').write_bytes('label,youtube_id,time_start,time_end,split\nzumba,abc,10,20,train\n'
+                              'café,xyz,0,10,train\n'.encode('latin-1'))
+    (d / 'labels.json').write_bytes('{"Holding something": "0",\n "Caf\u00e9 something": "1"}'.encode('latin-1'))
+    (d / 'train.json').write_text(json.dumps([{'id': '7', 'template': 'Holding [something]'}]))
+    (d / 'trainlist01.txt').write_bytes('Archery/v_a.avi 1\nCaf\u00e9/v_b.avi 1\n'.encode('latin-1'))
+    return {'list': lambda: read_path_label_list(d / 'list.txt'),
+            'kinetics': lambda: read_kinetics_csv(d / 'k.csv', d),
+            'ssv2': lambda: read_ssv2_json(d / 'labels.json', d / 'train.json', d),
+            'ucf': lambda: read_ucf_hmdb_split(d / 'trainlist01.txt', d)}, \
+        {'list': 'list.txt:2', 'kinetics': 'k.csv:3', 'ssv2': 'labels.json:2', 'ucf': 'trainlist01.txt:2'}
+
+
+@pytest.mark.parametrize('reader', ['list', 'kinetics', 'ssv2', 'ucf'])
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path, reader):
+    calls, where = _latin1(tmp_path)
+    with pytest.raises(ValueError) as ei:
+        calls[reader]()
+    msg = str(ei.value)
+    assert '\n' not in msg and str(tmp_path / where[reader]) in msg, msg
+    assert 'not UTF-8' in msg and '0xe9' in msg and 'save it as UTF-8' in msg, msg
+
+
+def test_utf8_with_bom_still_reads(tmp_path):
+    (tmp_path / 'list.txt').write_bytes(b'\xef\xbb\xbfcaf\xc3\xa9.mp4 1\n')
+    assert [r.path.name for r in read_path_label_list(tmp_path / 'list.txt')] == ['café.mp4']
