@@ -15,7 +15,7 @@ from einops import rearrange
 from open_clip.transformer import QuickGELU, ResidualAttentionBlock
 
 from .core import freeze
-from .engine import TrainConfig, ClassificationLoss
+from .engine import TrainConfig, ClassificationLoss, ConfigError
 from .methods import (MethodError, register_method, register_preset, clip_model, clip_image_encoder,
                                      SAMPLES, SAMPLE_CLIP, _check_video)
 from .prompt_learning import PromptLearner, encode_text_embeddings
@@ -25,6 +25,10 @@ __all__ = ['TemporalTransformer', 'EfficientPrompt', 'PromptContrastLoss', 'buil
            'build_first_last_mlp', 'template_options']
 
 # %% ../nbs/11_temporal.ipynb #929d988f
+def _batch_first(block: nn.Module) -> bool:
+    "Does `open_clip`'s residual `block` take `B×T×D`? (Sequence-first, `T×B×D`, before 2.26 or with `batch_first=False`.)"
+    return bool(getattr(block.attn, 'batch_first', False))
+
 class TemporalTransformer(nn.Module):
     "Frame features `B×T×D` -> one video feature `B×D`: + temporal position embedding, CLIP residual blocks, mean over T."
     def __init__(self, width: int, frames: int, layers: int = 1, heads: int = 8, positions: bool = True,
@@ -43,7 +47,8 @@ class TemporalTransformer(nn.Module):
             if T > len(self.temporal_embedding):
                 raise MethodError(f"{T} frames, but the temporal embedding was built for {len(self.temporal_embedding)}")
             f = f + self.temporal_embedding[:T]                       # z_t = f_t + e_t
-        for blk in self.blocks: f = blk(f)                            # bidirectional attention over the T frames
+        for blk in self.blocks:                                       # bidirectional attention over the T frames
+            f = blk(f) if _batch_first(blk) else rearrange(blk(rearrange(f, 'b t d -> t b d')), 't b d -> b t d')
         return f
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
@@ -127,6 +132,7 @@ class PromptContrastLoss(ClassificationLoss):
     to 400 class texts): every class of the batch, and a random sample of the others. With K <= max_contrast, all K."""
     def __init__(self, clip_shape: tuple, label_smoothing: float = 0.0, max_contrast: int = 400):
         super().__init__(clip_shape, label_smoothing)
+        if max_contrast < 1: raise ConfigError(f"method_args.max_contrast={max_contrast}: must be at least 1")
         self.max_contrast = max_contrast
 
     def __call__(self, model: nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict]:
@@ -134,8 +140,13 @@ class PromptContrastLoss(ClassificationLoss):
         if K <= self.max_contrast or batch['label'].numel() == 0: return super().__call__(model, batch, device)
         label = batch['label'].to(device)
         seen = label.unique()                                              # sorted: the batch's own classes
+        if len(seen) > self.max_contrast:
+            raise ConfigError(f"method_args.max_contrast={self.max_contrast}: a batch holds {len(seen)} distinct classes, "
+                              f"more than may be contrasted per step; set max_contrast to at least the batch size "
+                              f"per process ({label.numel()}), or lower batch_size")
         rest = torch.ones(K, dtype=torch.bool, device=device); rest[seen] = False
-        others = rest.nonzero()[:, 0][torch.randperm(int(rest.sum()), device=device)[:self.max_contrast - len(seen)]]
+        n_others = self.max_contrast - len(seen)                           # >= 0: the sample fills up to the cap
+        others = rest.nonzero()[:, 0][torch.randperm(int(rest.sum()), device=device)[:n_others]]
         classes = torch.cat([seen, others])
         logits = model(batch['video'].to(device), classes=classes)          # B × max_contrast
         target = torch.searchsorted(seen, label)                            # position of each label among `seen`

@@ -1,7 +1,14 @@
 """`prompt_learning` on the open_clip variants the notebook does not show: every kind of text projection, no causal
 mask, both Transformer layouts (open_clip >= 2.26 and the sequence-first one of older versions), CustomTextCLIP,
-bf16 towers, towers that are refused, and a learner inside a parent module (copy, checkpoint round trip)."""
+bf16 towers, towers that are refused, and a learner inside a parent module (copy, checkpoint round trip). Also: the
+symbol tables of the prompt-learning and temporal chapters name code that exists."""
+import ast
+import builtins
 import copy
+import inspect
+import json
+import re
+from pathlib import Path
 
 import open_clip
 import pytest
@@ -84,6 +91,8 @@ def test_custom_text_clip_uses_its_text_tower():
                                          (dict(use_pad_mask=True, no_causal_mask=True), 'padding mask'),
                                          (dict(embed_cls=True), 'cls_emb')])
 def test_unsupported_towers_are_refused(kw, message):
+    missing = set(kw) - set(inspect.signature(TextTransformer).parameters)
+    if missing: pytest.skip(f"this open_clip's TextTransformer has no {sorted(missing)} (added after {open_clip.__version__})")
     with pytest.raises((NotImplementedError, ValueError), match=message):
         encode_text_embeddings(tower(**kw), torch.zeros(1, 4, 32), torch.tensor([3]))
 
@@ -123,3 +132,36 @@ def test_tokenizer_without_encode_is_refused():
     bundle = load_clip('ev-tiny-vit')
     with pytest.raises(TypeError, match='has no .encode'):
         PromptLearner(bundle.model.token_embedding, lambda texts: None, 32, ['coat'], prefix=2, postfix=2)
+
+
+def _symbol_table_names(nb_name: str) -> tuple[list[str], set[str]]:
+    "(the Python names used in the `code` column of notebook `nb_name`'s symbol table, every name its code defines or uses)"
+    cells = json.loads((Path(__file__).parents[1]/'nbs'/nb_name).read_text())['cells']
+    known = set(dir(builtins))
+    for c in cells:
+        if c['cell_type'] != 'code': continue
+        src = '\n'.join(l for l in ''.join(c['source']).splitlines() if not l.lstrip().startswith(('%', '!', '#|')))
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Name): known.add(node.id)
+            elif isinstance(node, ast.Attribute): known.add(node.attr)
+            elif isinstance(node, ast.arg): known.add(node.arg)
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)): known.add(node.name)
+            elif isinstance(node, ast.alias): known.add((node.asname or node.name).split('.')[0])
+    table = next(''.join(c['source']) for c in cells if c['cell_type'] == 'markdown' and '| symbol |' in ''.join(c['source']))
+    used = []
+    for row in table.split('| symbol |', 1)[1].splitlines()[2:]:
+        if not row.startswith('|'): break
+        for span in re.findall(r'`([^`]+)`', row.rstrip(' |').rsplit('|', 1)[-1]):
+            try: tree = ast.parse(span)
+            except SyntaxError: continue                  # a shape such as `K×L×D`, not code
+            used += [n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(tree)
+                     if isinstance(n, (ast.Name, ast.Attribute))]
+    return used, known
+
+
+@pytest.mark.parametrize('nb_name', ['10_prompt_learning.ipynb', '11_temporal.ipynb'])
+def test_symbol_table_names_real_code(nb_name):
+    "Every name in the `code` column of the notebook's symbol table is defined or used by the notebook's code."
+    used, known = _symbol_table_names(nb_name)
+    assert used, 'no symbol table found'
+    assert [n for n in used if n not in known] == []
