@@ -515,10 +515,12 @@ def read_utf8(path) -> str:
         raise ValueError(f"{path}:{line}: byte {at} (0x{data[at]:02x}) is not UTF-8 (saved as Latin-1 or another legacy "
                          f"encoding?); save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {Path(path).name}`") from None
 
-def _lines(path):
-    "Non-empty, non-comment lines of a text file with their 1-based line numbers; a UTF-8 BOM is dropped."
+def _lines(path, comments: bool = True):
+    """Non-empty lines of a text file with their 1-based line numbers; a UTF-8 BOM is dropped. With `comments`, lines
+    starting with `#` are left out (HMDB51's split files have none, and real clip names such as `#20_Rhythm_clap_…`
+    start with `#`: they are read with `comments=False`)."""
     for n, line in enumerate(read_utf8(path).splitlines(), start=1):
-        if line.strip() and not line.lstrip().startswith('#'): yield n, line.strip()
+        if line.strip() and not (comments and line.lstrip().startswith('#')): yield n, line.strip()
 
 def _warn_duplicates(recs: list[VideoRecord], where) -> list[VideoRecord]:
     "Return `recs`, after one warning naming both places of every video file listed twice."
@@ -588,7 +590,7 @@ def read_ucf_hmdb_split(split_path, video_root, class_ind=None, subset: str = 't
         want = {'train': '1', 'test': '2'}[subset]
         recs = []
         for k, (f, c) in enumerate(zip(files, classes)):
-            for n, line in _lines(f):
+            for n, line in _lines(f, comments=False):    # names may start with '#'
                 parts = line.split()
                 if len(parts) != 2: raise ValueError(f"{f}:{n}: expected 'video.avi 0|1|2', got {line!r}")
                 if parts[1] == want: recs.append(VideoRecord(root/c/parts[0], k, c, source=f"{f}:{n}"))

@@ -126,14 +126,9 @@ def test_hmdb51_splits(rehearsal):
             recs, classes = read_ucf_hmdb_split(d/'testTrainMulti_7030_splits', d/'hmdb51_org', subset=subset, split=s)
             assert classes == list(HMDB51_CLASSES) and all(r.path.is_file() for r in recs)
             got = {r.path.relative_to(d/'hmdb51_org').as_posix(): r.label for r in recs}
-            want = {p: k for p, k in hmdb_truth(record, s, subset).items() if not p.split('/')[1].startswith('#')}
-            assert {p: k for p, k in got.items() if not p.split('/')[1].startswith('#')} == want
+            assert got == hmdb_truth(record, s, subset)
 
 
-@pytest.mark.xfail(strict=True, reason="read_ucf_hmdb_split reads HMDB51 split files with video.py's `_lines`, which "
-                   "skips lines starting with '#' as comments; real HMDB51 names such as "
-                   "'#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi' start with '#'. Remove this marker once the split reader "
-                   "keeps them.")
 def test_hmdb51_names_starting_with_hash(rehearsal):
     out, _, record = rehearsal
     d = out/'hmdb51'
