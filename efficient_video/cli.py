@@ -5,8 +5,13 @@
 # %% ../nbs/99_cli.ipynb #3a73c227
 from __future__ import annotations
 import argparse
+import ast
 import contextlib
+import difflib
+import functools
+import importlib.util
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +34,16 @@ class Subcommand:
     run: Callable                  # run(args) -> dict | None; a dict is the subcommand's report
     reports: bool = True           # True if it prints figures (then `--json` is added automatically)
     human: Callable|None = None    # human(report) -> str for the terminal; default: aligned `key : value` lines
+    config: str|None = None        # 'module:Class': the dataclass its KEY=VALUE overrides change (checked before imports)
+    check: Callable|None = None    # check(args): raise CLIError for bad options, before any heavy import
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
 
-def subcommand(name:str, help:str, configure:Callable=lambda p: None, reports:bool=True, human:Callable|None=None):
+def subcommand(name:str, help:str, configure:Callable=lambda p: None, reports:bool=True, human:Callable|None=None,
+               config:str|None=None, check:Callable|None=None):
     "Decorator registering `run(args)` as `efficient-video NAME`."
     def _register(run):
-        SUBCOMMANDS[name] = Subcommand(name, help, configure, run, reports, human)
+        SUBCOMMANDS[name] = Subcommand(name, help, configure, run, reports, human, config, check)
         return run
     return _register
 
@@ -57,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     from efficient_video import __version__
     parser.add_argument('--version', action='version', version=f'efficient_video {__version__}')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    parser.subparsers = {}          # name -> its parser (main reads their option strings)
     for sc in ordered_subcommands():
         p = sub.add_parser(sc.name, help=sc.help, description=sc.help,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -64,10 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         if sc.reports:
             p.add_argument('--json', action='store_true',
                            help='print exactly one JSON object on stdout (messages go to stderr)')
+        parser.subparsers[sc.name] = p
     return parser
 
 # %% ../nbs/99_cli.ipynb #343c901e
-_USER_ERRORS = (CLIError, FileNotFoundError, NotADirectoryError, ValueError, KeyError)
+_USER_ERRORS = (CLIError, OSError, ValueError, KeyError)   # OSError: a missing, unreadable or unwritable path, a full disk
 
 def _is_user_error(e:Exception) -> bool:
     "Errors a user can fix: the common built-in ones, and every exception class defined by this package"
@@ -83,10 +93,105 @@ def _print_human(report:dict, indent:int=0):
         else:
             print(' ' * indent + f'{str(k):<{width}} : {v}')
 
+# %% ../nbs/99_cli.ipynb #h6pre1
+@functools.lru_cache(maxsize=None)
+def _config_fields(spec: str) -> dict[str, str]:
+    "The fields of dataclass `spec` ('module:Class' of this package) with their annotations, read from the module's source (not imported)."
+    module, cls = spec.split(':')
+    tree = ast.parse(Path(importlib.util.find_spec(f'efficient_video.{module}').origin).read_text(encoding='utf-8'))
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    def fields(name: str) -> dict[str, str]:
+        node, out = classes[name], {}
+        for base in node.bases:                       # TrainConfig(_Optimisation(_Data(_What))): bases' fields first
+            if isinstance(base, ast.Name) and base.id in classes: out.update(fields(base.id))
+        for st in node.body:
+            if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name): out[st.target.id] = ast.unparse(st.annotation)
+        return out
+    return fields(cls)
+
+_BOOLS = ('1', 'true', 'yes', 'on', '0', 'false', 'no', 'off')   # what `core.override` reads as a bool
+
+def _value_problem(key: str, text: str, annotation: str) -> str | None:
+    "Why `text` cannot be the value of a field annotated `annotation` (int, float, bool, optionally `| None`), as `core.override` would say; else None."
+    kinds = [k.strip() for k in annotation.split('|')]
+    if 'None' in kinds and text.lower() in ('none', 'null'): return None
+    kinds = [k for k in kinds if k != 'None']
+    if len(kinds) != 1 or kinds[0] not in ('int', 'float', 'bool'): return None   # strings, tuples, dicts: read later
+    kind = kinds[0]
+    try:
+        if kind == 'bool' and text.lower() not in _BOOLS: raise ValueError(text)
+        if kind != 'bool': {'int': int, 'float': float}[kind](text)
+    except ValueError: return f"override: {key}={text!r} is not a valid {kind}" + (": give a value" if not text else '')
+    return None
+
+_PATH_FIELDS = ('train_list', 'val_list', 'test_list', 'video_root', 'class_names', 'test_class_names')
+
+def _writable_problem(path: str | os.PathLike, what: str) -> str | None:
+    "Why `path` cannot become a folder this process writes in (read from the filesystem, nothing created); else None."
+    p = Path(path)
+    base = p
+    while not base.exists() and base != base.parent: base = base.parent
+    if not base.is_dir(): return f"{what}={str(path)!r}: {base} is a file, not a folder; choose another {what}"
+    if not os.access(base, os.W_OK | os.X_OK):
+        return f"{what}={str(path)!r}: {base} is not writable (read-only or no permission); choose another {what}"
+    return None
+
+def _check_overrides(spec: str, overrides: list[str]) -> None:
+    "Every `KEY=VALUE` of `overrides` names a field of `spec` with a value of its type, and the paths among them exist."
+    fields = _config_fields(spec)
+    for item in overrides:
+        if '=' not in item: raise CLIError(f"overrides must be KEY=VALUE, got {item!r}")
+        key, text = item.split('=', 1)
+        key, text = key.strip().lstrip('-').replace('-', '_'), text.strip()
+        if key not in fields:
+            near = difflib.get_close_matches(key, fields, n=1)
+            raise CLIError(f"override: {spec.split(':')[1]} has no field {key!r}; "
+                           + (f"did you mean {near[0]!r}?" if near else f"fields: {list(fields)}"))
+        problem = _value_problem(key, text, fields[key])
+        if problem: raise CLIError(problem)
+        if text.lower() in ('none', 'null', ''): continue
+        if key in _PATH_FIELDS:
+            path = text.rsplit(':', 1)[0] if key.endswith('class_names') and '.json:' in text else text
+            if not Path(path).exists(): raise CLIError(f"{key}={text!r}: no such file or folder ({Path(path).absolute()})")
+        if key == 'resume' and text != 'auto' and not Path(text).exists():
+            raise CLIError(f"resume={text!r}: no such checkpoint folder (use 'auto' or a folder written by train)")
+        if key == 'output_dir' and (problem := _writable_problem(text, 'output_dir')): raise CLIError(problem)
+
+def _as_overrides(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    "`--key value` and `--key=value` after a subcommand that takes overrides become `key=value`, unless `--key` is an option of it."
+    i = next((i for i, a in enumerate(argv) if a in SUBCOMMANDS), None)
+    if i is None or SUBCOMMANDS[argv[i]].config is None: return argv
+    options = set(parser.subparsers[argv[i]]._option_string_actions)
+    fields = _config_fields(SUBCOMMANDS[argv[i]].config)
+    out, rest = argv[:i + 1], argv[i + 1:]
+    while rest:
+        a = rest.pop(0)
+        if not a.startswith('--') or a == '--' or a.split('=', 1)[0] in options: out.append(a); continue
+        key = a[2:].split('=', 1)[0].replace('-', '_')
+        if '=' in a: out.append(f"{key}={a.split('=', 1)[1]}")
+        elif rest and not rest[0].startswith('--') and '=' not in rest[0]: out.append(f"{key}={rest.pop(0)}")
+        else: out.append(f"{key}=true" if fields.get(key) == 'bool' else f"{key}=")
+    return out
+
+# %% ../nbs/99_cli.ipynb #h6pre4
+def _at_least(n: int) -> Callable[[str], int]:
+    "An argparse `type`: an integer >= `n`, refused by argparse (before any import) otherwise."
+    def parse(text: str) -> int:
+        try: v = int(text)
+        except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < n: raise argparse.ArgumentTypeError(f"{v}: at least {n}")
+        return v
+    return parse
+
+def _writable(path: str | os.PathLike, option: str) -> None:
+    "CLIError now (nothing imported, nothing created) if `path` cannot become a folder this process writes in."
+    if path is not None and (problem := _writable_problem(path, option)): raise CLIError(problem)
+
 # %% ../nbs/99_cli.ipynb #93623fc9
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `efficient-video` console script; returns the exit status."
     parser = build_parser()
+    argv = _as_overrides(parser, sys.argv[1:] if argv is None else list(argv))
     args, extra = parser.parse_known_args(argv)
     # KEY=VALUE overrides may come before or after the options (`train epochs=1 --json lr=1e-3`)
     if extra and hasattr(args, 'overrides') and all('=' in e and not e.startswith('-') for e in extra):
@@ -98,6 +203,8 @@ def main(argv:list[str]|None=None) -> int:
     sc = SUBCOMMANDS[args.command]
     as_json = getattr(args, 'json', False)
     try:
+        if sc.config is not None and hasattr(args, 'overrides'): _check_overrides(sc.config, args.overrides)
+        if sc.check is not None: sc.check(args)     # both before the subcommand imports torch
         if as_json:
             with contextlib.redirect_stdout(sys.stderr): report = sc.run(args)
         else: report = sc.run(args)
@@ -149,8 +256,8 @@ def run_docs(args):
 def _profile_options(p):
     p.add_argument('--method', required=True, help='a registered method, e.g. frame-average')
     p.add_argument('--backbone', required=True, help='an open_clip architecture name, e.g. ViT-B-16, or a tiny config')
-    p.add_argument('--frames', type=int, required=True, help='frames per view (T)')
-    p.add_argument('--num-classes', type=int, required=True, help='classes of the head (K)')
+    p.add_argument('--frames', type=_at_least(1), required=True, help='frames per view (T)')
+    p.add_argument('--num-classes', type=_at_least(1), required=True, help='classes of the head (K)')
     p.add_argument('--image-size', type=int, default=None, help='input size in pixels (default: the backbone\'s)')
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='the method\'s own options, e.g. temporal_layers=2')
 
@@ -170,18 +277,22 @@ def run_profile(args):
 
 # %% ../nbs/99_cli.ipynb #57795876
 def _pretrain_options(p):
-    p.add_argument('--steps', type=int, default=None, help='optimizer steps (default: the recipe\'s 4,000, ~28 minutes on one CPU core)')
+    p.add_argument('--steps', type=_at_least(1), default=None, help='optimizer steps (default: the recipe\'s 4,000, ~28 minutes on one CPU core)')
     p.add_argument('--out', default='runs/tiny_clip', help='model folder to write (weights, open_clip_config.json, history, metrics)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing checkpoint in --out')
     p.add_argument('--resume', action='store_true', help='continue a stopped run from the engine checkpoints in --run-dir')
     p.add_argument('--run-dir', default=None, help='where the engine writes its checkpoints and metrics.jsonl (default: OUT/run)')
-    p.add_argument('--eval-every', type=int, default=None, help='steps between zero-shot evaluations on 1,000 test images (0: none)')
+    p.add_argument('--eval-every', type=_at_least(0), default=None, help='steps between zero-shot evaluations on 1,000 test images (0: none)')
     p.add_argument('--model', default=None, help='train this open_clip architecture instead of the recipe\'s tiny CLIP')
     p.add_argument('--pretrained', default=None, help='start from these weights: an open_clip tag, a checkpoint file or a model folder')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: a GPU if there is one)')
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='PretrainConfig fields, e.g. lr=5e-4 batch_size=256')
 
-@subcommand('pretrain-clip', 'pretrain the tiny sample CLIP on the shipped image-caption data (CPU, ~30 minutes)', _pretrain_options)
+def _pretrain_check(args):
+    _writable(args.out, '--out'); _writable(args.run_dir, '--run-dir')
+
+@subcommand('pretrain-clip', 'pretrain the tiny sample CLIP on the shipped image-caption data (CPU, ~30 minutes)', _pretrain_options,
+            config='pretrain:PretrainConfig', check=_pretrain_check)
 def run_pretrain_clip(args):
     from efficient_video import pretrain
     from efficient_video.pretrain import pretrain_clip
@@ -189,8 +300,6 @@ def run_pretrain_clip(args):
     out = Path(args.out)
     if (out/pretrain.CHECKPOINT_FILE).exists() and not (args.overwrite or args.resume):
         raise CLIError(f'{out/pretrain.CHECKPOINT_FILE} exists; pass --overwrite to replace it, or choose another --out')
-    bad = [o for o in args.overrides if '=' not in o]
-    if bad: raise CLIError(f'overrides must be KEY=VALUE, got {bad}')
     cfg = override(pretrain.PretrainConfig(), args.overrides)
     if args.steps is not None: cfg = override(cfg, steps=args.steps)
     if args.eval_every is not None: cfg = override(cfg, eval_every=args.eval_every)
@@ -208,7 +317,7 @@ def _zero_shot_options(p):
     p.add_argument('--pretrained', default=None, help='open_clip tag (online), a checkpoint file or an open_clip model folder')
     p.add_argument('--templates', default='a photo of a {}.',
                    help="one template with '{}', or a set name: default, single, openai (the 80 ImageNet ones), video")
-    p.add_argument('-n', type=int, default=None, help='evaluate on the first n test images (default: all 10,000)')
+    p.add_argument('-n', type=_at_least(1), default=None, help='evaluate on the first n test images (default: all 10,000)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: cpu)')
 
 @subcommand('zero-shot', 'zero-shot accuracy on the official Fashion-MNIST test set with a template ensemble', _zero_shot_options)
@@ -227,7 +336,7 @@ def _demo_options(p):
     p.add_argument('--out', default='runs/demo', help='output folder: results.json, results.png, a run folder per method')
     p.add_argument('--methods', default=None, help='comma-separated subset of: zero-shot, temporal-transformer, '
                    'efficient-prompt, frame-average, vpt, adaptformer, pro-tuning, st-adapter, aim, dualpath (default: all)')
-    p.add_argument('--epochs', type=int, default=None,
+    p.add_argument('--epochs', type=_at_least(1), default=None,
                    help='epochs for the methods that train through the image tower (default: demo.DEMO_EPOCHS, 14)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
 
@@ -237,11 +346,10 @@ def _demo_human(report: dict) -> str:
             f"and {report['out']}/results.png")
 
 @subcommand('demo', 'train every method briefly on the shipped motion benchmark and print one table (start here)',
-            _demo_options, human=_demo_human)
+            _demo_options, human=_demo_human, check=lambda args: _writable(args.out, '--out'))
 def run_demo(args):
     from efficient_video import demo
     epochs = demo.DEMO_EPOCHS if args.epochs is None else args.epochs
-    if epochs < 1: raise CLIError(f'--epochs {epochs}: at least 1')
     rows = [m.strip() for m in args.methods.split(',') if m.strip()] if args.methods else None
     try: return demo.run_demo(args.out, rows, epochs, args.device, log=lambda m: print(m, file=sys.stderr))
     except KeyboardInterrupt as e: raise CLIError(str(e) or 'interrupted') from None
@@ -258,11 +366,11 @@ def _bench_options(p):
     p.add_argument('--methods', default=None, help='comma-separated rows (default: every row of each part)')
     p.add_argument('--seeds', default='0,1,2', help='motion part: seeds (default 0,1,2)')
     p.add_argument('--shots', default='2,4,8', help='motion part: few-shot clips per class (default 2,4,8)')
-    p.add_argument('--epochs', type=int, default=None,
+    p.add_argument('--epochs', type=_at_least(1), default=None,
                    help='motion part: epochs of the methods that train through the image tower (default: the demo\'s 14)')
     p.add_argument('--frames', default='8,16', help='reference part: frame counts (default 8,16)')
-    p.add_argument('--batch', type=int, default=None, help='reference part: clips per step (default 2 on CPU, 16 on GPU)')
-    p.add_argument('--steps', type=int, default=None, help='reference part: timed steps (default 2 on CPU, 10 on GPU)')
+    p.add_argument('--batch', type=_at_least(1), default=None, help='reference part: clips per step (default 2 on CPU, 16 on GPU)')
+    p.add_argument('--steps', type=_at_least(1), default=None, help='reference part: timed steps (default 2 on CPU, 10 on GPU)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
     p.add_argument('--out', default='runs/bench', help='folder of the runs and of bench.json (default runs/bench)')
     p.add_argument('--record', default=None, help='also merge the parts into this JSON report')
@@ -271,14 +379,15 @@ def _bench_human(report: dict) -> str:
     from efficient_video.bench import format_bench
     return format_bench(report)
 
+def _bench_check(args):
+    for option in ('seeds', 'shots', 'frames'): _ints(getattr(args, option), f'--{option}')
+    _writable(args.out, '--out')
+
 @subcommand('bench', 'the benchmark report: every method over seeds on the motion benchmark, and at ViT-B/16 scale',
-            _bench_options, human=_bench_human)
+            _bench_options, human=_bench_human, check=_bench_check)
 def run_bench(args):
     from efficient_video import bench, demo
     epochs = demo.DEMO_EPOCHS if args.epochs is None else args.epochs
-    if epochs < 1: raise CLIError(f'--epochs {epochs}: at least 1')
-    for name in ('batch', 'steps'):
-        if getattr(args, name) is not None and getattr(args, name) < 1: raise CLIError(f'--{name}: at least 1')
     rows = [m.strip() for m in args.methods.split(',') if m.strip()] if args.methods else None
     parts = [p.strip() for p in args.part.split(',') if p.strip()]
     try:
@@ -288,9 +397,7 @@ def run_bench(args):
     except KeyboardInterrupt as e: raise CLIError(str(e) or 'interrupted') from None
 
 # %% ../nbs/99_cli.ipynb #23f6f9fb
-def _is_rank0() -> bool: 
-    import os
-    return os.environ.get('RANK', '0') == '0'
+def _is_rank0() -> bool: return os.environ.get('RANK', '0') == '0'
 
 def _train_options(p):
     p.add_argument('--preset', default='frame-average-tiny',
@@ -299,11 +406,14 @@ def _train_options(p):
     p.add_argument('--resume', default=None, help="'auto' (latest checkpoint in output_dir) or a checkpoint folder")
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='TrainConfig fields, e.g. lr=1e-3 epochs=5 output_dir=runs/x')
 
-@subcommand('train', 'train a method with a named preset (CPU toy runs and multi-GPU torchrun alike)', _train_options)
+def _train_check(args):
+    if args.resume not in (None, 'auto') and not Path(args.resume).exists():
+        raise CLIError(f"--resume {args.resume}: no such checkpoint folder (use 'auto' or a folder written by train)")
+
+@subcommand('train', 'train a method with a named preset (CPU toy runs and multi-GPU torchrun alike)', _train_options,
+            config='engine:TrainConfig', check=_train_check)
 def run_train(args):
     from efficient_video import train
-    bad = [o for o in args.overrides if '=' not in o]
-    if bad: raise CLIError(f'overrides must be KEY=VALUE, got {bad}')
     kw = {k: v for k, v in (('method', args.method), ('resume', args.resume)) if v is not None}
     report = train.train(train.load_config(args.preset, args.overrides, **kw))
     if not _is_rank0(): sys.exit(0)   # every rank holds the same metrics; rank 0 reports them
@@ -312,15 +422,23 @@ def run_train(args):
 def _eval_options(p):
     p.add_argument('--checkpoint', required=True, help='a run folder (its latest checkpoint) or a step-* folder written by train')
     p.add_argument('--split', default='test', choices=['test', 'val'], help='which list of the run\'s config to test on')
-    p.add_argument('--views', type=int, default=None, help='temporal views (default: the config\'s test_views)')
-    p.add_argument('--crops', type=int, default=None, help='spatial crops, 1 or 3 (default: the config\'s test_crops)')
+    p.add_argument('--views', type=_at_least(1), default=None, help='temporal views (default: the config\'s test_views)')
+    p.add_argument('--crops', type=int, choices=(1, 3), default=None,
+                   help='spatial crops: 1 (centre) or 3 (along the longer side) (default: the config\'s test_crops)')
+    p.add_argument('--out', default=None, help='folder for {split}.json and the confusion figure (default: beside the '
+                   'checkpoint, when that folder is writable)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='change the stored config, e.g. test_list=/data/test.txt')
 
-@subcommand('eval', 'test a checkpoint with multi-view testing: top-1/top-5, per-class accuracy, confusion matrix', _eval_options)
+def _eval_check(args):
+    if not Path(args.checkpoint).exists(): raise CLIError(f"--checkpoint {args.checkpoint}: no such folder")
+    _writable(args.out, '--out')
+
+@subcommand('eval', 'test a checkpoint with multi-view testing: top-1/top-5, per-class accuracy, confusion matrix', _eval_options,
+            config='engine:TrainConfig', check=_eval_check)
 def run_eval(args):
     from efficient_video import train
-    report = train.evaluate(args.checkpoint, args.split, args.overrides, args.views, args.crops, args.device)
+    report = train.evaluate(args.checkpoint, args.split, args.overrides, args.views, args.crops, args.device, args.out)
     if not _is_rank0(): sys.exit(0)
     return report
 
@@ -330,12 +448,17 @@ def _extract_options(p):
     p.add_argument('--splits', default='train,val,test', help='comma-separated splits of the config to extract')
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='TrainConfig fields, e.g. feature_cache=/data/cache')
 
-@subcommand('extract-features', 'compute a frozen image tower\'s frame features once and cache them on disk', _extract_options)
-def run_extract_features(args):
-    from efficient_video import train
+def _splits(args) -> list[str]:
     splits = [s.strip() for s in args.splits.split(',') if s.strip()]
     bad = [s for s in splits if s not in ('train', 'val', 'test')]
     if bad: raise CLIError(f'--splits: {bad} are not among train, val, test')
+    return splits
+
+@subcommand('extract-features', 'compute a frozen image tower\'s frame features once and cache them on disk', _extract_options,
+            config='engine:TrainConfig', check=_splits)
+def run_extract_features(args):
+    from efficient_video import train
+    splits = _splits(args)
     return train.extract_split_features(train.load_config(args.preset, args.overrides), splits)
 
 # %% ../nbs/99_cli.ipynb #c87bfc18
@@ -352,12 +475,13 @@ def _retrieval_human(report: dict) -> str:
     return (format_retrieval({'zero-shot': report['zero_shot'], 'trained': report['trained']}) +
             f"\n{report['test_sentences']} sentences, {report['test_videos']} videos; {report['steps']} training steps")
 
+def _retrieval_check(args):
+    if args.captions is not None and not Path(args.captions).is_file(): raise CLIError(f"--captions {args.captions}: no such file")
+
 @subcommand('retrieval', 'text-video retrieval: zero-shot and trained prompts + temporal model, R@K / MedR / MeanR both ways',
-            _retrieval_options, human=_retrieval_human)
+            _retrieval_options, human=_retrieval_human, config='engine:TrainConfig', check=_retrieval_check)
 def run_retrieval(args):
     from efficient_video import retrieval
-    bad = [o for o in args.overrides if '=' not in o]
-    if bad: raise CLIError(f'overrides must be KEY=VALUE, got {bad}')
     captions = retrieval.read_captions(args.captions) if args.captions else None
     _, report = retrieval.train_retrieval(retrieval.retrieval_config(*args.overrides, preset=args.preset), captions)
     if not _is_rank0(): sys.exit(0)

@@ -4,8 +4,8 @@
 
 # %% ../nbs/04_engine.ipynb #ca5ad298
 from __future__ import annotations
-import contextlib, errno, hashlib, json, math, os, random, re, shutil, time, warnings
-from dataclasses import dataclass, field, asdict
+import contextlib, errno, hashlib, json, math, os, random, re, shutil, socket, time, warnings
+from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -19,6 +19,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from einops import rearrange
 from matplotlib.figure import Figure
 from safetensors.torch import load_file, save_file
+try: from safetensors import SafetensorError     # what safetensors raises when a write fails (e.g. a read-only disk)
+except ImportError: SafetensorError = RuntimeError
 from tqdm.auto import tqdm
 
 from .core import override, seed_everything, worker_init_fn, get_device, autocast_dtype, param_groups
@@ -27,23 +29,26 @@ from .video import (VideoDataset, VideoRecord, SegmentSampler, DenseSampler, tra
                                    read_ucf_hmdb_split, collate_videos, check_labels)
 from .samples import opposite_direction_correct
 
+try: import fcntl   # POSIX file locks: a run folder is locked while a run writes in it (Windows: not locked)
+except ImportError: fcntl = None
 try:  # TensorBoard is optional: metrics always go to JSONL, and to TensorBoard too when it is installed
     from torch.utils.tensorboard import SummaryWriter
 except ImportError:
     SummaryWriter = None
 
 # %% auto #0
-__all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'CKPT_PREFIX', 'CKPT_MANIFEST', 'EVAL_METRICS', 'RESUME_FIELDS',
-           'TrainConfig', 'ConfigError', 'validate_config', 'DistEnv', 'init_distributed', 'all_reduce_sum', 'barrier',
-           'item_seed', 'EpochSeeded', 'ResumableSampler', 'ShardSampler', 'read_class_names', 'class_text',
-           'read_records', 'few_shot_subset', 'frame_sampler', 'build_dataset', 'infer_num_classes',
-           'check_split_labels', 'WarmupCosine', 'resolve_amp', 'set_grad_checkpointing', 'unwrap', 'trainable_state',
-           'buffer_state', 'rng_state', 'set_rng_state', 'config_to_json', 'config_from_json', 'CheckpointError',
-           'clean_debris', 'checkpoint_bytes', 'save_checkpoint', 'verify_checkpoint', 'find_checkpoint',
-           'load_checkpoint', 'accuracy', 'multiview_probs', 'metrics_from_confusion', 'evaluate_model',
-           'confusion_figure', 'MetricLogger', 'read_metrics', 'ClassificationLoss', 'micro_batch_size', 'Run',
-           'start_run', 'epoch_batches', 'train_step', 'log_train', 'save_run', 'checkpoint', 'validation_due',
-           'validate', 'finish_run', 'fit']
+__all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'CKPT_PREFIX', 'CKPT_MANIFEST', 'RUN_LOCK', 'TMP_SUFFIX',
+           'EVAL_METRICS', 'RESUME_FIELDS', 'TrainConfig', 'ConfigError', 'validate_config', 'DistEnv',
+           'init_distributed', 'all_reduce_sum', 'barrier', 'item_seed', 'EpochSeeded', 'ResumableSampler',
+           'ShardSampler', 'read_class_names', 'class_text', 'read_records', 'few_shot_subset', 'frame_sampler',
+           'build_dataset', 'infer_num_classes', 'check_split_labels', 'WarmupCosine', 'resolve_amp',
+           'set_grad_checkpointing', 'unwrap', 'trainable_state', 'buffer_state', 'rng_state', 'set_rng_state',
+           'config_to_json', 'config_from_json', 'CheckpointError', 'CheckpointDamaged', 'clean_debris',
+           'checkpoint_bytes', 'RunFolderBusy', 'RunLock', 'folder_problem', 'save_checkpoint', 'verify_checkpoint',
+           'find_checkpoint', 'load_checkpoint', 'accuracy', 'multiview_probs', 'metrics_from_confusion',
+           'evaluate_model', 'confusion_figure', 'MetricLogger', 'read_metrics', 'ClassificationLoss',
+           'micro_batch_size', 'Run', 'start_run', 'epoch_batches', 'DivergedError', 'train_step', 'log_train',
+           'save_run', 'checkpoint', 'validation_due', 'validate', 'finish_run', 'fit']
 
 # %% ../nbs/04_engine.ipynb #f3ae0135
 AMP_MODES = ('auto', 'bf16', 'fp16', 'none')
@@ -135,6 +140,10 @@ def _check_choice(problems: list, name: str, value, choices):
     if value not in choices: problems.append(f"{name}={value!r} is not one of {list(choices)}")
 
 # %% ../nbs/04_engine.ipynb #2ffcafaf
+def _finite(v) -> bool:
+    "A real number that is neither infinite nor NaN (a bool is not a number here)."
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
 def _value_problems(cfg: TrainConfig, world_size: int) -> list[str]:
     "Every field of `cfg` whose value cannot work, each as a line saying what would."
     p: list[str] = []
@@ -147,17 +156,21 @@ def _value_problems(cfg: TrainConfig, world_size: int) -> list[str]:
                  'eval_batch_size', 'keep_ckpts', 'decode_cache_mb'):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0: p.append(f"{name}={getattr(cfg, name)!r} must be an integer >= 0")
     if cfg.epochs == 0 and cfg.max_steps == 0: p.append("epochs=0 and max_steps=0: set one of them (how long to train)")
-    if not cfg.lr > 0: p.append(f"lr={cfg.lr} must be > 0")
-    if not 0 < cfg.eps < 1: p.append(f"eps={cfg.eps} must be in (0, 1), e.g. 1e-8")
-    if not 0 <= cfg.min_lr <= cfg.lr: p.append(f"min_lr={cfg.min_lr} must be in [0, lr={cfg.lr}]")
+    # every float field is a finite number first (inf or NaN trains to NaN), then in its range
+    bad = [f.name for f in fields(cfg) if f.type in ('float', float) and not _finite(getattr(cfg, f.name))]
+    p += [f"{n}={getattr(cfg, n)!r} must be a finite number" for n in bad]
+    ok = lambda *names: not set(names) & set(bad)
+    if ok('lr') and not cfg.lr > 0: p.append(f"lr={cfg.lr} must be > 0")
+    if ok('eps') and not 0 < cfg.eps < 1: p.append(f"eps={cfg.eps} must be in (0, 1), e.g. 1e-8")
+    if ok('min_lr', 'lr') and not 0 <= cfg.min_lr <= cfg.lr: p.append(f"min_lr={cfg.min_lr} must be in [0, lr={cfg.lr}]")
     for name in ('weight_decay', 'warmup_epochs', 'clip_grad'):
-        if getattr(cfg, name) < 0: p.append(f"{name}={getattr(cfg, name)} must be >= 0")
-    if not 0 <= cfg.label_smoothing < 1: p.append(f"label_smoothing={cfg.label_smoothing} must be in [0, 1)")
-    if not 0 <= cfg.drop_path < 1: p.append(f"drop_path={cfg.drop_path} must be in [0, 1)")
-    if not (isinstance(cfg.betas, tuple) and len(cfg.betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in cfg.betas)):
+        if ok(name) and getattr(cfg, name) < 0: p.append(f"{name}={getattr(cfg, name)} must be >= 0")
+    if ok('label_smoothing') and not 0 <= cfg.label_smoothing < 1: p.append(f"label_smoothing={cfg.label_smoothing} must be in [0, 1)")
+    if ok('drop_path') and not 0 <= cfg.drop_path < 1: p.append(f"drop_path={cfg.drop_path} must be in [0, 1)")
+    if not (isinstance(cfg.betas, tuple) and len(cfg.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in cfg.betas)):
         p.append(f"betas={cfg.betas!r} must be two numbers in [0, 1), e.g. betas=(0.9,0.999)")
     if not (isinstance(cfg.crop_scale, tuple) and len(cfg.crop_scale) == 2
-            and all(isinstance(c, (int, float)) for c in cfg.crop_scale) and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1):
+            and all(_finite(c) for c in cfg.crop_scale) and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1):
         p.append(f"crop_scale={cfg.crop_scale} must be (lo, hi) with 0 < lo <= hi <= 1")
     if not isinstance(cfg.method_args, dict): p.append(f"method_args={cfg.method_args!r} must be a dict, e.g. method_args={{'scale': 0.5}}")
     if isinstance(cfg.batch_size, int) and isinstance(cfg.grad_accum, int) and cfg.grad_accum >= 1 \
@@ -353,7 +366,13 @@ def infer_num_classes(cfg: TrainConfig, records: Sequence[VideoRecord] | None = 
 
 # %% ../nbs/04_engine.ipynb #691fe1d6
 def check_split_labels(cfg: TrainConfig, splits: Sequence[str] = ('train', 'val', 'test')) -> dict[str, int]:
-    "Check the labels of every list of `cfg` in `splits` against its number of classes, before any work; returns K per split."
+    """Check the labels of every list of `cfg` in `splits` against its number of classes, and the class names against
+    `num_classes`, before any work; returns K per split."""
+    names = read_class_names(cfg)
+    if names is not None and cfg.num_classes and len(names) != cfg.num_classes:
+        where = f"class_names={cfg.class_names!r} lists" if cfg.class_names else f"the {cfg.data_format} annotations name"
+        raise ConfigError(f"{where} {len(names)} classes, but num_classes={cfg.num_classes}: give one name per class "
+                          f"({cfg.num_classes}, in label order)")
     K_train, out = infer_num_classes(cfg, read_records(cfg, 'train')), {}
     for split in splits:
         if getattr(cfg, f'{split}_list') is None: continue
@@ -440,22 +459,57 @@ def config_from_json(text: str) -> TrainConfig:
 # %% ../nbs/04_engine.ipynb #d6cff06a
 CKPT_PREFIX = 'step-'
 CKPT_MANIFEST = 'manifest.json'   # bytes and sha256 of every file of a checkpoint, written last
+RUN_LOCK = 'run.lock'             # locked by the run writing in a folder; its pid, host and start time inside
+TMP_SUFFIX = '.ev-tmp'            # files and folders written first, then renamed: `.{name}.{host}-{pid}.ev-tmp`
+_HOST = re.sub(r'\W', '_', socket.gethostname()) or 'localhost'
+_TMP_NAME = re.compile(r'\.(?P<name>.+)\.(?P<host>\w+)-(?P<pid>\d+)' + re.escape(TMP_SUFFIX))
+_OLD_TMP_CKPT = re.compile(r'\.tmp-step-\d+-(?P<pid>\d+)')   # temporary checkpoints as earlier versions named them
+_WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)     # a failed write: torch.save raises RuntimeError on a full disk
 
 class CheckpointError(ValueError):
     "A checkpoint that is missing, damaged, unwritable or does not fit the model; the message names the file and the fix."
 
+class CheckpointDamaged(CheckpointError):
+    "A checkpoint file that cannot be read; `problem` says which and why (`resume='auto'` then tries an older checkpoint)."
+    def __init__(self, message: str, problem: str = ''): super().__init__(message); self.problem = problem or message
+
+def _tmp_path(path: Path) -> Path:
+    "Where `path` is written before its atomic rename: a hidden name beside it saying which host and process write it."
+    return path.with_name(f'.{path.name}.{_HOST}-{os.getpid()}{TMP_SUFFIX}')
+
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    tmp = _tmp_path(path)
     try:
         tmp.write_text(text)
         os.replace(tmp, path)   # atomic: readers see the old or the new content
     finally:
         tmp.unlink(missing_ok=True)
 
+def _pid_alive(pid: int) -> bool:
+    "Is process `pid` of this host alive? (This process is; a pid we may not signal belongs to a live process.)"
+    if pid == os.getpid(): return True
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except OSError: return True
+    return True
+
+def _is_run_folder(out: Path) -> bool:
+    "Has a run of this package used folder `out`: a `latest` pointer, a metrics log, a lock or a `step-*` checkpoint?"
+    return (any((out/n).exists() for n in ('latest', 'metrics.jsonl', RUN_LOCK, 'init.safetensors'))
+            or any(out.glob(f'{CKPT_PREFIX}*')))
+
 def clean_debris(out_dir: str | os.PathLike) -> list[str]:
-    "Remove what a process killed while writing leaves in `out_dir` (temporary checkpoint folders and files)."
+    """Remove what processes of this package killed while writing left in run folder `out_dir` (temporary checkpoint
+    folders and files, named with their writer's host and pid): only where that writer, on this host, is dead; never
+    anything else, and nothing in a folder this package has not run in. Returns the names removed."""
     out, gone = Path(out_dir), []
-    for p in [*out.glob(f'.tmp-{CKPT_PREFIX}*'), *out.glob('.*.tmp')]:
+    if not out.is_dir() or not _is_run_folder(out): return gone
+    for p in out.iterdir():
+        new, old = _TMP_NAME.fullmatch(p.name), _OLD_TMP_CKPT.fullmatch(p.name)
+        if new and new['host'] == _HOST: pid = int(new['pid'])
+        elif old and p.is_dir(): pid = int(old['pid'])
+        else: continue                       # not ours, or another host's (its pid means nothing here)
+        if _pid_alive(pid): continue         # a live process is still writing it
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         gone.append(p.name)
     return gone
@@ -467,14 +521,100 @@ def checkpoint_bytes(model: nn.Module, optimizer=None) -> int:
     n += sum(b.numel() * b.element_size() for b in buffer_state(m).values())
     return n * (3 if optimizer is not None else 1) + 64_000   # + RNG states, config, manifest
 
-def _write_error(e: OSError, out: Path, what: str, need: int) -> CheckpointError:
+def _write_error(e: Exception, out: Path, what: str, need: int) -> CheckpointError:
     "One line for a failed write: the folder, the reason, the space needed and free, and how to go on."
-    try: free = f"{shutil.disk_usage(out).free / 1e6:,.1f} MB are free"
-    except OSError: free = 'free space unknown'
-    reason = 'no space left on the device' if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    try: free_bytes = shutil.disk_usage(out).free
+    except OSError: free_bytes = None
+    free = ('free space unknown' if free_bytes is None else f"{free_bytes / 1e6:,.1f} MB are free" if free_bytes >= 1e5
+            else f"{free_bytes / 1e3:,.0f} kB are free")
+    if isinstance(e, OSError): reason = 'no space left on the device' if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    else:   # torch.save's RuntimeError (or safetensors' error) carries no errno: name it, and the space if it is short
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        if free_bytes is not None and free_bytes < need: reason = f"no space left on the device ({reason})"
     return CheckpointError(f"{out}: could not write {what}: {reason}. A checkpoint needs about {need / 1e6:,.1f} MB; "
                            f"{free}. Earlier checkpoints are intact: free some space (or choose another output_dir) "
                            f"and run again with resume=auto")
+
+
+# %% ../nbs/04_engine.ipynb #h6lock1
+class RunFolderBusy(ConfigError):
+    "Another live run holds the lock of this `output_dir`."
+
+class RunLock:
+    """The exclusive lock of run folder `out` for one run's life: `out/run.lock`, held with `flock` (released by the
+    OS when the process dies) and holding the owner's pid, host and start time. Re-entrant within a process."""
+    _held: dict[str, list] = {}     # folder (real path) -> [fd, count, pid] of the locks this process holds
+
+    def __init__(self, out: str | os.PathLike):
+        self.out, self._key = Path(out), None
+        self.path = self.out/RUN_LOCK
+
+    def acquire(self) -> 'RunLock':
+        "Take the lock (or count one more holder in this process); `RunFolderBusy` names the live run that has it."
+        if self._key is not None: return self
+        key = os.path.realpath(self.out)
+        if key in RunLock._held: RunLock._held[key][1] += 1
+        else: RunLock._held[key] = [self._lock(), 1, os.getpid()]
+        self._key = key
+        return self
+
+    def _lock(self) -> int | None:
+        if fcntl is None: return None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 4096).decode(errors='replace')
+                os.close(fd)
+                raise RunFolderBusy(f"output_dir={str(self.out)!r} is in use by another run: {self._describe(holder)} "
+                                    f"(lock: {self.path}). Wait for it to finish, or choose another output_dir") from None
+            except OSError as e:   # a filesystem without locks: go on, unguarded
+                os.close(fd)
+                warnings.warn(f"{self.path}: cannot lock ({e.strerror or e}); a second run on this folder would not be noticed")
+                return None
+            try: same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError: same = False
+            if same: break
+            os.close(fd)           # the last holder removed the file between our open and our lock: lock the new one
+        info = {'pid': os.getpid(), 'host': socket.gethostname(), 'started': time.strftime('%Y-%m-%d %H:%M:%S %z')}
+        os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(info).encode(), 0)
+        return fd
+
+    @staticmethod
+    def _describe(text: str) -> str:
+        try: h = json.loads(text)
+        except ValueError: return "a process that has not yet written its details"
+        return f"pid {h['pid']} on {h['host']}, started {h['started']}"
+
+    def release(self) -> None:
+        "Give back this holder's share; the last one removes `run.lock` and unlocks it."
+        if self._key is None: return
+        key, self._key = self._key, None
+        entry = RunLock._held[key]
+        entry[1] -= 1
+        if entry[1] > 0 or entry[2] != os.getpid(): return   # other holders remain (or: a forked child, not the owner)
+        fd = entry[0]
+        del RunLock._held[key]
+        if fd is None: return
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == os.fstat(fd).st_ino: os.unlink(self.path)
+        os.close(fd)
+
+    def __enter__(self) -> 'RunLock': return self.acquire()
+    def __exit__(self, *exc) -> None: self.release()
+
+def folder_problem(folder: str | os.PathLike) -> str | None:
+    "None if `folder` is, or can be made, a folder this process can write in; else why not, in a few words."
+    f = Path(folder)
+    probe = _tmp_path(f/'write-test')
+    if f.exists() and not f.is_dir(): return 'it is a file, not a folder'
+    try:
+        f.mkdir(parents=True, exist_ok=True)
+        probe.write_text('ok'); probe.unlink()
+    except OSError as e:
+        return ('no space left on the device' if e.errno == errno.ENOSPC else e.strerror or str(e)) + \
+               (f": {e.filename}" if e.filename and Path(e.filename) not in (f, probe) else '')
+    return None
 
 # %% ../nbs/04_engine.ipynb #b0cd7401
 def _sha256(path: Path) -> str:
@@ -489,8 +629,8 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: nn.Module, opt
     at it; with `keep > 0`, delete older step checkpoints beyond the newest `keep`. Returns the checkpoint folder.
     A failed write (e.g. a full disk) leaves no partial files and raises `CheckpointError`."""
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    final, tmp = out/f'{CKPT_PREFIX}{step:07d}', out/f'.tmp-{CKPT_PREFIX}{step:07d}-{os.getpid()}'
-    clean_debris(out)   # only one process writes checkpoints: anything temporary here is a killed run's debris
+    final = out/f'{CKPT_PREFIX}{step:07d}'
+    tmp = _tmp_path(final)   # named after this process: a run starting later tells it from a dead run's debris
     try:
         tmp.mkdir()
         save_file({**trainable_state(model), **buffer_state(model)}, str(tmp/'model.safetensors'), metadata={'step': str(step)})
@@ -504,8 +644,9 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: nn.Module, opt
         if final.exists(): shutil.rmtree(final)   # the same step written again (a resumed run): replace it
         os.replace(tmp, final)
         _atomic_write_text(out/'latest', final.name)
-    except OSError as e:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(e, _WRITE_ERRORS): raise    # e.g. Ctrl-C: nothing half-written stays; the interrupt goes on
         raise _write_error(e, out, f'the checkpoint of step {step}', checkpoint_bytes(model, optimizer)) from None
     if keep > 0:
         for old in sorted(out.glob(f'{CKPT_PREFIX}*'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
@@ -529,6 +670,11 @@ def verify_checkpoint(ck: str | os.PathLike) -> str | None:
         if _sha256(p) != rec['sha256']: return f"{p}: its contents changed after it was written (sha256 mismatch)"
     return None
 
+def _checkpoint_candidates(path: Path) -> list[Path]:
+    "The checkpoints of run folder `path`: the one `latest` names first, then every `step-*` folder, newest first."
+    latest = [path/(path/'latest').read_text().strip()] if (path/'latest').is_file() else []
+    return list(dict.fromkeys(latest + sorted(path.glob(f'{CKPT_PREFIX}*'), reverse=True)))
+
 def find_checkpoint(path: str | os.PathLike) -> Path | None:
     """The intact checkpoint `path` names: a checkpoint folder itself, or in a run folder the one `latest` names,
     falling back (with a warning) to the newest intact `step-*` folder. None where there is no checkpoint at all;
@@ -538,10 +684,8 @@ def find_checkpoint(path: str | os.PathLike) -> Path | None:
         problem = verify_checkpoint(path)
         if problem: raise CheckpointError(f"{problem}. Use another checkpoint of the run (its step-* folders) or the run folder")
         return path
-    latest = [path/(path/'latest').read_text().strip()] if (path/'latest').is_file() else []
-    candidates = list(dict.fromkeys(latest + sorted(path.glob(f'{CKPT_PREFIX}*'), reverse=True)))
     first_problem = None
-    for ck in candidates:
+    for ck in _checkpoint_candidates(path):
         problem = verify_checkpoint(ck)
         if problem is None:
             if first_problem: warnings.warn(f"{first_problem}; using the newest intact checkpoint, {ck}")
@@ -552,19 +696,26 @@ def find_checkpoint(path: str | os.PathLike) -> Path | None:
 
 # %% ../nbs/04_engine.ipynb #fc3a2473
 def _read(path: Path, reader: Callable):
-    "`reader(path)`, with any failure turned into a `CheckpointError` naming the file."
+    "`reader(path)`, with any failure turned into a `CheckpointDamaged` naming the file."
     try: return reader(path)
     except Exception as e:
-        raise CheckpointError(f"{path}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                              "the checkpoint is damaged: use another one of the run (its step-* folders)") from None
+        problem = f"{path}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        raise CheckpointDamaged(f"{problem}; the checkpoint is damaged: use another one of the run (its step-* folders)",
+                                problem) from None
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, scheduler=None, scaler=None,
                     restore_rng: bool = True) -> dict:
     """Load a checkpoint written by `save_checkpoint` (see `find_checkpoint`) into `model` (its trainable parameters and
-    buffers) and the optional optimizer/scheduler/scaler; restore the RNG states. Returns the saved state (step, ...)."""
+    buffers) and the optional optimizer/scheduler/scaler; restore the RNG states. Returns the saved state (step, ...).
+    Both files are read and the weights checked against the model before anything changes: a checkpoint that fails
+    to load leaves the model as it was."""
     ck = find_checkpoint(path)
     if ck is None: raise CheckpointError(f"{path}: no checkpoint here (expected a step-* folder, or a run folder with 'latest')")
     weights = _read(ck/'model.safetensors', lambda p: load_file(str(p)))
+    state = _read(ck/'state.pt', lambda p: torch.load(p, map_location='cpu', weights_only=True))   # tensors, containers only
+    if not isinstance(state, dict) or 'step' not in state:
+        raise CheckpointDamaged(f"{ck/'state.pt'}: holds no training state (no 'step'); use another checkpoint of the run",
+                                f"{ck/'state.pt'}: holds no training state")
     params = dict(unwrap(model).named_parameters())
     targets = {**{n: b for n, b in unwrap(model).state_dict(keep_vars=True).items() if n not in params}, **params}
     missing = sorted({n for n, p in params.items() if p.requires_grad} - set(weights))
@@ -579,7 +730,6 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, s
                               + " (another num_classes, method or backbone?)")
     with torch.no_grad():
         for n, w in weights.items(): targets[n].copy_(w)
-    state = _read(ck/'state.pt', lambda p: torch.load(p, map_location='cpu', weights_only=True))   # tensors, containers only
     if optimizer is not None and state.get('optimizer') is not None: optimizer.load_state_dict(state['optimizer'])
     if scheduler is not None and state.get('scheduler') is not None: scheduler.load_state_dict(state['scheduler'])
     if scaler is not None and state.get('scaler'): scaler.load_state_dict(state['scaler'])
@@ -799,6 +949,7 @@ class Run:
     last: dict = field(default_factory=dict)   # the latest logged scalars (loss, acc, lr, the loss's extra stats)
     step_loss: float | None = None     # the last micro-batch's loss
     val: dict | None = None            # the latest validation metrics
+    lock: RunLock | None = None        # rank 0: the lock of output_dir, held until `finish_run`
 
     @property
     def minutes(self) -> float: return round(self.train_seconds / 60, 4)
@@ -817,16 +968,15 @@ def _loader(train_set: Dataset, cfg: TrainConfig, env: DistEnv, collate_fn: Call
                         generator=gen, persistent_workers=False)
     return data, sampler, loader, gen, micro
 
-def _prepare_output(out: Path) -> None:
-    "Before any work: `out` must be a writable folder; a killed run's temporary files there are removed."
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out/f'.write-test.{os.getpid()}.tmp'
-        probe.write_text('ok'); probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"output_dir={str(out)!r} is not a writable folder ({e.strerror or e}); choose another "
-                          f"output_dir") from None
-    clean_debris(out)
+def _prepare_output(out: Path) -> RunLock:
+    """Before any work: `out` must be a writable folder that no other live run writes in. Returns its lock, taken;
+    what dead runs of this package left there is removed (in a folder a run has used before)."""
+    problem = folder_problem(out)
+    if problem: raise ConfigError(f"output_dir={str(out)!r} is not a writable folder ({problem}); choose another output_dir")
+    was_run_folder = _is_run_folder(out)
+    lock = RunLock(out).acquire()
+    if was_run_folder: clean_debris(out)
+    return lock
 
 # %% ../nbs/04_engine.ipynb #5702539b
 def start_run(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callable | None = None,
@@ -834,43 +984,66 @@ def start_run(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: C
     "Build a `Run` of `cfg` (data, optimizer, schedule, scaler, DDP), resumed from a checkpoint if `cfg.resume` says so."
     env = env or init_distributed(cfg.device)
     validate_config(cfg, env.world_size, check_files=False)
-    if env.is_main: _prepare_output(Path(cfg.output_dir))
-    loss_fn = loss_fn or ClassificationLoss((cfg.frames, 3, cfg.image_size, cfg.image_size), cfg.label_smoothing)
-    model.to(env.device)
-    if cfg.grad_checkpointing: set_grad_checkpointing(model, True)
-    data, sampler, loader, gen, micro = _loader(train_set, cfg, env, collate_fn)
-    steps_per_epoch = sampler.num_samples // micro // cfg.grad_accum
-    if steps_per_epoch == 0:
-        raise ConfigError(f"the training set has {len(train_set)} videos, fewer than one global batch "
-                          f"(batch_size={cfg.batch_size}); lower batch_size")
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(round(cfg.warmup_epochs * steps_per_epoch), total,
-                                                                cfg.min_lr / cfg.lr, cfg.schedule))
-    amp_dtype, use_scaler = resolve_amp(cfg.amp, env.device)
-    # DDP broadcasts rank 0's parameters, then all-reduces (averages) gradients in backward
-    net = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == 'cuda' else None) \
-        if env.distributed else model
-    run = Run(cfg, env, model, net, loss_fn, opt, sched, torch.amp.GradScaler(env.device.type, enabled=use_scaler),
-              amp_dtype, data, sampler, loader, gen, micro, steps_per_epoch, total,
-              MetricLogger(cfg.output_dir, enabled=env.is_main), **hooks)
-    _resume(run)
-    if env.is_main:
-        _atomic_write_text(Path(cfg.output_dir)/'config.json', config_to_json(cfg))
-        run.log.log({'kind': 'start', 'step': run.step, 'resumed_from': run.resumed_from, 'world_size': env.world_size,
-                     'steps_per_epoch': steps_per_epoch, 'total_steps': total, 'micro_batch': micro,
-                     'params_trainable': sum(p.numel() for p in run.trainable)})
+    with contextlib.ExitStack() as undo:   # a run that fails to start gives its folder back
+        lock = _prepare_output(Path(cfg.output_dir)) if env.is_main else None
+        if lock is not None: undo.callback(lock.release)
+        loss_fn = loss_fn or ClassificationLoss((cfg.frames, 3, cfg.image_size, cfg.image_size), cfg.label_smoothing)
+        model.to(env.device)
+        if cfg.grad_checkpointing: set_grad_checkpointing(model, True)
+        data, sampler, loader, gen, micro = _loader(train_set, cfg, env, collate_fn)
+        steps_per_epoch = sampler.num_samples // micro // cfg.grad_accum
+        if steps_per_epoch == 0:
+            raise ConfigError(f"the training set has {len(train_set)} videos, fewer than one global batch "
+                              f"(batch_size={cfg.batch_size}); lower batch_size")
+        total = cfg.max_steps or cfg.epochs * steps_per_epoch
+        opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(round(cfg.warmup_epochs * steps_per_epoch), total,
+                                                                    cfg.min_lr / cfg.lr, cfg.schedule))
+        amp_dtype, use_scaler = resolve_amp(cfg.amp, env.device)
+        # DDP broadcasts rank 0's parameters, then all-reduces (averages) gradients in backward
+        net = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == 'cuda' else None) \
+            if env.distributed else model
+        run = Run(cfg, env, model, net, loss_fn, opt, sched, torch.amp.GradScaler(env.device.type, enabled=use_scaler),
+                  amp_dtype, data, sampler, loader, gen, micro, steps_per_epoch, total,
+                  MetricLogger(cfg.output_dir, enabled=env.is_main), lock=lock, **hooks)
+        _resume(run)
+        if env.is_main:
+            _atomic_write_text(Path(cfg.output_dir)/'config.json', config_to_json(cfg))
+            run.log.log({'kind': 'start', 'step': run.step, 'resumed_from': run.resumed_from, 'world_size': env.world_size,
+                         'steps_per_epoch': steps_per_epoch, 'total_steps': total, 'micro_batch': micro,
+                         'params_trainable': sum(p.numel() for p in run.trainable)})
+        undo.pop_all()                     # started: the run holds the lock until `finish_run`
     return run
 
 # %% ../nbs/04_engine.ipynb #9825a0a2
 def _resume(run: Run) -> None:
-    "Load the checkpoint `run.cfg.resume` names ('auto': the latest in `output_dir`, if any) into every part of `run`."
+    """Load the checkpoint `run.cfg.resume` names into every part of `run`. 'auto': the latest in `output_dir`, if any;
+    a checkpoint that is damaged (or verifies but cannot be read) is skipped, with a warning saying which and why,
+    for the newest one before it that loads."""
     cfg, out = run.cfg, Path(run.cfg.output_dir)
-    ck = find_checkpoint(out) if cfg.resume == 'auto' and out.exists() else (cfg.resume and find_checkpoint(cfg.resume))
-    if cfg.resume not in (None, 'auto') and ck is None: raise FileNotFoundError(f"resume={cfg.resume!r}: no checkpoint there")
-    if not ck: return
+    if cfg.resume is None: return
+    if cfg.resume == 'auto':
+        candidates = _checkpoint_candidates(out) if out.is_dir() else []
+        if not candidates: return
+    else:
+        ck = find_checkpoint(cfg.resume)
+        if ck is None: raise FileNotFoundError(f"resume={cfg.resume!r}: no checkpoint there")
+        candidates = [ck]
+    skipped = []
+    for ck in candidates:
+        problem = verify_checkpoint(ck)
+        if problem is None:
+            try:
+                state = load_checkpoint(ck, run.model, run.opt, run.sched, run.scaler)
+                break
+            except CheckpointDamaged as e:
+                if cfg.resume != 'auto': raise
+                problem = f"{ck} passes its manifest, but {e.problem}"
+        skipped.append(problem)
+    else: raise CheckpointError(f"{out}: no intact checkpoint ({'; '.join(skipped)})")
+    if skipped: warnings.warn(f"resume=auto skipped {len(skipped)} checkpoint(s): {'; '.join(skipped)}; "
+                              f"using the newest intact checkpoint, {ck}")
     _warn_if_changed(ck, cfg)
-    state = load_checkpoint(ck, run.model, run.opt, run.sched, run.scaler)
     run.step, run.resumed_from, run.skipped_total = state['step'], str(ck), state.get('skipped_total', 0)
     run.train_seconds = float(state.get('train_seconds', 0.0))
     run.loader_gen.set_state(state['loader_generator'])
@@ -884,9 +1057,25 @@ def epoch_batches(run: Run) -> Iterator[dict]:
     run.net.train()
     return iter(run.loader)
 
+class DivergedError(FloatingPointError):
+    "The loss or the weights of a run became infinite or NaN: the run stops before any checkpoint keeps them."
+
+def _diverged(run: Run, what: str) -> None:
+    "Stop the run at step `run.step + 1`: log it (rank 0) and raise `DivergedError` saying what `latest` still holds."
+    latest = Path(run.cfg.output_dir)/'latest'
+    kept = f"{latest} still names {latest.read_text().strip()}" if latest.is_file() else "no checkpoint was written"
+    if run.env.is_main: run.log.log({'kind': 'diverged', 'step': run.step + 1, 'what': what})
+    raise DivergedError(f"{what}: training stopped at step {run.step + 1} and {kept}. Lower lr (now {run.cfg.lr:g}) "
+                        f"or set clip_grad (e.g. 1.0), and train again")
+
+def _finite_weights(run: Run) -> bool:
+    return bool(torch.stack([torch.isfinite(p).all() for p in run.trainable]).all()) if run.trainable else True
+
 def train_step(run: Run, batches: Iterator[dict]) -> None:
-    "`grad_accum` forward/backward passes, then one optimizer update; advances `run.step` and the running sums."
-    t0, n_step, accum, dev = time.perf_counter(), 0, run.cfg.grad_accum, run.env.device
+    """`grad_accum` forward/backward passes, then one optimizer update; advances `run.step` and the running sums.
+    A non-finite loss on any rank stops the run before the update (`DivergedError`), and so do non-finite weights
+    after it; under fp16 the `GradScaler` skips a step whose gradients overflow, so only the weights are checked."""
+    t0, n_step, n_bad, bad_loss, accum, dev = time.perf_counter(), 0, 0, None, run.cfg.grad_accum, run.env.device
     for i in range(accum):
         batch = next(batches)
         sync = i == accum - 1 or not run.env.distributed   # all-reduce gradients on the last micro-batch only
@@ -895,19 +1084,25 @@ def train_step(run: Run, batches: Iterator[dict]) -> None:
                 loss, st = run.loss_fn(run.net, batch, dev)
             run.scaler.scale(loss / accum).backward()
         run.step_loss = loss.item()
+        if not math.isfinite(run.step_loss): n_bad, bad_loss = n_bad + 1, run.step_loss
         run.sums += torch.tensor([run.step_loss * st['n'], st['n'], st.get('correct', 0), st.get('skipped', 0)],
                                  dtype=torch.float64)
         run.last.update({k: v for k, v in st.items() if k not in ('n', 'correct', 'skipped')})   # e.g. temperature
         n_step += st['n']
         if st.get('skipped') and run.env.is_main:
             run.log.log({'kind': 'skipped', 'step': run.step, 'count': st['skipped'], 'paths': batch.get('skipped_paths', [])})
-    if all_reduce_sum(torch.tensor([n_step], device=dev), run.env).item() > 0:
+    n_all, bad_all = all_reduce_sum(torch.tensor([n_step, n_bad], device=dev), run.env).tolist()   # every rank decides alike
+    if bad_all and not run.scaler.is_enabled():
+        run.opt.zero_grad(set_to_none=True)
+        _diverged(run, f"the loss of step {run.step + 1} is {bad_loss if bad_loss is not None else 'not finite on another rank'}")
+    if n_all > 0:
         if run.cfg.clip_grad > 0:
             run.scaler.unscale_(run.opt)
             run.last['grad_norm'] = torch.nn.utils.clip_grad_norm_(run.trainable, run.cfg.clip_grad).item()
         run.scaler.step(run.opt)
         run.scaler.update()
         if run.after_update is not None: run.after_update(run.net)
+        if not _finite_weights(run): _diverged(run, f"the update of step {run.step + 1} made the weights non-finite")
     run.opt.zero_grad(set_to_none=True)
     run.sched.step()
     run.step += 1
@@ -969,6 +1164,7 @@ def finish_run(run: Run) -> dict:
     final = save_run(run) if run.env.is_main else None
     barrier(run.env)
     run.log.close()
+    if run.lock is not None: run.lock.release()
     return {'output_dir': run.cfg.output_dir, 'steps': run.step, 'steps_per_epoch': run.steps_per_epoch,
             'resumed_from': run.resumed_from, 'train_loss': run.last.get('loss'), 'train_acc': run.last.get('acc'),
             'skipped_total': run.skipped_total, 'train_minutes': run.minutes,
@@ -986,17 +1182,20 @@ def fit(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callabl
     if val_set is not None and not num_classes: raise ValueError("fit: pass num_classes=K together with val_set")
     run = start_run(model, train_set, cfg, loss_fn, env, collate_fn, val_set=val_set, num_classes=num_classes,
                     after_update=after_update, eval_fn=eval_fn)
-    if run.step == 0 and eval_fn is not None: validate(run)        # a fresh run: the left end of the curves
-    bar = tqdm(total=run.total, initial=run.step, desc='train', disable=not run.env.is_main)
-    while run.step < run.total:
-        batches = epoch_batches(run)
-        for _ in range(run.step % run.steps_per_epoch, run.steps_per_epoch):
-            train_step(run, batches)                              # A micro-batches, one optimizer update
-            bar.update(1)
-            if run.step % cfg.log_every == 0 or run.step == run.total: log_train(run, bar)
-            if cfg.ckpt_every and run.step % cfg.ckpt_every == 0 and run.step < run.total: checkpoint(run)
-            if validation_due(run): validate(run)
-            if on_step is not None: on_step(run.step, {'loss': run.step_loss, 'epoch': run.epoch, 'env': run.env})
-            if run.step >= run.total: break
-    bar.close()
-    return finish_run(run)
+    try:
+        if run.step == 0 and eval_fn is not None: validate(run)        # a fresh run: the left end of the curves
+        bar = tqdm(total=run.total, initial=run.step, desc='train', disable=not run.env.is_main)
+        while run.step < run.total:
+            batches = epoch_batches(run)
+            for _ in range(run.step % run.steps_per_epoch, run.steps_per_epoch):
+                train_step(run, batches)                              # A micro-batches, one optimizer update
+                bar.update(1)
+                if run.step % cfg.log_every == 0 or run.step == run.total: log_train(run, bar)
+                if cfg.ckpt_every and run.step % cfg.ckpt_every == 0 and run.step < run.total: checkpoint(run)
+                if validation_due(run): validate(run)
+                if on_step is not None: on_step(run.step, {'loss': run.step_loss, 'epoch': run.epoch, 'env': run.env})
+                if run.step >= run.total: break
+        bar.close()
+        return finish_run(run)
+    finally:                                                      # a stopped run lets go of its folder
+        if run.lock is not None: run.lock.release()

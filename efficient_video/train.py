@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_train.ipynb #61e487a5
 from __future__ import annotations
-import json, os, time
+import contextlib, json, os, time, warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -19,7 +19,8 @@ from .clip import config_beside, read_clip_config, register_config
 from .engine import (TrainConfig, ConfigError, DistEnv, validate_config, init_distributed, build_dataset,
                                     read_records, infer_num_classes, check_split_labels, read_class_names, class_text, fit, resolve_amp,
                                     micro_batch_size, evaluate_model, confusion_figure, MetricLogger, ClassificationLoss,
-                                    find_checkpoint, load_checkpoint, config_from_json, unwrap, _atomic_write_text)
+                                    find_checkpoint, load_checkpoint, config_from_json, unwrap, _atomic_write_text,
+                                    CheckpointError, folder_problem, _prepare_output, _WRITE_ERRORS)
 from .pretrain import sample_clip
 from .methods import get_method, get_preset, list_presets, SAMPLES, SAMPLE_CLIP
 from .features import cached_dataset
@@ -95,11 +96,19 @@ def _save_eval(out: Path, name: str, res: dict, class_names: Sequence[str] | Non
     _atomic_write_text(out/f'{name}.json', json.dumps(res, indent=1))
     confusion_figure(res['confusion'], class_names, title=f'{name}: confusion (row-normalised)').savefig(out/f'{name}_confusion.png', dpi=80)
 
+def _check_views_crops(views: int | None, crops: int | None) -> None:
+    "Views and crops a test can take (None: the config's): `ConfigError` before anything is loaded."
+    if views is not None and (isinstance(views, bool) or not isinstance(views, int) or views < 1):
+        raise ConfigError(f"views={views!r}: at least 1 temporal view per video")
+    if crops is not None and (isinstance(crops, bool) or crops not in (1, 3)):
+        raise ConfigError(f"crops={crops!r}: 1 (the centre crop) or 3 (three crops along the longer side) are supported")
+
 def test_model(model: nn.Module, cfg: TrainConfig, env: DistEnv, split: str = 'test', views: int = 1, crops: int = 1,
                batch_size: int = 8, out: str | os.PathLike | None = None) -> dict:
     """Evaluate `model` on `split` with `views` × `crops` per video, among the split's classes (`test_class_names`
     for the test, when set: the model's class list is swapped first); writes `{split}.json` and the confusion figure
     to `out` on rank 0. Returns the metrics (and `cfg.eval_metrics`)."""
+    _check_views_crops(views, crops)
     names, K = read_class_names(cfg, split), infer_num_classes(cfg, split=split)
     if split == 'test' and cfg.test_class_names:
         if not callable(getattr(unwrap(model), 'set_class_names', None)):
@@ -120,43 +129,67 @@ def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
     seed_everything(cfg.seed, cfg.deterministic)          # identical initialisation on every rank
     K = check_split_labels(cfg)['train']                   # every list's labels, before any work
     cfg = override(cfg, num_classes=K)
-    model = model_from_config(cfg, K, read_class_names(cfg))
-    # dropout etc. draw per rank; data draws are seeded per item (EpochSeeded), so this does not change the data
-    torch.manual_seed(cfg.seed + env.rank)
-    if cfg.pretrained is None and env.is_main:
-        # random-init backbone: keep its frozen weights too, so `evaluate` rebuilds exactly this model
-        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-        save_model(model, str(Path(cfg.output_dir)/'init.safetensors'))
-    model.to(env.device)
-    train_set = split_dataset(cfg, 'train', model, env)
-    val_set = split_dataset(cfg, 'val', model, env, augment=False) if cfg.val_list else None
-    method, shape = get_method(cfg.method), clip_shape(cfg, train_set)
-    loss_fn = method.loss(cfg, shape) if method.loss else ClassificationLoss(shape, cfg.label_smoothing)
-    res = fit(model, train_set, cfg, loss_fn, val_set=val_set, num_classes=K, env=env, on_step=on_step,
-              after_update=method.after_update, **({'collate_fn': method.collate} if method.collate else {}))
-    if cfg.test_list:
-        test = test_model(model, cfg, env, 'test', cfg.test_views, cfg.test_crops, cfg.eval_batch_size or
-                          micro_batch_size(cfg.batch_size, env.world_size, cfg.grad_accum), out=cfg.output_dir)
-        if env.is_main:
-            MetricLogger(cfg.output_dir, tensorboard=False).log({'kind': 'test', 'step': res['steps'], **{
-                k: v for k, v in test.items() if k not in ('confusion', 'per_class')}})
-        res['test'] = {k: v for k, v in test.items() if k != 'confusion'}
-    if res.get('val'): res['val'] = {k: v for k, v in res['val'].items() if k != 'confusion'}
-    res['feature_cache'] = uses_feature_cache(cfg, model)
+    # rank 0 holds output_dir from here to the test's results: a writable folder (checked before any model is built)
+    # that no other live run writes in
+    with _prepare_output(Path(cfg.output_dir)) if env.is_main else contextlib.nullcontext():
+        model = model_from_config(cfg, K, read_class_names(cfg))
+        # dropout etc. draw per rank; data draws are seeded per item (EpochSeeded), so this does not change the data
+        torch.manual_seed(cfg.seed + env.rank)
+        if cfg.pretrained is None and env.is_main:
+            # random-init backbone: keep its frozen weights too, so `evaluate` rebuilds exactly this model
+            init = Path(cfg.output_dir)/'init.safetensors'
+            try: save_model(model, str(init))
+            except _WRITE_ERRORS as e:
+                raise CheckpointError(f"{init}: could not write the random-init weights ({type(e).__name__}: {e}); free "
+                                      "some space or choose another output_dir") from None
+        model.to(env.device)
+        train_set = split_dataset(cfg, 'train', model, env)
+        val_set = split_dataset(cfg, 'val', model, env, augment=False) if cfg.val_list else None
+        method, shape = get_method(cfg.method), clip_shape(cfg, train_set)
+        loss_fn = method.loss(cfg, shape) if method.loss else ClassificationLoss(shape, cfg.label_smoothing)
+        res = fit(model, train_set, cfg, loss_fn, val_set=val_set, num_classes=K, env=env, on_step=on_step,
+                  after_update=method.after_update, **({'collate_fn': method.collate} if method.collate else {}))
+        if cfg.test_list:
+            test = test_model(model, cfg, env, 'test', cfg.test_views, cfg.test_crops, cfg.eval_batch_size or
+                              micro_batch_size(cfg.batch_size, env.world_size, cfg.grad_accum), out=cfg.output_dir)
+            if env.is_main:
+                MetricLogger(cfg.output_dir, tensorboard=False).log({'kind': 'test', 'step': res['steps'], **{
+                    k: v for k, v in test.items() if k not in ('confusion', 'per_class')}})
+            res['test'] = {k: v for k, v in test.items() if k != 'confusion'}
+        if res.get('val'): res['val'] = {k: v for k, v in res['val'].items() if k != 'confusion'}
+        res['feature_cache'] = uses_feature_cache(cfg, model)
     if env.distributed and dist.is_initialized(): dist.destroy_process_group()
     return res
 
 # %% ../nbs/09_train.ipynb #b416ac3c
+def _results_folder(ck: Path, out: str | os.PathLike | None, split: str) -> Path | None:
+    "Where `evaluate` writes: `out` (it must be writable), else beside the checkpoint if writable, else nowhere (with a warning)."
+    if out is not None:
+        problem = folder_problem(out)
+        if problem: raise ConfigError(f"out={str(out)!r} is not a writable folder ({problem}); choose another folder")
+        return Path(out)
+    problem = folder_problem(ck)
+    if problem is None: return ck
+    warnings.warn(f"{ck} is not writable ({problem}): {split}.json and {split}_confusion.png are not written; pass "
+                  f"--out FOLDER (out=FOLDER) to keep them")
+    return None
+
 def evaluate(checkpoint: str | os.PathLike, split: str = 'test', overrides: dict | Iterable[str] | None = None,
-             views: int | None = None, crops: int | None = None, device: str | None = None) -> dict:
+             views: int | None = None, crops: int | None = None, device: str | None = None,
+             out: str | os.PathLike | None = None) -> dict:
     """Test a checkpoint written by `train` on `split` ('test' or 'val') with `views` × `crops` (default: the config's
     `test_views` × `test_crops`); `overrides` change the stored config (e.g. `test_list=...`, or `test_class_names=...`
-    for the zero-shot protocol). Writes `{split}.json` and `{split}_confusion.png` beside the checkpoint."""
+    for the zero-shot protocol). Writes `{split}.json` and `{split}_confusion.png` to `out`, or without it beside the
+    checkpoint when that folder is writable (a read-only one gets a warning, and the metrics are returned only)."""
+    _check_views_crops(views, crops)
     ck = find_checkpoint(checkpoint)
     if ck is None: raise FileNotFoundError(f"{checkpoint}: no checkpoint here (expected a step-* folder or a run folder with 'latest')")
     cfg = override(config_from_json((ck/'config.json').read_text()), overrides)
     if device is not None: cfg = override(cfg, device=device)
+    views, crops = cfg.test_views if views is None else views, cfg.test_crops if crops is None else crops
     env = init_distributed(cfg.device)
+    validate_config(cfg, env.world_size, check_files=False)
+    dest = _results_folder(ck, out, split)
     check_split_labels(cfg, (split,))
     seed_everything(cfg.seed)
     model = model_from_config(cfg, infer_num_classes(cfg), read_class_names(cfg))
@@ -164,10 +197,9 @@ def evaluate(checkpoint: str | os.PathLike, split: str = 'test', overrides: dict
         load_model(model, str(ck.parent/'init.safetensors'))   # the random-init frozen weights of that run
     load_checkpoint(ck, model, restore_rng=False)
     model.to(env.device)
-    views, crops = views or cfg.test_views, crops or cfg.test_crops
-    res = test_model(model, cfg, env, split, views, crops, cfg.eval_batch_size or 8, out=ck)
+    res = test_model(model, cfg, env, split, views, crops, cfg.eval_batch_size or 8, out=dest)
     return {'checkpoint': str(ck), 'split': split, 'views': views, 'crops': crops,
-            **{k: v for k, v in res.items() if k != 'confusion'}}
+            'results_dir': str(dest) if dest is not None else None, **{k: v for k, v in res.items() if k != 'confusion'}}
 
 # %% ../nbs/09_train.ipynb #new18
 def extract_split_features(cfg: TrainConfig, splits: Sequence[str] = ('train', 'val', 'test')) -> dict:

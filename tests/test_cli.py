@@ -153,3 +153,51 @@ def test_readme_shows_every_command_in_help_order():
     block = readme.split("in the order `--help` lists them", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     shown = [line.split()[1] for line in block.strip().splitlines()]
     assert shown == listed, (shown, listed)
+
+
+def modules_after(*args, cwd=None):
+    "Run `main(args)` in a fresh interpreter: (exit status, stderr, which of torch/open_clip it imported)."
+    code = ("import json, sys\nfrom efficient_video.cli import main\ntry: rc = main(sys.argv[1:])\n"
+            "except SystemExit as e: rc = e.code\n"
+            "print(json.dumps(sorted(m for m in ('torch', 'open_clip') if m in sys.modules)), file=sys.stderr)\n"
+            "sys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    lines = p.stderr.strip().splitlines()
+    return p.returncode, "\n".join(lines[:-1]), json.loads(lines[-1])
+
+
+@pytest.mark.parametrize("args, says", [
+    (("--help",), None),
+    (("train", "--help"), None),
+    (("train", "--lr", "abc"), "lr='abc' is not a valid float"),
+    (("train", "lr=abc"), "lr='abc' is not a valid float"),
+    (("train", "--lr=abc"), "lr='abc' is not a valid float"),
+    (("train", "epoch=3"), "did you mean 'epochs'"),
+    (("train", "frames=8.5"), "frames='8.5' is not a valid int"),
+    (("train", "train_list=/nonexistent/train.txt"), "train_list='/nonexistent/train.txt': no such file"),
+    (("train", "--resume", "/nonexistent/run"), "--resume /nonexistent/run: no such checkpoint folder"),
+    (("eval", "--checkpoint", "/nonexistent/run"), "--checkpoint /nonexistent/run: no such folder"),
+    (("eval", "--checkpoint", ".", "--views", "0"), "--views: 0: at least 1"),
+    (("extract-features", "--splits", "train,dev"), "['dev'] are not among train, val, test"),
+    (("retrieval", "--captions", "/nonexistent/c.jsonl"), "/nonexistent/c.jsonl: no such file"),
+    (("pretrain-clip", "lr=fast"), "lr='fast' is not a valid float"),
+    (("bench", "--seeds", "a,b"), "comma-separated integers"),
+])
+def test_argument_errors_answer_before_torch_is_imported(args, says, tmp_path):
+    """Issue 19.12: --help and argument errors are answered without importing torch or open_clip (which took 17-27 s
+    for a typo): checked by which modules the process loaded, not by timing."""
+    rc, err, heavy = modules_after(*args, cwd=tmp_path)
+    assert heavy == [], (args, heavy, err[-1000:])
+    if says is None: assert rc == 0, err
+    else: assert rc == 2 and says in err and "Traceback" not in err, (args, err[-1000:])
+
+
+def test_the_early_check_reads_the_configs_own_fields():
+    "The field table the CLI reads from the source without importing it is exactly each dataclass's fields."
+    import dataclasses
+    from efficient_video.cli import _config_fields
+    from efficient_video.engine import TrainConfig
+    from efficient_video.pretrain import PretrainConfig
+    for spec, cls in (("engine:TrainConfig", TrainConfig), ("pretrain:PretrainConfig", PretrainConfig)):
+        assert _config_fields(spec) == {f.name: f.type for f in dataclasses.fields(cls)}, spec

@@ -190,3 +190,47 @@ def test_ddp_equals_one_process_for_adapter_methods(tmp_path, method):
     for k in one: torch.testing.assert_close(ddp[k], one[k], atol=1e-5, rtol=0, msg=k)
     assert read_metrics(tmp_path/'ddp'/method, 'start')[0]['world_size'] == 2
     assert all(one[k].abs().max() > 0 for k in one if k.endswith('up.weight'))   # the zero-initialised adapters trained
+
+
+DIVERGE = """
+import sys
+from pathlib import Path
+import torch
+import torch.distributed as dist
+sys.path.insert(0, sys.argv[1])
+from train_worker import TinyVideoNet
+from efficient_video.engine import ClassificationLoss, build_dataset, fit, init_distributed
+from efficient_video.train import load_config
+
+out, overrides = Path(sys.argv[2]), sys.argv[3:]
+cfg = load_config('frame-average-tiny', [f'output_dir={out}', 'feature_cache=None', *overrides])
+env = init_distributed('cpu')
+inner, calls = ClassificationLoss((4, 3, 16, 16)), [0]
+def loss_fn(model, batch, device):       # rank 1's loss turns NaN at its 3rd step; rank 0's stays finite
+    calls[0] += 1
+    loss, stats = inner(model, batch, device)
+    return (loss * float('nan') if env.rank == 1 and calls[0] >= 3 else loss), stats
+torch.manual_seed(0)
+try: fit(TinyVideoNet(40), build_dataset(cfg, 'train'), cfg, loss_fn=loss_fn, env=env)
+except FloatingPointError as e: print(f'rank {env.rank}: {type(e).__name__}: {e}', flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_a_nan_loss_on_one_rank_stops_every_rank_before_the_update(tmp_path):
+    """Issue 19.2 under DDP: rank 1's loss is NaN at step 3. The count of non-finite losses is all-reduced, so both
+    ranks stop at step 3 (none waits for the other in a collective), and `latest` stays on step 2's finite weights."""
+    script = tmp_path/'diverge.py'
+    script.write_text(DIVERGE)
+    out = tmp_path/'run'
+    args = common(tmp_path) + ['batch_size=8', 'epochs=2', 'ckpt_every=2']
+    p = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', str(script),
+                        str(Path(__file__).parent), str(out), *args], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'OMP_NUM_THREADS': '1', 'HF_HUB_OFFLINE': '1'})
+    assert p.returncode == 0, p.stderr[-3000:]
+    stopped = sorted(l for l in p.stdout.splitlines() if l.startswith('rank '))
+    assert len(stopped) == 2 and all('DivergedError' in l and 'step 3' in l for l in stopped), p.stdout[-2000:]
+    assert 'not finite on another rank' in stopped[0] and 'is nan' in stopped[1], stopped
+    assert (out/'latest').read_text() == 'step-0000002' and not (out/'step-0000004').exists()
+    for v in load_file(out/'step-0000002'/'model.safetensors').values(): assert torch.isfinite(v).all()
+    assert not (out/'run.lock').exists()        # rank 0 took the folder's lock, and gave it back when it stopped
