@@ -241,16 +241,14 @@ def run_samples(args):
 
 # %% ../nbs/99_cli.ipynb #8830a5fa
 def _docs_options(p):
-    p.add_argument('--nbs', default=None, help='notebooks folder (default: nbs_path of the nbdev config)')
-    p.add_argument('--out', default=None, help='output folder (default: doc_path of the nbdev config, _docs/)')
-    p.add_argument('--no-exec', action='store_true', help='render stored outputs only; do not execute the notebooks')
+    from efficient_video.docs import add_docs_options   # the builder's own options (a light import: no torch)
+    add_docs_options(p)
 
-@subcommand('docs', 'build the static docs site offline (no Quarto needed)', _docs_options)
+@subcommand('docs', 'build the static docs site offline (no Quarto needed); a rebuild runs only what changed',
+            _docs_options)
 def run_docs(args):
     from efficient_video import docs
-    out = docs.build_site(nbs_path=args.nbs, out=args.out, execute=not args.no_exec)
-    pages = sorted(str(p.relative_to(out)) for p in Path(out).rglob('*.html'))
-    return {'out': str(out), 'pages': len(pages)}
+    return docs.run_docs_command(args)
 
 # %% ../nbs/99_cli.ipynb #df448ac0
 def _profile_options(p):

@@ -4,9 +4,15 @@ Builds the site once per session (`efficient_video.docs.build_site`), serves it 
 asserts what a reader sees. At 1400 px: every notebook has a page, MathJax typeset every equation, every image loads
 and has alt text, every internal link (and anchor) resolves, no link's text is a bare notebook name (`06_train`), no
 output is a stderr block (warnings, progress bars) or a widget repr, outputs wrap instead of scrolling sideways, a page
-with two or more h2 headings has an "On this page" list of them, and the search box (typed into through CDP) finds
-sections. At 400 px (a phone) no page scrolls sideways. No page or search index holds the build's temporary paths,
-and the server never answered 404 (e.g. a MathJax file we forgot to copy).
+with an h2 heading has "On this page" in its right margin, listing every h2 and marking the section scrolled to, no
+display formula is wider than its box unless that box scrolls (with the cue), a chapter opens with text (its imports
+and set-up folded below it), every output figure is numbered with a caption line, and the search box (typed into
+through CDP) finds sections. At 400 px (a phone) no page scrolls sideways, and "On this page" sits above the text,
+closed. No page or search index holds the build's temporary paths or the checkout's path, and the server never
+answered 404 (e.g. a MathJax file we forgot to copy). On the real site, the AIM chapter's prose links `AIMBlock` to
+its docs. The real site is built with `efficient-video docs --cache _docs/.cache` (or `$EV_DOCS_CACHE`): pages an
+earlier build made from the same notebooks and package code are reused (they are that build's executed pages); a
+clean checkout, as in CI, executes every notebook.
 
 Needs Chromium (`apt-get install chromium`, or set `CHROMIUM=/path`) and `websocket-client`. Without them the tests
 skip, unless `EV_REQUIRE_BROWSER=1` (set in CI), where they fail.
@@ -123,6 +129,31 @@ PAGE_REPORT = r"""(async () => {
     h2: [...document.querySelectorAll('main h2[id]')].map(h => h.id),
     toc: [...document.querySelectorAll('nav.toc[aria-label="On this page"] a')].map(a => a.getAttribute('href')),
     wide_outputs: [...document.querySelectorAll('.output_area pre')].filter(p => p.scrollWidth > p.clientWidth + 1).length,
+    // "On this page" in the right margin: right of the text column, visible at the top of the window
+    toc_margin: (() => {
+      const t = document.querySelector('aside.toc-margin nav.toc'), m = document.querySelector('main');
+      if (!t) return null;
+      const r = t.getBoundingClientRect(), col = m.getBoundingClientRect(), cs = getComputedStyle(m);
+      return {left: r.left, width: r.width, top: r.top, text_right: col.right - parseFloat(cs.paddingRight),
+              visible: r.width > 0 && r.height > 0 && r.top < innerHeight, n: t.querySelectorAll('a').length};
+    })(),
+    // Display formulas wider than their box, and whether that box scrolls sideways (with the cue)
+    math: [...document.querySelectorAll('.MathJax_Display')].map(d => {
+      const f = d.querySelector('span.MathJax') || d, box = d.closest('.math-display');
+      const w = f.getBoundingClientRect().width, boxw = box ? box.clientWidth : d.clientWidth;
+      return {tex: (d.nextElementSibling && d.nextElementSibling.textContent || '').slice(0, 60), w: Math.round(w),
+              box: boxw, in_box: !!box, scrolls: !!box && ['auto', 'scroll'].includes(getComputedStyle(box).overflowX)
+              && box.scrollWidth > box.clientWidth, cue: !!box && box.classList.contains('scrolls')};
+    }),
+    doc_links: [...document.querySelectorAll('main a[href]')].filter(a => a.querySelector('code'))
+               .map(a => ({href: a.getAttribute('href'), api: !!a.closest('.doc-api')})),
+    first_cell: ([...document.querySelectorAll('main .cell')].find(c => c.innerText.trim()) || {className: ''}).className,
+    shrunk: [...document.querySelectorAll('figure.ev-figure img')].filter(i => i.naturalWidth > 1.25 * i.clientWidth)
+            .map(i => `${i.closest('figure').id}: ${i.naturalWidth} px shown at ${i.clientWidth}`),
+    figures: [...document.querySelectorAll('.output_area img')].map(i => {
+      const f = i.closest('figure.ev-figure'), c = f && f.querySelector('figcaption');
+      return c ? c.textContent.trim() : null;
+    }),
     code_cells: document.querySelectorAll('.input_area pre').length,
     wide_code: [...document.querySelectorAll('.input_area pre')].filter(p => p.scrollWidth > p.clientWidth + 1).length,
   };
@@ -141,7 +172,24 @@ OVERFLOW_REPORT = r"""(async () => {
       if (culprits.length >= 5) break;
     }
   }
-  return {width: W, over, culprits};
+  const toc = document.querySelector('details.toc-box'), main = document.querySelector('main');
+  return {width: W, over, culprits, toc_open: toc ? toc.open : null,
+          toc_in_text: toc ? main.contains(toc) && toc.getBoundingClientRect().right <= W + 1 : null};
+})()"""
+
+# Scroll to the middle entry of "On this page" and report which entry the page marks as the current section
+SPY = r"""(async () => {
+  const links = [...document.querySelectorAll('nav.toc a[href^="#"]')];
+  if (links.length < 2) return null;
+  const want = links[Math.floor(links.length / 2)], head = id => document.getElementById(decodeURIComponent(id.slice(1)));
+  head(want.getAttribute('href')).scrollIntoView();
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  window.dispatchEvent(new Event('scroll'));
+  await new Promise(r => setTimeout(r, 150));
+  const got = document.querySelector('nav.toc a.active');
+  return {want: want.getAttribute('href'), got: got && got.getAttribute('href'),
+          want_top: head(want.getAttribute('href')).getBoundingClientRect().top,
+          got_top: got ? head(got.getAttribute('href')).getBoundingClientRect().top : null};
 })()"""
 
 RESULTS = "[...document.querySelectorAll('#search-results a')].map(a => ({href: a.href, text: a.textContent}))"
@@ -179,6 +227,7 @@ def visit_site(site:Path, query:str):
         for page in pages:
             br.open(srv.url + page)
             reports[page] = br.eval(PAGE_REPORT)
+            reports[page]['spy'] = br.eval(SPY)
         hits = search_site(br, srv.url + pages[-1], query)
         br.viewport(400, 800, mobile=True)
         for page in pages:
@@ -239,10 +288,22 @@ def check_site(site:Path, nbs:Path, must_have_math=(), query='', forbidden=()):
         widgets = [o[:80] for o in r['outputs'] if _re_widget.search(o)]
         assert not widgets, f'{page}: widget reprs on the page: {widgets}'
         assert r['wide_outputs'] == 0, f'{page}: {r["wide_outputs"]} outputs scroll sideways at 1400 px instead of wrapping'
-        if len(r['h2']) >= 2:
-            assert r['toc'], f'{page}: {len(r["h2"])} h2 headings but no "On this page" list'
+        if r['h2']:
+            t = r['toc_margin']
+            assert t and t['visible'] and t['left'] >= t['text_right'] - 1, f'{page}: no "On this page" in the right margin: {t}'
             missing_h2 = [h for h in r['h2'] if f'#{h}' not in r['toc']]
             assert not missing_h2, f'{page}: "On this page" misses {missing_h2}'
+            if (spy := r['spy']):   # the section scrolled to is marked (or one that starts right below it, above the line)
+                assert spy['got'] == spy['want'] or (spy['got_top'] is not None and spy['want_top'] <= spy['got_top'] <= 121), \
+                    f'{page}: scrolled to {spy["want"]}, "On this page" marks {spy["got"]}'
+            assert phone[page]['toc_open'] is False and phone[page]['toc_in_text'], f'{page}: at 400 px "On this page" is not above the text, closed'
+        clipped = [m for m in r['math'] if m['w'] > m['box'] + 1 and not (m['scrolls'] and m['cue'])]
+        assert not clipped, f'{page}: display formulas wider than their box, which does not scroll (with its cue): {clipped}'
+        assert not r['math'] or all(m['in_box'] for m in r['math']), f'{page}: display formulas left in their paragraph'
+        if r['code_cells']:
+            assert 'text_cell' in r['first_cell'], f'{page}: opens with a code cell ({r["first_cell"]}), not with text'
+        n_fig = [c for c in r['figures']]
+        assert all(c and c.startswith(f'Figure {i}.') for i, c in enumerate(n_fig, 1)), f'{page}: figures without number/caption: {n_fig}'
         p = phone[page]
         assert p['over'] <= 1, f'{page}: at {p["width"]} px the page scrolls sideways by {p["over"]} px: {p["culprits"]}'
     for page in must_have_math:
@@ -261,14 +322,23 @@ def code(src): return ('code', src)
 WIDE_MATH = ('$$\\mathcal{L}(\\theta) = -\\sum_{i=1}^{N} \\log \\frac{\\exp(\\langle f(x_i), g(t_i) \\rangle / \\tau)}'
              '{\\sum_{j=1}^{N} \\exp(\\langle f(x_i), g(t_j) \\rangle / \\tau)} + \\lambda_1 \\lVert \\theta \\rVert_1'
              ' + \\lambda_2 \\lVert \\theta \\rVert_2^2$$')
+WIDER_MATH = '$$' + ' + '.join(f'\\alpha_{{{i}}} x_{{{i}}}^{{{i}}}' for i in range(40)) + '$$'
 WIDE_TABLE = ('| ' + ' | '.join(f'column number {i}' for i in range(12)) + ' |\n|' + '---|' * 12 + '\n| '
               + ' | '.join(str(i) for i in range(12)) + ' |')
 
 TINY = {
  '00_tiny.ipynb': ['# Tiny\n> A tiny notebook', code('#| default_exp tiny'), code('#| export\nimport math'),
+     # imports and set-up before the first sentence: folded, after it
+     code('import os\nfrom pathlib import Path'), code('ROOT = Path.cwd().parent   # the project'),
      'The area is $A = \\pi r^2$, and\n\n$$E = mc^2$$\n\nfor $\\mathcal{L}: \\mathbb{R} \\to \\mathbb{R}$ (fonts beyond the basic set) costs \\$5. See [part two](tutorials/other.ipynb#part-two).',
      code('#| export\ndef area(r:float, # radius\n        )->float:\n    "Area of a circle of radius `r`"\n    return math.pi*r**2'),
-     code('import matplotlib.pyplot as plt\nplt.figure(figsize=(2,2)); plt.plot([0, 1], [0, area(1)]); plt.show()'),
+     code('#| fig-cap: The area of circles of radius 0 and 1\nimport matplotlib.pyplot as plt\n'
+          'plt.figure(figsize=(2,2)); plt.plot([0, 1], [0, area(1)]); plt.show()'),
+     # a long default value, a docstring of two lines; a path in the checkout
+     code('#| export\nRADII = tuple(range(40))\ndef areas(radii:tuple=RADII, # radii\n          )->list:\n'
+          '    \"\"\"Areas of circles, one for each\n    radius in `radii`\"\"\"\n    return [area(r) for r in radii]'),
+     code('print("project:", ROOT, "data:", ROOT/"data")'),
+     code('print("| radius | area |\\n|--:|--:|\\n| 1 | 3.14 |")'),   # a printed Markdown table: shown as a table
      code('#| slow\nraise RuntimeError("a slow cell must not run in the docs build")'),
      '![a picture](images/dot.png)',
      # what a run prints that a reader should not see: progress bars, warnings, widget reprs, temporary paths
@@ -279,7 +349,8 @@ TINY = {
      code('_ = interact(area, r=(1, 5))'),
      code('print(" ".join(f"word{i}" for i in range(80)))'),
      # what must not widen the page on a phone: display math, a table, a long output line (above), an image
-     f'## Wide things\n{WIDE_MATH}\n\nInline too: {WIDE_MATH.replace("$$", "$")}.\n\n{WIDE_TABLE}\n\n![](images/dot.png)'],
+     f'## Wide things\n{WIDE_MATH}\n\nInline too: {WIDE_MATH.replace("$$", "$")}.\n\n{WIDE_TABLE}\n\n![](images/dot.png)\n\n'
+     f'Wider than the column at 1400 px, inside a sentence: {WIDER_MATH} and on.'],
  'tutorials/other.ipynb': ['# Other\n> A page in a subfolder', '## Part two\nBack to [tiny](../00_tiny.ipynb#area).'],
  '_skipped.ipynb': ['# Skipped\n> nbdev ignores `_` files'],
 }
@@ -315,17 +386,29 @@ def tiny_site(tmp_path_factory):
 
 def test_tiny_site_in_browser(tiny_site):
     site, nbs, build_tmp = tiny_site
-    res = check_site(site, nbs, must_have_math=['tiny.html'], query='area', forbidden=[str(build_tmp)])
+    res = check_site(site, nbs, must_have_math=['tiny.html'], query='area', forbidden=[str(build_tmp), str(nbs.parent)])
     reports = res['reports']
     assert set(reports) == {'tiny.html', 'tutorials/other.html'}
     r = reports['tiny.html']
     assert len(r['images']) == 3, 'the executed figure and the two markdown images'
+    assert r['figures'] == ['Figure 1. The area of circles of radius 0 and 1'], r['figures']
     assert '$5' in r['prose'], 'an escaped dollar stays a dollar'
     assert 'area' in r['ids'], 'show_doc rendered a heading for the exported function'
     assert any(h.endswith('tutorials/other.html#part-two') for h in r['links'])
     assert 'Tiny' in r['link_texts'], 'links to 00_tiny show its title'
     assert any('saved to /tmp/…' in o for o in r['outputs']), 'the temporary path is shown, as /tmp/…'
+    assert any(o.strip() == 'project: . data: ./data' for o in r['outputs']), 'paths in the checkout are shown relative to it'
     assert any(h['href'].endswith('tiny.html#area') for h in res['hits']), res['hits']
+    wide = [m for m in r['math'] if m['w'] > m['box']]
+    assert wide and all(m['scrolls'] and m['cue'] for m in wide), f'the wide formula scrolls in its box, with the cue: {r["math"]}'
+    page = (site/'tiny.html').read_text()
+    from bs4 import BeautifulSoup
+    soup = BeautifulSoup(page, 'html.parser')
+    assert 'radii:tuple=RADII, # radii' in soup.get_text(), 'a long default value is shown by its name'
+    assert [[td.get_text() for td in tr.find_all('td')] for tr in soup.select('.output_area table tbody tr')] == [['1', '3.14']]
+    assert re.search(r'<em>Areas of circles, one for each\s+radius in <code>radii</code></em>', page), 'the docstring in italics, both lines'
+    folded = re.search(r'<details class="fold" data-group="setup"><summary>Imports and set-up</summary>(.*?)</details>', page, re.S)
+    assert folded and 'ROOT' in folded.group(1) and page.index('The area is') < folded.start(), 'imports and set-up folded after the first text'
 
 def test_docs_module_imports_light():
     "`import efficient_video.docs` loads none of the heavy dev extras (they are imported where they are used)"
@@ -347,7 +430,10 @@ def real_site(tmp_path_factory):
     out = tmp_path_factory.mktemp('site')
     build_tmp = tempfile.mkdtemp(prefix='ev-site-tmp-')  # short: notebooks may put sockets in their temp folder
     exe = shutil.which('efficient-video') or str(Path(sys.executable).parent/'efficient-video')
-    cmd = [exe, 'docs', '--out', str(out), '--json'] + ([] if os.environ.get('EV_DOCS_EXEC', '1') == '1' else ['--no-exec'])
+    # Pages whose notebook and package code are unchanged since an earlier build (`efficient-video docs`, or this test)
+    # come from its cache: they are the executed pages that build made. A clean checkout (CI) executes every notebook.
+    cache = os.environ.get('EV_DOCS_CACHE') or str(REPO/'_docs'/'.cache')
+    cmd = [exe, 'docs', '--out', str(out), '--cache', cache, '--json'] + ([] if os.environ.get('EV_DOCS_EXEC', '1') == '1' else ['--no-exec'])
     t0 = time.time()
     try: res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, 'HF_HUB_OFFLINE': '1', 'TMPDIR': build_tmp})
     finally: shutil.rmtree(build_tmp, ignore_errors=True)
@@ -355,20 +441,30 @@ def real_site(tmp_path_factory):
     report = json.loads(res.stdout)
     assert Path(report['out']) == out.resolve() and report['pages'] >= len(expected_pages(nbs)), report
     print(f'\nbuilt the real site in {time.time() - t0:.0f}s:\n{res.stderr}')
-    return out, nbs, res.stderr, [build_tmp, os.path.realpath(build_tmp)]
+    return out, nbs, res.stderr, [build_tmp, os.path.realpath(build_tmp), str(REPO), os.path.realpath(REPO)]
 
 def test_real_site_build_log(real_site):
-    "The build says what it does: a first line, one line per notebook with its seconds, and a summary"
+    """The build says what it does: how many pages come from the cache, then for each other notebook a line when it
+    starts and one when it ends (its seconds, its peak memory, what still runs), and a summary"""
     site, nbs, log, _ = real_site
-    lines = log.strip().splitlines()
-    done = [l for l in lines if re.match(r'^docs: \[\s*\d+/\d+\] \S+\.ipynb (executed|processed) in \d+\.\ds$', l)]
-    assert len(done) == len(expected_pages(nbs)), log
-    assert lines[0].startswith('docs: executing') or lines[0].startswith('docs: processing'), log
-    assert re.match(rf'^docs: {len(done)} pages in .+, \d+s \(slowest: \S+\.ipynb, \d+s\)$', lines[-1]), log
+    lines, n = log.strip().splitlines(), len(expected_pages(nbs))
+    cached = sum(int(m.group(1)) for l in lines if (m := re.match(r'^docs: (\d+) pages? unchanged since the last build', l)))
+    started = [l for l in lines if re.match(r'^docs: start \S+\.ipynb; running: .+; \d+/\d+ done, \S+ elapsed', l)]
+    done = [l for l in lines if re.match(r'^docs: \[\s*\d+/\d+\] \S+\.ipynb (executed|processed) in \d+\.\ds(, peak \d+\.\d GB)?'
+                                         r'(\s\(.*\))?; running: ', l)]
+    assert len(done) + cached == n and len(started) == len(done), log
+    if done: assert any(l.startswith(('docs: executing', 'docs: processing')) for l in lines), log
+    assert re.match(rf'^docs: {n} pages in .+, \d+s', lines[-1]) and 'FAILED' not in lines[-1], log
 
 def test_real_site_in_browser(real_site):
     site, nbs, _, build_tmp = real_site
-    res = check_site(site, nbs, query='fit', forbidden=build_tmp)
+    res = check_site(site, nbs, query='fit', forbidden=build_tmp)   # the build's temp folders and the checkout's path
     print(f"\ncode cells wider than the column at 1400 px: {res['wide_code']} of {res['code_cells']}")
+    aim = res['reports']['aim.html']['doc_links']
+    prose = [l['href'] for l in aim if not l['api']]
+    assert any(h.split('/')[-1] == 'aim.html#aimblock' for h in prose), f'the AIM chapter\'s prose does not link AIMBlock: {prose}'
+    n_links = sum(len(r['doc_links']) for r in res['reports'].values())
+    shrunk = {p: r['shrunk'] for p, r in res['reports'].items() if r['shrunk']}
+    print(f'doc links to documented names: {n_links}; figures shown below 80% of their drawn size (text shrinks with them): {shrunk}')
     # a review found 79% of code cells scrolling sideways at 1400 px; lines up to ~125 characters now fit
     assert res['wide_code'] <= 0.2 * res['code_cells'], f"{res['wide_code']} of {res['code_cells']} code cells scroll sideways"
