@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .core import override, seed_everything, worker_init_fn, get_device, autocast_dtype, param_groups
 from .video import (VideoDataset, VideoRecord, SegmentSampler, DenseSampler, train_transform,
                                    eval_transform, read_path_label_list, read_kinetics_csv, read_ssv2_json,
-                                   read_ucf_hmdb_split, collate_videos, check_labels)
+                                   read_ucf_hmdb_split, collate_videos, check_labels, read_utf8)
 from .samples import opposite_direction_correct
 
 try: import fcntl   # POSIX file locks: a run folder is locked while a run writes in it (Windows: not locked)
@@ -280,10 +280,10 @@ def _read_class_file(spec: str) -> list[str]:
     path, key = _class_spec(spec)
     if not path.is_file(): raise FileNotFoundError(f"class_names={spec!r}: no such file ({path.absolute()})")
     if path.suffix != '.json':
-        lines = [l.strip() for l in path.read_text(encoding='utf-8-sig').splitlines() if l.strip()]
+        lines = [l.strip() for l in read_utf8(path).splitlines() if l.strip()]
         indexed = all(re.match(r'\d+\s+\S', l) for l in lines)          # classInd.txt: `1 ApplyEyeMakeup`
         return [l.split(maxsplit=1)[1] for l in lines] if indexed else lines
-    data = json.loads(path.read_text(encoding='utf-8-sig'))
+    data = json.loads(read_utf8(path))
     if key is not None:
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise ValueError(f"class_names={spec!r}: {path.name} has no list {key!r}")

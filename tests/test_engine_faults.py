@@ -457,3 +457,17 @@ def test_cli_unwritable_output_folders_are_one_line(tmp_path):
     assert "output_dir" in line and "not a folder" in line, line
     line = one_line_error(cli("train", f"output_dir={tmp_path / 'run'}", f"feature_cache={a_file}", *common))
     assert str(a_file) in line, line
+
+
+# ---------------------------------------------------------------------------------------------------- class files
+@pytest.mark.parametrize("name, data, where", [
+    ("classes.txt", "zumba\ncafé\n", "classes.txt:2"),
+    ("classes.json", '["zumba",\n "café"]', "classes.json:2")])
+def test_a_class_file_that_is_not_utf8_is_named_with_its_line(tmp_path, name, data, where):
+    from efficient_video.engine import read_class_names
+    path = tmp_path / name
+    path.write_bytes(data.encode("latin-1"))
+    with pytest.raises(ValueError) as ei:
+        read_class_names(override(TrainConfig(), {"class_names": str(path)}))
+    msg = str(ei.value)
+    assert str(tmp_path / where) in msg and "not UTF-8" in msg and "\n" not in msg, msg
