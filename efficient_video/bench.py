@@ -117,7 +117,7 @@ def summarise_motion(runs: dict[tuple[str, int, int], dict], shots: Sequence[int
 def run_motion_bench(out: str | os.PathLike = 'runs/bench', rows: Sequence[str] | None = None,
                      seeds: Sequence[int] = BENCH_SEEDS, shots: Sequence[int] = BENCH_SHOTS, epochs: int = DEMO_EPOCHS,
                      device: str | None = None, log=print) -> dict:
-    """Every run of `motion_plan` under `out/motion` (finished runs are kept); `{'methods': summarise_motion(...),
+    """Every run of `motion_plan` under `out/motion` (runs finished under the same settings are kept); `{'methods': summarise_motion(...),
     'seeds', 'shots', 'epochs', 'seconds', 'runs'}`."""
     plan = motion_plan(list(rows or BENCH_ROWS), list(seeds), list(shots))
     root, t0, runs = Path(out)/'motion', time.perf_counter(), {}
