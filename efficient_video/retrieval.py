@@ -150,7 +150,9 @@ def retrieval_data(cfg: TrainConfig, split: str, model: EfficientPrompt, caption
     return feats, SentenceSet.for_videos(feats.paths, captions if captions is not None else read_captions())
 
 def train_retrieval(cfg: TrainConfig, captions: dict | None = None) -> tuple[EfficientPrompt, dict]:
-    "Train prompts + temporal model for retrieval on `cfg.train_list`; `(model, {'zero_shot': ..., 'trained': ..., 'fit': ...})` on `cfg.test_list`."
+    """Train prompts + temporal model for retrieval on `cfg.train_list`; returns `(model, report)`, the report with
+    'zero_shot' and 'trained' (`both_directions` metrics on `cfg.test_list`), 'steps' and 'train_minutes' (from `fit`),
+    'test_videos' and 'test_sentences' (the test split's sizes)."""
     captions = captions if captions is not None else read_captions()
     model = retrieval_model(cfg, ['a video'])                                # sentences come with the data
     train_feats, train_set = retrieval_data(cfg, 'train', model, captions)
