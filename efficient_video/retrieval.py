@@ -22,6 +22,7 @@ from .methods import clip_model
 from .samples import samples_dir
 from .temporal import EfficientPrompt
 from .train import load_config
+from .video import read_utf8
 
 # %% auto #0
 __all__ = ['RETRIEVAL_PRESET', 'read_captions', 'SentenceSet', 'retrieval_ranks', 'retrieval_metrics', 'pair_accuracy',
@@ -30,18 +31,33 @@ __all__ = ['RETRIEVAL_PRESET', 'read_captions', 'SentenceSet', 'retrieval_ranks'
 
 # %% ../nbs/12_retrieval.ipynb #b139152b
 def read_captions(path: str | Path | None = None) -> dict[str, list[str]]:
-    "The sentences of every clip in a captions file (`retrieval/captions.jsonl`), keyed by the clip's resolved path."
+    """The sentences of every clip in a captions file (`retrieval/captions.jsonl`), keyed by the clip's resolved path.
+    Each line is one JSON object naming its clip once; a line that is not is an error naming the file and line."""
     path = Path(path) if path is not None else samples_dir()/'retrieval'/'captions.jsonl'
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no captions file; run `efficient-video samples --check` to find the samples")
-    out = {}
-    for i, line in enumerate(path.read_text(encoding='utf-8-sig').splitlines(), 1):
+    shape = 'each line is {"path": "motion/train/000_right.mp4", "captions": ["a sentence", ...]}'
+    out, first = {}, {}
+    for i, line in enumerate(read_utf8(path).splitlines(), 1):
         if not line.strip(): continue
         try: row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{i}: not a JSON line ({e.msg}); each line is {{\"path\": ..., \"captions\": [...]}}") from None
-        if not row.get('captions'): raise ValueError(f"{path}:{i}: {row.get('path')!r} has no captions")
-        out[str((path.parent.parent/row['path']).resolve())] = list(row['captions'])   # paths are relative to data_samples/
+        except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not a JSON line ({e.msg}); {shape}") from None
+        if not isinstance(row, dict): raise ValueError(f"{path}:{i}: a JSON {type(row).__name__}, not an object; {shape}")
+        clip, sentences = row.get('path'), row.get('captions')
+        if not isinstance(clip, str) or not clip.strip():
+            got = 'missing' if 'path' not in row else f"{clip!r}, not a file name"
+            raise ValueError(f"{path}:{i}: \"path\" is {got}; {shape} (paths relative to {path.parent.parent})")
+        if isinstance(sentences, str):
+            raise ValueError(f"{path}:{i}: \"captions\" of {clip!r} is one string, not a list of sentences; "
+                             f"write [{json.dumps(sentences)[:60]}]")
+        if not isinstance(sentences, list) or not sentences or not all(isinstance(t, str) and t.strip() for t in sentences):
+            raise ValueError(f"{path}:{i}: \"captions\" of {clip!r} must be a non-empty list of sentences, "
+                             f"got {json.dumps(sentences)[:60]}; {shape}")
+        key = str((path.parent.parent/clip).resolve())                  # paths are relative to data_samples/
+        if key in out:
+            raise ValueError(f"{path}:{i}: {clip!r} is listed again (first at line {first[key]}); "
+                             "put all its sentences in one line")
+        out[key], first[key] = list(sentences), i
     return out
 
 @dataclass
