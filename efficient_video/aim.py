@@ -20,14 +20,16 @@ class AIMBlock(VideoBlock):
     def __init__(self, block: nn.Module, drop_path: float = 0.0, scale: float = 0.5, ratio: float = 0.25,
                  second_temporal_adapter: bool = False):
         super().__init__(block, drop_path)
-        D = block.ln_2.normalized_shape[0]; r = int(D * ratio)
+        D = block.ln_2.normalized_shape[0]
+        r = int(D * ratio)
         self.t_adapter, self.s_adapter = Adapter(D, r), Adapter(D, r, skip=True)
         self.j_adapter, self.scale = Adapter(D, r), scale
         self.t_adapter_in = Adapter(D, r, skip=True) if second_temporal_adapter else None     # SSv2 variant
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         h = self.ln_1(x)
-        if self.t_adapter_in is not None: h = self.t_adapter_in(h)
+        if self.t_adapter_in is not None:
+            h = self.t_adapter_in(h)
         x = x + self.drop_path(self.t_adapter(self.temporal_attention(h, T)))   # z_T = z + A_T(T-MSA(LN z))
         x = x + self.s_adapter(self.ls_1(self.attention(self.ln_1(x))))          # z_S = z_T + A_S(S-MSA(LN z_T))
         h = self.ln_2(x)
@@ -55,4 +57,4 @@ register_preset('aim-k400-vitb16-32f', **_K400, frames=32, frame_interval=4)
 register_preset('aim-ssv2-vitb16', method='aim', backbone='ViT-B-16', pretrained='openai', data_format='ssv2', frames=8,
                 sampler='segment', flip=False, label_smoothing=0.1, lr=3e-4, weight_decay=0.05, batch_size=64, epochs=50,
                 warmup_epochs=2.5, drop_path=0.2, method_args={'scale': 1.0, 'second_temporal_adapter': True},
-                test_views=1, test_crops=3, grad_checkpointing=True);
+                test_views=1, test_crops=3, grad_checkpointing=True)

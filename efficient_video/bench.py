@@ -60,7 +60,8 @@ def bench_config(row: str, out: str | os.PathLike, seed: int = 0, shots: int = 0
 def mean_std(values: Sequence[float]) -> dict:
     "`{'mean', 'std', 'n', 'values'}` of `values`; `std` is the sample standard deviation (0 for a single value)."
     v = [float(x) for x in values]
-    if not v: raise BenchError('mean_std: no values')
+    if not v:
+        raise BenchError('mean_std: no values')
     m = sum(v) / len(v)
     sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
     return {'mean': m, 'std': sd, 'n': len(v), 'values': v}
@@ -74,12 +75,15 @@ def bench_run(row: str, out: str | os.PathLike, seed: int = 0, shots: int = 0, e
               device: str | None = None, log=print) -> dict:
     """Train and test one run (the untrained template: test only); kept with its key in `run.json` of its folder and
     reused from there when made under the same settings (else trained again, saying why)."""
-    if row == 'zero-shot' and shots: raise BenchError('the zero-shot row trains nothing: it has no few-shot runs')
+    if row == 'zero-shot' and shots:
+        raise BenchError('the zero-shot row trains nothing: it has no few-shot runs')
     cfg = bench_config(row, out, seed, shots, epochs, device)
     done, key = Path(cfg.output_dir)/'run.json', bench_key(row, cfg, shots)
     kept, why = kept_record(done, key)
-    if kept is not None: return {k: v for k, v in kept.items() if k != 'key'}
-    if why: log(f"{row} {run_name(seed, shots)}: {why}: training it again")
+    if kept is not None:
+        return {k: v for k, v in kept.items() if k != 'key'}
+    if why:
+        log(f"{row} {run_name(seed, shots)}: {why}: training it again")
     remove_run(cfg.output_dir)                                   # nothing of another run is left to be read back
     test, params, seconds = train_and_test(cfg, trains=row != 'zero-shot')
     result = {'top1': test['top1'], 'opposite_direction_acc': test['opposite_direction_acc'], 'seconds': round(seconds, 2),
@@ -93,9 +97,12 @@ def bench_run(row: str, out: str | os.PathLike, seed: int = 0, shots: int = 0, e
 def motion_plan(rows: Sequence[str], seeds: Sequence[int], shots: Sequence[int]) -> list[tuple[str, int, int]]:
     "`(row, seed, shots)` of every run, row by row (shots 0 = closed-set); the untrained template has no few-shot runs."
     bad = [r for r in rows if r not in BENCH_ROWS]
-    if bad: raise BenchError(f"--methods {','.join(bad)}: not benchmark rows; choose from {','.join(BENCH_ROWS)}")
-    if not seeds: raise BenchError('--seeds: at least one seed')
-    if any(k < 1 for k in shots): raise BenchError(f'--shots {shots}: clips per class must be >= 1')
+    if bad:
+        raise BenchError(f"--methods {','.join(bad)}: not benchmark rows; choose from {','.join(BENCH_ROWS)}")
+    if not seeds:
+        raise BenchError('--seeds: at least one seed')
+    if any(k < 1 for k in shots):
+        raise BenchError(f'--shots {shots}: clips per class must be >= 1')
     return [(row, seed, k) for row in rows for k in (0, *shots) if not (row == 'zero-shot' and k) for seed in seeds]
 
 def summarise_motion(runs: dict[tuple[str, int, int], dict], shots: Sequence[int]) -> dict:
@@ -110,7 +117,8 @@ def summarise_motion(runs: dict[tuple[str, int, int], dict], shots: Sequence[int
              'seconds': mean_std([v['seconds'] for v in closed])}
         for k in shots:
             few = [v['top1'] for (r, _, kk), v in runs.items() if r == row and kk == k]
-            if few: t['few_shot_top1'][str(k)] = mean_std(few)
+            if few:
+                t['few_shot_top1'][str(k)] = mean_std(few)
         table[row] = t
     return table
 
@@ -123,7 +131,8 @@ def run_motion_bench(out: str | os.PathLike = 'runs/bench', rows: Sequence[str] 
     root, t0, runs = Path(out)/'motion', time.perf_counter(), {}
     for i, (row, seed, k) in enumerate(plan):
         what = f"[{i + 1}/{len(plan)}] {row} {run_name(seed, k)}"
-        try: runs[row, seed, k] = r = bench_run(row, root, seed, k, epochs, device, log=log)
+        try:
+            runs[row, seed, k] = r = bench_run(row, root, seed, k, epochs, device, log=log)
         except KeyboardInterrupt:
             remove_run(bench_config(row, root, seed, k, epochs, device).output_dir)
             raise KeyboardInterrupt(f"interrupted during {row} {run_name(seed, k)}; its folder was removed, the {len(runs)} "
@@ -153,10 +162,12 @@ def format_motion_table(motion: dict) -> str:
 def plot_motion(motion: dict, path: str | os.PathLike | None = None):
     "Closed-set top-1 and opposite-direction accuracy (± std) per method, and top-1 against clips per class."
     import matplotlib
-    if path is not None and 'matplotlib.pyplot' not in sys.modules: matplotlib.use('Agg')
+    if path is not None and 'matplotlib.pyplot' not in sys.modules:
+        matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     import numpy as np
-    m = motion['methods']; names = list(m)
+    m = motion['methods']
+    names = list(m)
     y = np.arange(len(names))
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 0.42 * len(names) + 1.6), gridspec_kw={'width_ratios': [1, 1.1]})
     for off, key, label, color in ((-0.2, 'top1', 'top-1 (40 classes)', '#4c72b0'),
@@ -164,21 +175,31 @@ def plot_motion(motion: dict, path: str | os.PathLike | None = None):
         a.barh(y + off, [m[n][key]['mean'] for n in names], 0.4, xerr=[m[n][key]['std'] for n in names],
                label=label, color=color, error_kw=dict(lw=0.8, capsize=2))
     a.axvline(0.5, color='0.4', ls=':', lw=1)
-    a.set_yticks(y, names); a.invert_yaxis(); a.set_xlim(0, 1); a.set_xlabel('test accuracy (mean ± std over seeds)')
+    a.set_yticks(y, names)
+    a.invert_yaxis()
+    a.set_xlim(0, 1)
+    a.set_xlabel('test accuracy (mean ± std over seeds)')
     a.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     full = 600 // 40                                                  # clips per class in the full training set
     for i, n in enumerate(names):
         ks = [int(k) for k in m[n]['few_shot_top1']]
-        if not ks: continue
+        if not ks:
+            continue
         xs = ks + [full]
         mu = [m[n]['few_shot_top1'][str(k)]['mean'] for k in ks] + [m[n]['top1']['mean']]
         sd = [m[n]['few_shot_top1'][str(k)]['std'] for k in ks] + [m[n]['top1']['std']]
         b.errorbar(xs, mu, yerr=sd, marker='o', ms=3, lw=1.2, capsize=2, label=n, color=plt.cm.tab10(i % 10))
-    b.set_xscale('log', base=2); b.set_xticks([2, 4, 8, full], ['2', '4', '8', f'all ({full})'])
-    b.set_xlabel('training clips per class'); b.set_ylabel('top-1'); b.set_ylim(0, 1)
+    b.set_xscale('log', base=2)
+    b.set_xticks([2, 4, 8, full], ['2', '4', '8', f'all ({full})'])
+    b.set_xlabel('training clips per class')
+    b.set_ylabel('top-1')
+    b.set_ylim(0, 1)
     b.legend(fontsize=6.5, ncol=2, loc='upper left', frameon=False)
-    fig.suptitle(f"motion benchmark, {len(motion['seeds'])} seeds", fontsize=9); fig.tight_layout()
-    if path is not None: fig.savefig(path, dpi=120); plt.close(fig)
+    fig.suptitle(f"motion benchmark, {len(motion['seeds'])} seeds", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
     return fig
 
 # %% ../nbs/17_bench.ipynb #70e281a5
@@ -188,8 +209,10 @@ REFERENCE_SCALE = {k: v for k, v in REFERENCE.items() if k != 'frames'}   # the 
 
 def reference_args(method: str, frames: int) -> dict:
     "The method's options at the reference scale with `frames` frames (see the text above)."
-    if method == 'efficient-prompt': return dict(prefix=16, postfix=16, temporal_layers=1)
-    if method == 'dualpath': return dict(grid='4x4' if frames % 16 == 0 else '2x2', spatial_frames=8)
+    if method == 'efficient-prompt':
+        return dict(prefix=16, postfix=16, temporal_layers=1)
+    if method == 'dualpath':
+        return dict(grid='4x4' if frames % 16 == 0 else '2x2', spatial_frames=8)
     return {}
 
 # dense bf16 tensor-core peaks (TFLOP/s, 1 FLOP = one multiply or one add), from the vendors' data sheets
@@ -198,7 +221,8 @@ PEAK_BF16_TFLOPS = (('H200', 989.0), ('H100 PCIe', 756.0), ('H100', 989.0), ('A1
 
 def peak_tflops(device_name: str) -> float | None:
     "The GPU's dense bf16 peak (`EV_PEAK_TFLOPS` overrides; `None` if unknown)."
-    if os.environ.get('EV_PEAK_TFLOPS'): return float(os.environ['EV_PEAK_TFLOPS'])
+    if os.environ.get('EV_PEAK_TFLOPS'):
+        return float(os.environ['EV_PEAK_TFLOPS'])
     return next((v for k, v in PEAK_BF16_TFLOPS if k in device_name), None)
 
 def _peak_rss_bytes() -> int:
@@ -225,12 +249,18 @@ def measure_training(method: str, frames: int, device: str = 'cpu', batch: int =
     def step():
         with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss = F.cross_entropy(model(x).float(), y)
-        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
     macs = count_flops(step).total                               # the warm-up step, counted
-    if dev.type == 'cuda': torch.cuda.synchronize(dev); torch.cuda.reset_peak_memory_stats(dev)
+    if dev.type == 'cuda':
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
     t0 = time.perf_counter()
-    for _ in range(steps): step()
-    if dev.type == 'cuda': torch.cuda.synchronize(dev)
+    for _ in range(steps):
+        step()
+    if dev.type == 'cuda':
+        torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
     flops_per_s = 2 * macs * steps / seconds                     # hardware convention: 2 FLOPs per multiply-add
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.processor() or platform.machine()
@@ -291,7 +321,8 @@ def run_reference(rows: Sequence[str] | None = None, frames: Sequence[int] = REF
     "Profile and measure every reference row at each of `frames`: `{'device', 'batch', 'steps', 'rows': [...]}`."
     rows = list(REFERENCE_ROWS if rows is None else rows)
     bad = [r for r in rows if r not in REFERENCE_ROWS]
-    if bad: raise BenchError(f"--methods {','.join(bad)}: no reference row; choose from {','.join(REFERENCE_ROWS)}")
+    if bad:
+        raise BenchError(f"--methods {','.join(bad)}: no reference row; choose from {','.join(REFERENCE_ROWS)}")
     gpu = torch.device(device).type == 'cuda'
     batch, steps = batch or (16 if gpu else 2), steps or (10 if gpu else 2)
     out, t0 = [], time.perf_counter()
@@ -302,12 +333,15 @@ def run_reference(rows: Sequence[str] | None = None, frames: Sequence[int] = REF
             row = {'method': method, 'frames': T, 'args': args, 'params_trainable': prof['params_trainable'],
                    'params_total': prof['params_total'], 'gflops_per_view': prof['gflops_per_view']}
             measure = measure_training if gpu else measure_in_fresh_process   # a GPU's peak statistics reset per run
-            try: meas = measure(method, T, device=device, batch=batch, steps=steps, **REFERENCE_SCALE, **args)
+            try:
+                meas = measure(method, T, device=device, batch=batch, steps=steps, **REFERENCE_SCALE, **args)
             except Exception as e:   # out of memory (the child is killed), a kernel missing on this device, ...
                 out.append({**row, 'error': f'{type(e).__name__}: {e}'.strip(': ')})
-                log(f"{method} × {T}: failed ({out[-1]['error']})"); continue
+                log(f"{method} × {T}: failed ({out[-1]['error']})")
+                continue
             finally:
-                if gpu: torch.cuda.empty_cache()
+                if gpu:
+                    torch.cuda.empty_cache()
             row.update({k: meas[k] for k in ('clips_per_second', 'peak_memory_gb', 'memory', 'gmacs_per_step', 'tflops',
                                              'mfu', 'peak_tflops', 'dtype', 'device')})
             out.append(row)
@@ -335,9 +369,11 @@ def format_reference_table(reference: dict) -> str:
             m = next((x for x in reference[d]['rows'] if (x['method'], x['frames']) == (row['method'], row['frames'])), None)
             if m is None or 'error' in m:
                 gone = 'failed' if m else '—'
-                line += f' {gone} | {gone} |' + (f' {gone} |' if d == 'cuda' else ''); continue
+                line += f' {gone} | {gone} |' + (f' {gone} |' if d == 'cuda' else '')
+                continue
             line += f" {m['clips_per_second']:.3g} | {m['peak_memory_gb']:.2f} |"
-            if d == 'cuda': line += f" {m['mfu']:.1%} |" if m['mfu'] is not None else ' — |'
+            if d == 'cuda':
+                line += f" {m['mfu']:.1%} |" if m['mfu'] is not None else ' — |'
         lines.append(line)
     return '\n'.join(lines)
 
@@ -366,7 +402,8 @@ def machine() -> dict:
 def merge_reports(old: dict, new: dict) -> dict:
     "`old` with the parts of `new` (the reference part per device type)."
     out = {**old, **{k: v for k, v in new.items() if k != 'reference'}}
-    if 'reference' in new: out['reference'] = {**old.get('reference', {}), **new['reference']}
+    if 'reference' in new:
+        out['reference'] = {**old.get('reference', {}), **new['reference']}
     return out
 
 def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = BENCH_PARTS, rows: Sequence[str] | None = None,
@@ -376,8 +413,10 @@ def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = BENC
     """The benchmark `parts` ('motion', 'reference', 'paper'); writes `out/bench.json` (and merges into `record`).
     `rows` selects methods (each part keeps those it has)."""
     bad = [p for p in parts if p not in BENCH_PARTS]
-    if bad: raise BenchError(f"--part {','.join(bad)}: choose from {','.join(BENCH_PARTS)}")
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    if bad:
+        raise BenchError(f"--part {','.join(bad)}: choose from {','.join(BENCH_PARTS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     report, info = {}, machine()
     if 'motion' in parts:
         report['motion'] = {**run_motion_bench(out, rows, seeds, shots, epochs, device, log), **info}
@@ -389,7 +428,8 @@ def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = BENC
     if 'paper' in parts:
         report['paper'] = {'rows': paper_comparison([f for f in PAPER_FIGURES if not rows or f['method'] in rows]), **info}
     _atomic_json(out/'bench.json', report)
-    if 'motion' in report: plot_motion(report['motion'], out/'motion.png')
+    if 'motion' in report:
+        plot_motion(report['motion'], out/'motion.png')
     if record is not None:
         record = Path(record)
         old = json.loads(record.read_text()) if record.is_file() else {}
@@ -406,7 +446,8 @@ def format_bench(report: dict) -> str:
     if 'reference' in report:
         parts.append('Reference scale (ViT-B/16, 224 px, 400 classes; GFLOPs: 1 FLOP = 1 multiply–add):\n\n'
                      + format_reference_table(report['reference']))
-    if 'paper' in report: parts.append("The papers' figures:\n\n" + format_paper_table(report['paper']['rows']))
+    if 'paper' in report:
+        parts.append("The papers' figures:\n\n" + format_paper_table(report['paper']['rows']))
     return '\n\n'.join(parts)
 
 # %% ../nbs/17_bench.ipynb #fd7bd337
@@ -449,7 +490,8 @@ def describe_motion(motion: dict, blind: float = 0.05, sees: float = 0.8) -> str
                          "than the fixed template the temporal-transformer row keeps (as CoOp reports for learned prompts "
                          "on unseen classes)")
                 line += (f"; their spread over seeds is {ep['std'] / tt['std']:.1f}× the fixed template's." if tt['std'] > 0 else '.')
-            else: line += " Efficient-Prompt's learned prompt vectors carry over at least as well as the fixed template."
+            else:
+                line += " Efficient-Prompt's learned prompt vectors carry over at least as well as the fixed template."
         text.append(line)
     few = [n for n in t if t[n]['few_shot_top1']]
     if few and shots:
@@ -473,7 +515,8 @@ def describe_motion(motion: dict, blind: float = 0.05, sees: float = 0.8) -> str
             line += (f" The rows that train inside the image tower reach {_span([t[n]['few_shot_top1'][shots[0]]['mean'] for n in tower])} "
                      f"with {shots[0]} clips per class (the frame average with all of its data: {_pct(mean('frame-average'))})")
             tt = [n for n in tower if n in timed and k in t[n]['few_shot_top1']]
-            if tt: line += f"; with {k}, those of them that see frame order ({_names(tt)}) reach {_span([t[n]['few_shot_top1'][k]['mean'] for n in tt])}"
+            if tt:
+                line += f"; with {k}, those of them that see frame order ({_names(tt)}) reach {_span([t[n]['few_shot_top1'][k]['mean'] for n in tt])}"
             line += '.'
         if {'efficient-prompt', 'temporal-transformer'} <= set(few):
             extra = t['efficient-prompt']['params_trainable'] - t['temporal-transformer']['params_trainable']
@@ -496,7 +539,8 @@ def describe_reference(part: dict) -> str:
     text = []
     if fa:
         line = f"- **The frozen tower.** At {T0} frames the frame average costs {fa['gflops_per_view']:.1f} GFLOPs per view"
-        if ep: line += f", Efficient-Prompt {ep['gflops_per_view']:.1f}"
+        if ep:
+            line += f", Efficient-Prompt {ep['gflops_per_view']:.1f}"
         text.append(line + '.')
         tower = [m for m in TOWER_ROWS if m in at]
         text.append(f"- **Adapting the tower**, against the frame average at {T0} frames (extra GFLOPs per view; training "

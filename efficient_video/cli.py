@@ -103,9 +103,11 @@ def _config_fields(spec: str) -> dict[str, str]:
     def fields(name: str) -> dict[str, str]:
         node, out = classes[name], {}
         for base in node.bases:                       # TrainConfig(_Optimisation(_Data(_What))): bases' fields first
-            if isinstance(base, ast.Name) and base.id in classes: out.update(fields(base.id))
+            if isinstance(base, ast.Name) and base.id in classes:
+                out.update(fields(base.id))
         for st in node.body:
-            if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name): out[st.target.id] = ast.unparse(st.annotation)
+            if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name):
+                out[st.target.id] = ast.unparse(st.annotation)
         return out
     return fields(cls)
 
@@ -114,14 +116,19 @@ _BOOLS = ('1', 'true', 'yes', 'on', '0', 'false', 'no', 'off')   # what `core.ov
 def _value_problem(key: str, text: str, annotation: str) -> str | None:
     "Why `text` cannot be the value of a field annotated `annotation` (int, float, bool, optionally `| None`), as `core.override` would say; else None."
     kinds = [k.strip() for k in annotation.split('|')]
-    if 'None' in kinds and text.lower() in ('none', 'null'): return None
+    if 'None' in kinds and text.lower() in ('none', 'null'):
+        return None
     kinds = [k for k in kinds if k != 'None']
-    if len(kinds) != 1 or kinds[0] not in ('int', 'float', 'bool'): return None   # strings, tuples, dicts: read later
+    if len(kinds) != 1 or kinds[0] not in ('int', 'float', 'bool'):
+        return None   # strings, tuples, dicts: read later
     kind = kinds[0]
     try:
-        if kind == 'bool' and text.lower() not in _BOOLS: raise ValueError(text)
-        if kind != 'bool': {'int': int, 'float': float}[kind](text)
-    except ValueError: return f"override: {key}={text!r} is not a valid {kind}" + (": give a value" if not text else '')
+        if kind == 'bool' and text.lower() not in _BOOLS:
+            raise ValueError(text)
+        if kind != 'bool':
+            {'int': int, 'float': float}[kind](text)
+    except ValueError:
+        return f"override: {key}={text!r} is not a valid {kind}" + (": give a value" if not text else '')
     return None
 
 _PATH_FIELDS = ('train_list', 'val_list', 'test_list', 'video_root', 'class_names', 'test_class_names')
@@ -130,8 +137,10 @@ def _writable_problem(path: str | os.PathLike, what: str) -> str | None:
     "Why `path` cannot become a folder this process writes in (read from the filesystem, nothing created); else None."
     p = Path(path)
     base = p
-    while not base.exists() and base != base.parent: base = base.parent
-    if not base.is_dir(): return f"{what}={str(path)!r}: {base} is a file, not a folder; choose another {what}"
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        return f"{what}={str(path)!r}: {base} is a file, not a folder; choose another {what}"
     if not os.access(base, os.W_OK | os.X_OK):
         return f"{what}={str(path)!r}: {base} is not writable (read-only or no permission); choose another {what}"
     return None
@@ -140,7 +149,8 @@ def _check_overrides(spec: str, overrides: list[str]) -> None:
     "Every `KEY=VALUE` of `overrides` names a field of `spec` with a value of its type, and the paths among them exist."
     fields = _config_fields(spec)
     for item in overrides:
-        if '=' not in item: raise CLIError(f"overrides must be KEY=VALUE, got {item!r}")
+        if '=' not in item:
+            raise CLIError(f"overrides must be KEY=VALUE, got {item!r}")
         key, text = item.split('=', 1)
         key, text = key.strip().lstrip('-').replace('-', '_'), text.strip()
         if key not in fields:
@@ -148,44 +158,58 @@ def _check_overrides(spec: str, overrides: list[str]) -> None:
             raise CLIError(f"override: {spec.split(':')[1]} has no field {key!r}; "
                            + (f"did you mean {near[0]!r}?" if near else f"fields: {list(fields)}"))
         problem = _value_problem(key, text, fields[key])
-        if problem: raise CLIError(problem)
-        if text.lower() in ('none', 'null', ''): continue
+        if problem:
+            raise CLIError(problem)
+        if text.lower() in ('none', 'null', ''):
+            continue
         if key in _PATH_FIELDS:
             path = text.rsplit(':', 1)[0] if key.endswith('class_names') and '.json:' in text else text
-            if not Path(path).exists(): raise CLIError(f"{key}={text!r}: no such file or folder ({Path(path).absolute()})")
+            if not Path(path).exists():
+                raise CLIError(f"{key}={text!r}: no such file or folder ({Path(path).absolute()})")
         if key == 'resume' and text != 'auto' and not Path(text).exists():
             raise CLIError(f"resume={text!r}: no such checkpoint folder (use 'auto' or a folder written by train)")
-        if key == 'output_dir' and (problem := _writable_problem(text, 'output_dir')): raise CLIError(problem)
+        if key == 'output_dir' and (problem := _writable_problem(text, 'output_dir')):
+            raise CLIError(problem)
 
 def _as_overrides(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     "`--key value` and `--key=value` after a subcommand that takes overrides become `key=value`, unless `--key` is an option of it."
     i = next((i for i, a in enumerate(argv) if a in SUBCOMMANDS), None)
-    if i is None or SUBCOMMANDS[argv[i]].config is None: return argv
+    if i is None or SUBCOMMANDS[argv[i]].config is None:
+        return argv
     options = set(parser.subparsers[argv[i]]._option_string_actions)
     fields = _config_fields(SUBCOMMANDS[argv[i]].config)
     out, rest = argv[:i + 1], argv[i + 1:]
     while rest:
         a = rest.pop(0)
-        if not a.startswith('--') or a == '--' or a.split('=', 1)[0] in options: out.append(a); continue
+        if not a.startswith('--') or a == '--' or a.split('=', 1)[0] in options:
+            out.append(a)
+            continue
         key = a[2:].split('=', 1)[0].replace('-', '_')
-        if '=' in a: out.append(f"{key}={a.split('=', 1)[1]}")
-        elif rest and not rest[0].startswith('--') and '=' not in rest[0]: out.append(f"{key}={rest.pop(0)}")
-        else: out.append(f"{key}=true" if fields.get(key) == 'bool' else f"{key}=")
+        if '=' in a:
+            out.append(f"{key}={a.split('=', 1)[1]}")
+        elif rest and not rest[0].startswith('--') and '=' not in rest[0]:
+            out.append(f"{key}={rest.pop(0)}")
+        else:
+            out.append(f"{key}=true" if fields.get(key) == 'bool' else f"{key}=")
     return out
 
 # %% ../nbs/99_cli.ipynb #h6pre4
 def _at_least(n: int) -> Callable[[str], int]:
     "An argparse `type`: an integer >= `n`, refused by argparse (before any import) otherwise."
     def parse(text: str) -> int:
-        try: v = int(text)
-        except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if v < n: raise argparse.ArgumentTypeError(f"{v}: at least {n}")
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < n:
+            raise argparse.ArgumentTypeError(f"{v}: at least {n}")
         return v
     return parse
 
 def _writable(path: str | os.PathLike, option: str) -> None:
     "CLIError now (nothing imported, nothing created) if `path` cannot become a folder this process writes in."
-    if path is not None and (problem := _writable_problem(path, option)): raise CLIError(problem)
+    if path is not None and (problem := _writable_problem(path, option)):
+        raise CLIError(problem)
 
 # %% ../nbs/99_cli.ipynb #93623fc9
 def main(argv:list[str]|None=None) -> int:
@@ -196,27 +220,37 @@ def main(argv:list[str]|None=None) -> int:
     # KEY=VALUE overrides may come before or after the options (`train epochs=1 --json lr=1e-3`)
     if extra and hasattr(args, 'overrides') and all('=' in e and not e.startswith('-') for e in extra):
         args.overrides += extra
-    elif extra: parser.parse_args(argv)   # argparse's own one-line error for what it does not know
+    elif extra:
+        parser.parse_args(argv)   # argparse's own one-line error for what it does not know
     if args.command is None:
         parser.print_help()
         return 2
     sc = SUBCOMMANDS[args.command]
     as_json = getattr(args, 'json', False)
     try:
-        if sc.config is not None and hasattr(args, 'overrides'): _check_overrides(sc.config, args.overrides)
-        if sc.check is not None: sc.check(args)     # both before the subcommand imports torch
+        if sc.config is not None and hasattr(args, 'overrides'):
+            _check_overrides(sc.config, args.overrides)
+        if sc.check is not None:
+            sc.check(args)     # both before the subcommand imports torch
         if as_json:
-            with contextlib.redirect_stdout(sys.stderr): report = sc.run(args)
-        else: report = sc.run(args)
+            with contextlib.redirect_stdout(sys.stderr):
+                report = sc.run(args)
+        else:
+            report = sc.run(args)
     except Exception as e:
-        if not _is_user_error(e): raise
+        if not _is_user_error(e):
+            raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f'efficient-video {args.command}: error: {msg}', file=sys.stderr)
-        if as_json: print(json.dumps({'error': str(msg)}))
+        if as_json:
+            print(json.dumps({'error': str(msg)}))
         return 2
-    if as_json: print(json.dumps(report if report is not None else {}, default=str))
-    elif report is not None and sc.human is not None: print(sc.human(report))
-    elif report is not None: _print_human(report)
+    if as_json:
+        print(json.dumps(report if report is not None else {}, default=str))
+    elif report is not None and sc.human is not None:
+        print(sc.human(report))
+    elif report is not None:
+        _print_human(report)
     return 0
 
 # %% ../nbs/99_cli.ipynb #13379bbf
@@ -268,7 +302,8 @@ def _format_profile(report):
 def run_profile(args):
     from efficient_video.methods import profile_method, get_method
     from efficient_video.pretrain import sample_clip
-    if args.frames < 1 or args.num_classes < 1: raise CLIError('--frames and --num-classes must be positive integers')
+    if args.frames < 1 or args.num_classes < 1:
+        raise CLIError('--frames and --num-classes must be positive integers')
     sample_clip()   # registers the committed sample CLIP's config, so `--backbone ev-samples-clip` resolves too
     options = get_method(args.method).parse_options(args.overrides)
     return profile_method(args.method, args.backbone, args.frames, args.num_classes, image_size=args.image_size, **options)
@@ -287,7 +322,8 @@ def _pretrain_options(p):
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='PretrainConfig fields, e.g. lr=5e-4 batch_size=256')
 
 def _pretrain_check(args):
-    _writable(args.out, '--out'); _writable(args.run_dir, '--run-dir')
+    _writable(args.out, '--out')
+    _writable(args.run_dir, '--run-dir')
 
 @subcommand('pretrain-clip', 'pretrain the tiny sample CLIP on the shipped image-caption data (CPU, ~30 minutes)', _pretrain_options,
             config='pretrain:PretrainConfig', check=_pretrain_check)
@@ -299,9 +335,12 @@ def run_pretrain_clip(args):
     if (out/pretrain.CHECKPOINT_FILE).exists() and not (args.overwrite or args.resume):
         raise CLIError(f'{out/pretrain.CHECKPOINT_FILE} exists; pass --overwrite to replace it, or choose another --out')
     cfg = override(pretrain.PretrainConfig(), args.overrides)
-    if args.steps is not None: cfg = override(cfg, steps=args.steps)
-    if args.eval_every is not None: cfg = override(cfg, eval_every=args.eval_every)
-    if cfg.steps < 1 or cfg.eval_every < 0: raise CLIError(f'steps={cfg.steps} must be >= 1 and eval_every={cfg.eval_every} >= 0')
+    if args.steps is not None:
+        cfg = override(cfg, steps=args.steps)
+    if args.eval_every is not None:
+        cfg = override(cfg, eval_every=args.eval_every)
+    if cfg.steps < 1 or cfg.eval_every < 0:
+        raise CLIError(f'steps={cfg.steps} must be >= 1 and eval_every={cfg.eval_every} >= 0')
     bundle = None
     if args.model is not None or args.pretrained is not None:
         from efficient_video.clip import load_clip
@@ -323,9 +362,12 @@ def run_zero_shot(args):
     from efficient_video import prompts, pretrain
     from efficient_video.clip import load_clip
     device = args.device or 'cpu'
-    if args.model is None and args.pretrained is None: bundle = pretrain.default_clip(device=device)
-    else: bundle = load_clip(args.model, args.pretrained, device=device)
-    if args.n is not None and not 1 <= args.n <= 10_000: raise CLIError(f'-n {args.n}: choose 1..10000 test images')
+    if args.model is None and args.pretrained is None:
+        bundle = pretrain.default_clip(device=device)
+    else:
+        bundle = load_clip(args.model, args.pretrained, device=device)
+    if args.n is not None and not 1 <= args.n <= 10_000:
+        raise CLIError(f'-n {args.n}: choose 1..10000 test images')
     return pretrain.evaluate_zero_shot(bundle.model.to(device), bundle.tokenizer, n=args.n, positions=False,
                                        templates=prompts.get_templates(args.templates))
 
@@ -349,13 +391,17 @@ def run_demo(args):
     from efficient_video import demo
     epochs = demo.DEMO_EPOCHS if args.epochs is None else args.epochs
     rows = [m.strip() for m in args.methods.split(',') if m.strip()] if args.methods else None
-    try: return demo.run_demo(args.out, rows, epochs, args.device, log=lambda m: print(m, file=sys.stderr))
-    except KeyboardInterrupt as e: raise CLIError(str(e) or 'interrupted') from None
+    try:
+        return demo.run_demo(args.out, rows, epochs, args.device, log=lambda m: print(m, file=sys.stderr))
+    except KeyboardInterrupt as e:
+        raise CLIError(str(e) or 'interrupted') from None
 
 # %% ../nbs/99_cli.ipynb #7a0d2554
 def _ints(text: str, what: str) -> list[int]:
-    try: return [int(v) for v in text.split(',') if v.strip()]
-    except ValueError: raise CLIError(f'{what} {text!r}: comma-separated integers, e.g. 0,1,2') from None
+    try:
+        return [int(v) for v in text.split(',') if v.strip()]
+    except ValueError:
+        raise CLIError(f'{what} {text!r}: comma-separated integers, e.g. 0,1,2') from None
 
 def _bench_options(p):
     p.add_argument('--part', default='motion,reference,paper',
@@ -378,7 +424,8 @@ def _bench_human(report: dict) -> str:
     return format_bench(report)
 
 def _bench_check(args):
-    for option in ('seeds', 'shots', 'frames'): _ints(getattr(args, option), f'--{option}')
+    for option in ('seeds', 'shots', 'frames'):
+        _ints(getattr(args, option), f'--{option}')
     _writable(args.out, '--out')
 
 @subcommand('bench', 'the benchmark report: every method over seeds on the motion benchmark, and at ViT-B/16 scale',
@@ -392,7 +439,8 @@ def run_bench(args):
         return bench.run_bench(args.out, parts, rows, _ints(args.seeds, '--seeds'), _ints(args.shots, '--shots'), epochs,
                                _ints(args.frames, '--frames'), args.device, args.batch, args.steps, args.record,
                                log=lambda m: print(m, file=sys.stderr))
-    except KeyboardInterrupt as e: raise CLIError(str(e) or 'interrupted') from None
+    except KeyboardInterrupt as e:
+        raise CLIError(str(e) or 'interrupted') from None
 
 # %% ../nbs/99_cli.ipynb #23f6f9fb
 def _is_rank0() -> bool: return os.environ.get('RANK', '0') == '0'
@@ -414,7 +462,8 @@ def run_train(args):
     from efficient_video import train
     kw = {k: v for k, v in (('method', args.method), ('resume', args.resume)) if v is not None}
     report = train.train(train.load_config(args.preset, args.overrides, **kw))
-    if not _is_rank0(): sys.exit(0)   # every rank holds the same metrics; rank 0 reports them
+    if not _is_rank0():
+        sys.exit(0)   # every rank holds the same metrics; rank 0 reports them
     return report
 
 def _eval_options(p):
@@ -429,7 +478,8 @@ def _eval_options(p):
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='change the stored config, e.g. test_list=/data/test.txt')
 
 def _eval_check(args):
-    if not Path(args.checkpoint).exists(): raise CLIError(f"--checkpoint {args.checkpoint}: no such folder")
+    if not Path(args.checkpoint).exists():
+        raise CLIError(f"--checkpoint {args.checkpoint}: no such folder")
     _writable(args.out, '--out')
 
 @subcommand('eval', 'test a checkpoint with multi-view testing: top-1/top-5, per-class accuracy, confusion matrix', _eval_options,
@@ -437,7 +487,8 @@ def _eval_check(args):
 def run_eval(args):
     from efficient_video import train
     report = train.evaluate(args.checkpoint, args.split, args.overrides, args.views, args.crops, args.device, args.out)
-    if not _is_rank0(): sys.exit(0)
+    if not _is_rank0():
+        sys.exit(0)
     return report
 
 # %% ../nbs/99_cli.ipynb #42e0a477
@@ -449,7 +500,8 @@ def _extract_options(p):
 def _splits(args) -> list[str]:
     splits = [s.strip() for s in args.splits.split(',') if s.strip()]
     bad = [s for s in splits if s not in ('train', 'val', 'test')]
-    if bad: raise CLIError(f'--splits: {bad} are not among train, val, test')
+    if bad:
+        raise CLIError(f'--splits: {bad} are not among train, val, test')
     return splits
 
 @subcommand('extract-features', 'compute a frozen image tower\'s frame features once and cache them on disk', _extract_options,
@@ -474,7 +526,8 @@ def _retrieval_human(report: dict) -> str:
             f"\n{report['test_sentences']} sentences, {report['test_videos']} videos; {report['steps']} training steps")
 
 def _retrieval_check(args):
-    if args.captions is not None and not Path(args.captions).is_file(): raise CLIError(f"--captions {args.captions}: no such file")
+    if args.captions is not None and not Path(args.captions).is_file():
+        raise CLIError(f"--captions {args.captions}: no such file")
 
 @subcommand('retrieval', 'text-video retrieval: zero-shot and trained prompts + temporal model, R@K / MedR / MeanR both ways',
             _retrieval_options, human=_retrieval_human, config='engine:TrainConfig', check=_retrieval_check)
@@ -482,7 +535,8 @@ def run_retrieval(args):
     from efficient_video import retrieval
     captions = retrieval.read_captions(args.captions) if args.captions else None
     _, report = retrieval.train_retrieval(retrieval.retrieval_config(*args.overrides, preset=args.preset), captions)
-    if not _is_rank0(): sys.exit(0)
+    if not _is_rank0():
+        sys.exit(0)
     return report
 
 # %% ../nbs/99_cli.ipynb #8141dcba
@@ -496,4 +550,5 @@ def run_readme(args):
     print(f'wrote {docs.build_readme(nbs_path=args.nbs, out=args.out)}')
 
 # %% ../nbs/99_cli.ipynb #78e7ce0d
-if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())   # `python -m efficient_video.cli ...`
+if __name__ == '__main__' and '__file__' in globals():
+    sys.exit(main())   # `python -m efficient_video.cli ...`

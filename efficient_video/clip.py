@@ -51,11 +51,13 @@ def register_config(name: str, cfg: dict) -> str:
     so `open_clip.create_model(name)` builds it. Idempotent; `ValueError` if `name` already holds another config."""
     global _CONFIG_DIR
     missing = [k for k in ('embed_dim', 'vision_cfg', 'text_cfg') if k not in cfg]
-    if missing: raise ValueError(f"register_config({name!r}): config lacks {missing}; see open_clip/model_configs/*.json")
+    if missing:
+        raise ValueError(f"register_config({name!r}): config lacks {missing}; see open_clip/model_configs/*.json")
     cfg = _normalised(cfg)
     existing = open_clip.get_model_config(name)
     if existing is not None:
-        if _normalised(existing) == cfg: return name
+        if _normalised(existing) == cfg:
+            return name
         raise ValueError(f"register_config({name!r}): that name already holds a different open_clip config; pick another name")
     if _CONFIG_DIR is None:
         _CONFIG_DIR = Path(tempfile.mkdtemp(prefix='efficient_video-open_clip-configs-'))
@@ -81,7 +83,8 @@ def _all_names() -> list[str]:
 def check_model_name(model: str) -> str:
     "Return `model` if `open_clip` knows it (built-in or registered); else `ClipLoadError` listing close matches."
     names = _all_names()
-    if model in names: return model
+    if model in names:
+        return model
     close = difflib.get_close_matches(model, names, n=5, cutoff=0.5)
     hint = f"did you mean {close}?" if close else "see open_clip.list_models()"
     raise ClipLoadError(f"model={model!r} is not an open_clip model name: {hint} "
@@ -96,7 +99,8 @@ def resolve_model_name(model: str, pretrained: str | None) -> str:
     """The `open_clip` name to build for weights `pretrained` (a tag): `ViT-B-16` + a QuickGELU tag such as
     `openai` becomes `ViT-B-16-quickgelu`, a `-quickgelu` name + a GELU tag loses the suffix; each change warns."""
     model = check_model_name(model)
-    if not pretrained: return model
+    if not pretrained:
+        return model
     quick_name = model.endswith('-quickgelu')
     base = model[:-len('-quickgelu')] if quick_name else model
     if not quick_name and _tag_is_quickgelu(model, pretrained) and f'{model}-quickgelu' in _all_names():
@@ -118,8 +122,10 @@ def hub_offline() -> bool:
 
 def _hf_cached(repo_id: str, filename: str, cache_dir: str | None) -> str | None:
     "Path of `filename` of hub repo `repo_id` if it is in the local Hugging Face cache (never downloads)."
-    try: from huggingface_hub import try_to_load_from_cache
-    except ImportError: return None          # without huggingface_hub nothing can be cached in its layout
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None          # without huggingface_hub nothing can be cached in its layout
     hit = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
     return hit if isinstance(hit, str) else None
 
@@ -128,18 +134,22 @@ def cached_pretrained(model: str, tag: str, cache_dir: str | None = None) -> str
     """Local path of the weights for `open_clip` `model` + `tag` if already downloaded, else None (no network).
     Mirrors open_clip's choice of source: the hub entry when `huggingface_hub` is installed, else the URL."""
     cfg = get_pretrained_cfg(model, tag)
-    if not cfg: return None
-    if cfg.get('file'): return cfg['file'] if os.path.isfile(cfg['file']) else None
+    if not cfg:
+        return None
+    if cfg.get('file'):
+        return cfg['file'] if os.path.isfile(cfg['file']) else None
     if cfg.get('hf_hub') and open_clip.pretrained.has_hf_hub():
         # open_clip then ignores the URL and asks the hub for 'org/repo/file' ('org/repo/' = its default file),
         # trying a .safetensors twin of a .bin/.pth name first
         repo_id, filename = os.path.split(cfg['hf_hub'])
         names = [filename] if filename else ['open_clip_model.safetensors', 'open_clip_pytorch_model.bin']
-        if filename.endswith(('.bin', '.pth')): names.insert(0, filename[:-4] + '.safetensors')
+        if filename.endswith(('.bin', '.pth')):
+            names.insert(0, filename[:-4] + '.safetensors')
         return next((hit for n in names if (hit := _hf_cached(repo_id, n, cache_dir))), None)
     if cfg.get('url'):   # open_clip's URL downloads land in cache_dir or ~/.cache/clip under the URL's file name
         path = Path(cache_dir or os.path.expanduser('~/.cache/clip'))/os.path.basename(cfg['url'])
-        if path.is_file(): return str(path)
+        if path.is_file():
+            return str(path)
     return None
 
 def _offline_error(what: str, repo: str | None = None) -> ClipLoadError:
@@ -184,8 +194,10 @@ def _looks_like_path(pretrained: str) -> bool:
 def read_clip_config(path: str | os.PathLike) -> tuple[dict, dict]:
     "Read an `open_clip` config JSON (hub layout or bare model config): `(model_cfg, preprocess_cfg)`."
     path = Path(path)
-    try: raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e: raise ClipLoadError(f"{path}: cannot read the config JSON ({e})") from e
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ClipLoadError(f"{path}: cannot read the config JSON ({e})") from e
     model_cfg = raw.get('model_cfg', raw)
     missing = [k for k in ('embed_dim', 'vision_cfg', 'text_cfg') if k not in model_cfg]
     if missing:
@@ -197,24 +209,30 @@ def config_beside(checkpoint: str | os.PathLike) -> Path | None:
     "The config JSON that belongs to `checkpoint`: `<stem>.json` beside it, else `open_clip_config.json`; or None."
     checkpoint = Path(checkpoint)
     for cand in (checkpoint.with_suffix('.json'), checkpoint.parent/'open_clip_config.json'):
-        if cand.is_file(): return cand
+        if cand.is_file():
+            return cand
     return None
 
 # %% ../nbs/03_clip.ipynb #dbab87d2
 def _config_name(stem: str, model_cfg: dict) -> str:
     "A registry name for `model_cfg`: `stem` if free or already holding this config, else `stem-<hash>`."
     existing = open_clip.get_model_config(stem)
-    if existing is None or _normalised(existing) == _normalised(model_cfg): return stem
+    if existing is None or _normalised(existing) == _normalised(model_cfg):
+        return stem
     digest = hashlib.sha1(json.dumps(_normalised(model_cfg), sort_keys=True).encode()).hexdigest()[:8]
     return f'{stem}-{digest}'
 
 @contextmanager
 def _quiet_random_init(on: bool):
     "Silence open_clip's 'initialized randomly' log line when random init is what was asked for."
-    if not on: yield; return
+    if not on:
+        yield
+        return
     logging.disable(logging.WARNING)
-    try: yield
-    finally: logging.disable(logging.NOTSET)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 def _preprocess_kwargs(pp: dict) -> dict:
     "Map an `open_clip` preprocess_cfg to `create_model_and_transforms` keyword arguments."
@@ -230,7 +248,8 @@ def _build(name: str, pretrained: str | None, config: dict, device, precision: s
             name, pretrained=pretrained, device=device, precision=precision, cache_dir=cache_dir,
             force_quick_gelu=force_quick_gelu, **kwargs)
     config = dict(config)
-    if force_quick_gelu: config['quick_gelu'] = True
+    if force_quick_gelu:
+        config['quick_gelu'] = True
     tokenizer = open_clip.get_tokenizer(tokenizer_name or name)
     return ClipBundle(model.eval(), eval_tf, tokenizer, name, pretrained, config, train_tf)
 
@@ -301,7 +320,8 @@ def load_clip(model: str | None = None, pretrained: str | os.PathLike | None = N
         if not path.exists():
             raise FileNotFoundError(f"pretrained={str(pretrained)!r}: no such file or folder ({path.absolute()}); pass an "
                                     f"existing weights file or open_clip folder, or an open_clip tag such as 'openai'")
-        if path.is_dir(): return _load_dir(path, device, precision, **kwargs)
+        if path.is_dir():
+            return _load_dir(path, device, precision, **kwargs)
         return _load_file(path, model, device, precision, force_quick_gelu=force_quick_gelu, **kwargs)
     if model is None:
         raise ClipLoadError("load_clip: pass model= (an open_clip name such as 'ViT-B-16', or 'ev-tiny-vit') "
@@ -315,7 +335,8 @@ def load_clip(model: str | None = None, pretrained: str | os.PathLike | None = N
         cfg = open_clip.get_model_config(model)   # reads the (cached) hub config
         return _build(model, None, cfg or {}, device, precision, cache_dir, force_quick_gelu, **kwargs)
     name = resolve_model_name(model, pretrained) if not force_quick_gelu else check_model_name(model)
-    if pretrained is not None: pretrained = _check_tag(name, str(pretrained), cache_dir)
+    if pretrained is not None:
+        pretrained = _check_tag(name, str(pretrained), cache_dir)
     return _build(name, pretrained, open_clip.get_model_config(name), device, precision, cache_dir,
                   force_quick_gelu, **kwargs)
 
@@ -325,7 +346,8 @@ def save_clip(bundle: ClipBundle, path: str | os.PathLike) -> Path:
     (`{"model_name", "model_cfg", "preprocess_cfg"}`), so `load_clip(pretrained=path)` rebuilds it."""
     from safetensors.torch import save_file
     path = Path(path)
-    if path.suffix != '.safetensors': raise ValueError(f"save_clip: {path} should end in .safetensors")
+    if path.suffix != '.safetensors':
+        raise ValueError(f"save_clip: {path} should end in .safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in bundle.model.state_dict().items()}
     save_file(state, str(path))
@@ -339,7 +361,8 @@ def save_clip(bundle: ClipBundle, path: str | os.PathLike) -> Path:
 def to_pixels(images: np.ndarray | torch.Tensor, model: nn.Module) -> torch.Tensor:
     "uint8 images `B×H×W×3` (or one `H×W×3`) -> normalised float `B×3×S×S` input for `model.visual`."
     x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
-    if x.ndim == 3: x = x[None]
+    if x.ndim == 3:
+        x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
         raise ValueError(f"to_pixels: expected uint8 images B×H×W×3, got {x.dtype} {tuple(x.shape)}; "
                          f"pass float B×3×H×W tensors as already-preprocessed input instead")
@@ -375,8 +398,10 @@ def _eval_mode(model: nn.Module):
     "Eval mode inside the block; the model's train/eval state is restored afterwards."
     was_training = model.training
     model.eval()
-    try: yield
-    finally: model.train(was_training)
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 def _image_batch(batch, model: nn.Module, preprocess: Callable | None) -> torch.Tensor:
     "One batch of images of any accepted kind -> model input `B×3×H×W`."
@@ -397,7 +422,8 @@ def encode_images(model: nn.Module, images, batch_size: int = 256, device: str |
     """L2-normalised float32 image features `N×D` (on CPU) of `images`: a preprocessed float `N×3×H×W` tensor,
     uint8 `N×H×W×3` arrays, or a list of PIL images with `preprocess`. Eval mode, no gradients, batched.
     `device`: where to run (the model is moved there); default: where the model is."""
-    if device is not None: model.to(device)
+    if device is not None:
+        model.to(device)
     device = _model_device(model)
     out = []
     with _eval_mode(model):
@@ -411,8 +437,10 @@ def encode_texts(model: nn.Module, tokenizer: Callable, texts: Sequence[str], ba
                  device: str | torch.device | None = None, progress: bool = True) -> torch.Tensor:
     """L2-normalised float32 text features `N×D` (on CPU) of `texts`, tokenised with `tokenizer`; eval, no grad,
     batched. `device`: where to run (the model is moved there); default: where the model is."""
-    if isinstance(texts, str): raise TypeError("encode_texts: pass a list of strings, not one string")
-    if device is not None: model.to(device)
+    if isinstance(texts, str):
+        raise TypeError("encode_texts: pass a list of strings, not one string")
+    if device is not None:
+        model.to(device)
     device = _model_device(model)
     out = []
     with _eval_mode(model):
@@ -460,12 +488,15 @@ class LogitScale(nn.Module):
 def clamp_logit_scale_(obj: nn.Module | torch.Tensor, max_value: float = MAX_LOGIT_SCALE) -> torch.Tensor:
     """Clamp t = ln(1/tau), the log of the logit scale, to [0, `max_value`] in place: `obj` is an open_clip model (its `logit_scale`), a
     `LogitScale`, or the parameter itself. Call after each optimiser step, as open_clip's trainer does."""
-    if isinstance(obj, LogitScale): t = obj.t
+    if isinstance(obj, LogitScale):
+        t = obj.t
     elif isinstance(obj, nn.Module):
         inner = getattr(obj, 'module', obj)    # a DDP-wrapped model
-        if not hasattr(inner, 'logit_scale'): raise AttributeError(f"clamp_logit_scale_: {type(inner).__name__} has no logit_scale")
+        if not hasattr(inner, 'logit_scale'):
+            raise AttributeError(f"clamp_logit_scale_: {type(inner).__name__} has no logit_scale")
         t = inner.logit_scale
-    else: t = obj
+    else:
+        t = obj
     return t.clamp_(0, max_value)
 
 # %% ../nbs/03_clip.ipynb #31ded323
@@ -491,7 +522,8 @@ class ContrastiveLoss(nn.Module):
 
     def _world(self) -> tuple[int, int]:
         "(rank, world size): as given, else from the initialised default process group, else (0, 1)."
-        if self.world_size is not None: return (self.rank or 0), self.world_size
+        if self.world_size is not None:
+            return (self.rank or 0), self.world_size
         if dist.is_available() and dist.is_initialized():
             return dist.get_rank(self.group), dist.get_world_size(self.group)
         return 0, 1
@@ -521,13 +553,17 @@ def fill_template(template: str, classname: str) -> str:
 
 def _check_classnames(classnames: Sequence[str]) -> list[str]:
     "A list of non-empty, distinct class names (a duplicate would make two classes tie on every input)."
-    if isinstance(classnames, str): raise TypeError("classnames: pass a list of class names, not one string")
+    if isinstance(classnames, str):
+        raise TypeError("classnames: pass a list of class names, not one string")
     names = list(classnames)
-    if not names: raise ValueError("classnames: empty; pass at least one class name")
+    if not names:
+        raise ValueError("classnames: empty; pass at least one class name")
     bad = [c for c in names if not isinstance(c, str) or not c.strip()]
-    if bad: raise ValueError(f"classnames: {bad!r} are not non-empty strings")
+    if bad:
+        raise ValueError(f"classnames: {bad!r} are not non-empty strings")
     dup = sorted({c for c in names if names.count(c) > 1})
-    if dup: raise ValueError(f"classnames: {dup} appear more than once; class names must be distinct")
+    if dup:
+        raise ValueError(f"classnames: {dup} appear more than once; class names must be distinct")
     return names
 
 # %% ../nbs/03_clip.ipynb #b4299028
@@ -537,7 +573,8 @@ def zero_shot_classifier(model: nn.Module, tokenizer: Callable, classnames: Sequ
     """Zero-shot class weights `K×D` (float32, unit rows, on CPU): for each class, the mean of the normalised text
     features of its prompts under every template in `templates` (one template string, or a sequence), re-normalised."""
     templates = (templates,) if isinstance(templates, str) else tuple(templates)
-    if not templates: raise ValueError("templates: empty; pass at least one template, e.g. ('a photo of a {}.',)")
+    if not templates:
+        raise ValueError("templates: empty; pass at least one template, e.g. ('a photo of a {}.',)")
     names = _check_classnames(classnames)
     prompts = [fill_template(t, c) for c in names for t in templates]             # K·M prompts, class-major
     feats = encode_texts(model, tokenizer, prompts, batch_size, device, progress)   # (K·M, D): g^_km, unit rows

@@ -28,27 +28,34 @@ def fmt_num(n: float, digits: int = 2) -> str:
         # compare after rounding so 999_999 prints as 1.00M, not 1000.00K
         if round(abs(n) / scale, digits) >= 1:
             return f"{n / scale:.{digits}f}{suffix}"
-    if float(n).is_integer(): return str(int(n))
+    if float(n).is_integer():
+        return str(int(n))
     return f"{n:.{digits}f}"
 
 # %% ../nbs/00_core.ipynb #5aed89a7
 def _parse_value(text: str, typ: Any, key: str) -> Any:
     "Convert the string `text` to the annotated type `typ` of config field `key` (bool/int/float/str, Optional, literals)."
     if typing.get_origin(typ) in (typing.Union, types.UnionType):  # `int | None`, Optional[int]
-        if text.lower() in ('none', 'null') and type(None) in typing.get_args(typ): return None
+        if text.lower() in ('none', 'null') and type(None) in typing.get_args(typ):
+            return None
         inner = [a for a in typing.get_args(typ) if a is not type(None)]
         typ = inner[0] if len(inner) == 1 else Any
     try:
         if typ is bool:
-            if text.lower() in ('1', 'true', 'yes', 'on'): return True
-            if text.lower() in ('0', 'false', 'no', 'off'): return False
+            if text.lower() in ('1', 'true', 'yes', 'on'):
+                return True
+            if text.lower() in ('0', 'false', 'no', 'off'):
+                return False
             raise ValueError(text)
-        if typ in (int, float, str): return typ(text)
+        if typ in (int, float, str):
+            return typ(text)
     except ValueError:
         raise ValueError(f"override: {key}={text!r} is not a valid {typ.__name__}") from None
     # tuples, lists, anything else: a Python literal such as "(8, 16)" or "[0.5, 1.0]", else the plain string
-    try: return ast.literal_eval(text)
-    except (ValueError, SyntaxError): return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 # %% ../nbs/00_core.ipynb #e6f0f345
 def override(cfg: Any, overrides: dict[str, Any] | Iterable[str] | None = None, **kwargs) -> Any:
@@ -56,22 +63,29 @@ def override(cfg: Any, overrides: dict[str, Any] | Iterable[str] | None = None, 
     converted to the field's type) and `kwargs`. Unknown keys raise `KeyError` listing the valid ones."""
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         raise TypeError(f"override: expected a dataclass instance, got {type(cfg).__name__}")
-    try: hints = get_type_hints(type(cfg))
-    except (NameError, TypeError): hints = {}  # unresolvable annotations: fall back to literal parsing
+    try:
+        hints = get_type_hints(type(cfg))
+    except (NameError, TypeError):
+        hints = {}  # unresolvable annotations: fall back to literal parsing
     names = [f.name for f in dataclasses.fields(cfg)]
     changes: dict[str, Any] = {}
-    if isinstance(overrides, str): overrides = [overrides]  # a lone "k=v" must not be iterated char by char
-    if isinstance(overrides, dict): changes.update(overrides)
+    if isinstance(overrides, str):
+        overrides = [overrides]  # a lone "k=v" must not be iterated char by char
+    if isinstance(overrides, dict):
+        changes.update(overrides)
     elif overrides is not None:
         for item in overrides:
-            if '=' not in item: raise ValueError(f"override: {item!r} is not of the form key=value")
+            if '=' not in item:
+                raise ValueError(f"override: {item!r} is not of the form key=value")
             key, text = item.split('=', 1)
             key = key.strip().lstrip('-').replace('-', '_')  # accept --lr=3e-4 and warmup-epochs=2 too
-            if key not in names: raise KeyError(f"override: {type(cfg).__name__} has no field {key!r}; fields: {names}")
+            if key not in names:
+                raise KeyError(f"override: {type(cfg).__name__} has no field {key!r}; fields: {names}")
             changes[key] = _parse_value(text.strip(), hints.get(key, str), key)
     changes.update(kwargs)
     unknown = [k for k in changes if k not in names]
-    if unknown: raise KeyError(f"override: {type(cfg).__name__} has no field(s) {unknown}; fields: {names}")
+    if unknown:
+        raise KeyError(f"override: {type(cfg).__name__} has no field(s) {unknown}; fields: {names}")
     return dataclasses.replace(cfg, **changes)
 
 # %% ../nbs/00_core.ipynb #0bec166d
@@ -112,10 +126,13 @@ def _mps_available() -> bool:
 def get_device(device: str | torch.device | None = None) -> torch.device:
     """The `torch.device` to run on: `device` if given (validated), else 'cuda' if available, else 'mps', else 'cpu'."""
     if device is None:
-        if torch.cuda.is_available(): return torch.device('cuda')
-        if _mps_available(): return torch.device('mps')
+        if torch.cuda.is_available():
+            return torch.device('cuda')
+        if _mps_available():
+            return torch.device('mps')
         return torch.device('cpu')
-    try: dev = torch.device(device)
+    try:
+        dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as e:
         raise ValueError(f"get_device(device={device!r}): not a device torch understands ({e}). "
                          "Use 'cpu', 'cuda', 'cuda:1', 'mps', or None for the best available.") from None
@@ -127,7 +144,8 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
             raise ValueError(f"get_device(device={device!r}): only {torch.cuda.device_count()} CUDA device(s) "
                              f"are visible (indices 0..{torch.cuda.device_count() - 1}).")
     elif dev.type == 'mps':
-        if not _mps_available(): raise ValueError(f"get_device(device={device!r}): MPS is not available. Use 'cpu' or None.")
+        if not _mps_available():
+            raise ValueError(f"get_device(device={device!r}): MPS is not available. Use 'cpu' or None.")
     elif dev.type != 'cpu':
         raise ValueError(f"get_device(device={device!r}): device type {dev.type!r} is not supported here; "
                          "use 'cpu', 'cuda' or 'mps'.")
@@ -138,7 +156,8 @@ def autocast_dtype(device: str | torch.device) -> torch.dtype | None:
     """The autocast dtype for `device`: bfloat16 on CUDA GPUs with compute capability >= 8 (Ampere+),
     float16 on older CUDA GPUs, `None` (stay in float32, no autocast) on CPU and MPS."""
     dev = device if isinstance(device, torch.device) else torch.device(device)
-    if dev.type != 'cuda': return None
+    if dev.type != 'cuda':
+        return None
     major, _ = torch.cuda.get_device_capability(dev)
     # Pre-Ampere GPUs only emulate bf16 (slow), so use fp16 there (with a GradScaler).
     return torch.bfloat16 if major >= 8 else torch.float16
@@ -193,26 +212,31 @@ class ParamReport:
 # %% ../nbs/00_core.ipynb #1ebe17f2
 def count_params(model: nn.Module, depth: int = 1) -> ParamReport:
     """Count `model`'s parameters (each shared tensor once): total, trainable, and per submodule `depth` levels down."""
-    if depth < 1: raise ValueError(f"count_params(depth={depth}): depth must be >= 1")
+    if depth < 1:
+        raise ValueError(f"count_params(depth={depth}): depth must be >= 1")
     groups: OrderedDict[str, list[int]] = OrderedDict()
     total = trainable = 0
     for name, p in model.named_parameters():  # remove_duplicate=True: tied/shared tensors appear once
         key = '.'.join(name.split('.')[:depth])  # 'transformer.resblocks.0.attn.in_proj_weight' -> 'transformer' at depth 1
         g = groups.setdefault(key, [0, 0])
-        g[0] += p.numel(); g[1] += p.numel() if p.requires_grad else 0
-        total += p.numel(); trainable += p.numel() if p.requires_grad else 0
+        g[0] += p.numel()
+        g[1] += p.numel() if p.requires_grad else 0
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
     rows = [ParamRow(k, n, t, 100.0 * n / max(total, 1)) for k, (n, t) in groups.items()]
     return ParamReport(total, trainable, rows)
 
 # %% ../nbs/00_core.ipynb #b2d17171
 def freeze(module: nn.Module) -> nn.Module:
     "Set `requires_grad=False` on every parameter of `module`; returns `module`."
-    for p in module.parameters(): p.requires_grad_(False)
+    for p in module.parameters():
+        p.requires_grad_(False)
     return module
 
 def unfreeze(module: nn.Module) -> nn.Module:
     "Set `requires_grad=True` on every parameter of `module`; returns `module`."
-    for p in module.parameters(): p.requires_grad_(True)
+    for p in module.parameters():
+        p.requires_grad_(True)
     return module
 
 def trainable_parameter_names(model: nn.Module) -> list[str]:
@@ -222,20 +246,24 @@ def trainable_parameter_names(model: nn.Module) -> list[str]:
 # %% ../nbs/00_core.ipynb #0624ed62
 def name_matches(name: str, pattern: str) -> bool:
     "Does parameter `name` match `pattern`: a glob on the name or a module prefix of it, or `re:<regex>` searched in it?"
-    if pattern.startswith('re:'): return re.search(pattern[3:], name) is not None
+    if pattern.startswith('re:'):
+        return re.search(pattern[3:], name) is not None
     parts = name.split('.')
     return any(fnmatch.fnmatchcase('.'.join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
 
 def set_trainable(model: nn.Module, patterns: str | Iterable[str]) -> list[str]:
     """Freeze all of `model`, then unfreeze parameters whose name matches any of `patterns` (globs, or `re:` regexes).
     Raises `ValueError` naming any pattern that matches nothing (before changing the model). Returns the trainable names."""
-    if isinstance(patterns, str): patterns = [patterns]  # a lone string must not be iterated character by character
+    if isinstance(patterns, str):
+        patterns = [patterns]  # a lone string must not be iterated character by character
     patterns = list(patterns)
     names = [n for n, _ in model.named_parameters()]
     for pat in patterns:
         if pat.startswith('re:'):
-            try: re.compile(pat[3:])
-            except re.error as e: raise ValueError(f"set_trainable: pattern {pat!r} is not a valid regex: {e}") from None
+            try:
+                re.compile(pat[3:])
+            except re.error as e:
+                raise ValueError(f"set_trainable: pattern {pat!r} is not a valid regex: {e}") from None
         if not any(name_matches(n, pat) for n in names):
             examples = ', '.join(names[:3] + (['...'] + names[-2:] if len(names) > 5 else names[3:]))
             raise ValueError(f"set_trainable: pattern {pat!r} matches no parameter of {type(model).__name__}; "
@@ -243,7 +271,8 @@ def set_trainable(model: nn.Module, patterns: str | Iterable[str]) -> list[str]:
                              "or 're:<regex>'.")
     freeze(model)
     for n, p in model.named_parameters():
-        if any(name_matches(n, pat) for pat in patterns): p.requires_grad_(True)
+        if any(name_matches(n, pat) for pat in patterns):
+            p.requires_grad_(True)
     return trainable_parameter_names(model)
 
 # %% ../nbs/00_core.ipynb #68799957
@@ -255,7 +284,8 @@ def no_decay(name: str, p: torch.Tensor, names: Sequence[str] = NO_DECAY_NAMES,
              prefixes: Sequence[str] = NO_DECAY_PREFIXES, suffixes: Sequence[str] = NO_DECAY_SUFFIXES) -> bool:
     """Is parameter `name` exempt from weight decay? Yes if `p` has <= 1 dimension (biases, norm gains, scalars), or if
     a part of the dotted name equals one of `names`, starts with one of `prefixes` or ends with one of `suffixes`."""
-    if p.ndim <= 1: return True
+    if p.ndim <= 1:
+        return True
     prefixes, suffixes = tuple(prefixes), tuple(suffixes)
     return any(part in names or part.startswith(prefixes) or part.endswith(suffixes) for part in name.lower().split('.'))
 
@@ -263,7 +293,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     "Two AdamW groups over the trainable parameters: decayed weights, and norms/biases/embeddings without decay."
     decay, skip = [], []
     for n, p in model.named_parameters():
-        if p.requires_grad: (skip if no_decay(n, p) else decay).append(p)
+        if p.requires_grad:
+            (skip if no_decay(n, p) else decay).append(p)
     if not decay and not skip:
         raise ValueError(f"{type(model).__name__} has no trainable parameters: did the method freeze everything?")
     return [{'params': decay, 'weight_decay': weight_decay}, {'params': skip, 'weight_decay': 0.0}]
@@ -366,7 +397,8 @@ def _module_rows(counts: dict[str, int], root: str, depth: int, total: int) -> l
     "Turn the counter's per-module totals (parents include children) into rows at `depth` that add up to `total`."
     rel: dict[str, int] = {}
     for name, n in counts.items():  # insertion order = order in which modules first ran an operator
-        if name == 'Global': continue
+        if name == 'Global':
+            continue
         rel['' if name == root else name.removeprefix(root + '.') if root else name] = n
     rel[''] = total  # the root owns everything, including operators run outside any submodule
     level = lambda k: 0 if k == '' else k.count('.') + 1
@@ -377,10 +409,13 @@ def _module_rows(counts: dict[str, int], root: str, depth: int, total: int) -> l
         # the nearest shown descendants of `key` (containers such as nn.ModuleList are never called, so have no entry)
         kids = [k for k in shown if inside(k, key) and not any(inside(k, k2) and inside(k2, key) for k2 in shown)]
         own = rel[key] - sum(rel[k] for k in kids)  # work done in `key` itself, outside those descendants
-        if not kids and key: rows.append(FlopRow(key, own, 0.0))
-        elif own: own_rows.append(FlopRow(f"{key or root or 'outside modules'} (self)", own, 0.0))
+        if not kids and key:
+            rows.append(FlopRow(key, own, 0.0))
+        elif own:
+            own_rows.append(FlopRow(f"{key or root or 'outside modules'} (self)", own, 0.0))
     rows += own_rows
-    for r in rows: r.pct = 100.0 * r.macs / max(total, 1)
+    for r in rows:
+        r.pct = 100.0 * r.macs / max(total, 1)
     return rows
 
 # %% ../nbs/00_core.ipynb #65b1b99e
@@ -389,7 +424,8 @@ def count_flops(model: nn.Module | Callable, *args, depth: int = 1, **kwargs) ->
     every path (SDPA kernels, fused MultiheadAttention/TransformerEncoderLayer fast paths). 1 FLOP = 1 multiply-add.
     `model` may also be any callable, e.g. `clip.encode_image`. The count is for the whole batch (divide by the number
     of frames for per-frame figures); `depth` is the breakdown level and is not passed to the model."""
-    if depth < 1: raise ValueError(f"count_flops(depth={depth}): depth must be >= 1")
+    if depth < 1:
+        raise ValueError(f"count_flops(depth={depth}): depth must be >= 1")
     with FlopCounterMode(display=False, custom_mapping=extra_flop_formulas()) as fcm:
         model(*args, **kwargs)
     per_mod = {name: sum(ops.values()) for name, ops in fcm.get_flop_counts().items()}

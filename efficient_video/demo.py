@@ -48,9 +48,12 @@ def demo_config(row: str, out: Path, epochs: int = DEMO_EPOCHS, device: str | No
         tok = clip_model(cfg.backbone, None, cfg.image_size)[1]             # the tokenizer; no weights needed
         args = dict(template_options(DEMO_TEMPLATE, tok), learn_prompts=False, temporal_layers=int(row != 'zero-shot'))
         return override(cfg, method_args=args), ('efficient-prompt-zero-shot-tiny' if row == 'zero-shot' else None)
-    if row == 'efficient-prompt': return load_config('efficient-prompt-tiny', **common), 'efficient-prompt-zero-shot-tiny'
-    if row == 'frame-average': return load_config('frame-average-tiny', **common), None
-    if row in TOWER_ROWS: return load_config(f'{row}-tiny', epochs=epochs, **common), None
+    if row == 'efficient-prompt':
+        return load_config('efficient-prompt-tiny', **common), 'efficient-prompt-zero-shot-tiny'
+    if row == 'frame-average':
+        return load_config('frame-average-tiny', **common), None
+    if row in TOWER_ROWS:
+        return load_config(f'{row}-tiny', epochs=epochs, **common), None
     raise DemoError(f"{row!r} is not a demo row: choose from {', '.join(DEMO_ROWS)}")
 
 # %% ../nbs/16_demo.ipynb #031a97e8
@@ -65,28 +68,36 @@ def file_digest(path: str | os.PathLike) -> str:
         for f in sorted(x for x in p.rglob('*') if x.is_file()):
             h.update(f.relative_to(p).as_posix().encode() + b'\0' + file_digest(f).encode())
         return h.hexdigest()[:16]
-    if not p.is_file(): return 'missing'
+    if not p.is_file():
+        return 'missing'
     st = p.stat()
     k = (str(p), st.st_size, st.st_mtime_ns)
     if k not in _DIGESTS:
         h = hashlib.sha256()
         with open(p, 'rb') as f:
-            for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+            for block in iter(lambda: f.read(1 << 20), b''):
+                h.update(block)
         _DIGESTS[k] = h.hexdigest()[:16]
     return _DIGESTS[k]
 
 def device_type(device: str | None) -> str:
     "The type of the device a run on `device` uses ('cpu', 'cuda', 'mps'; `None`: the best available here)."
-    if device is None: return get_device(None).type
-    try: return torch.device(device).type
-    except (RuntimeError, TypeError, ValueError): return str(device)   # not a device: training says so itself
+    if device is None:
+        return get_device(None).type
+    try:
+        return torch.device(device).type
+    except (RuntimeError, TypeError, ValueError):
+        return str(device)   # not a device: training says so itself
 
 def _videos_digest(cfg: TrainConfig, split: str) -> str:
     "The sizes of the videos `split` lists, in order, as one digest ('unreadable' if the list cannot be read)."
-    try: recs = read_records(cfg, split)
-    except (OSError, ValueError): return 'unreadable'                # training reports the problem itself
+    try:
+        recs = read_records(cfg, split)
+    except (OSError, ValueError):
+        return 'unreadable'                # training reports the problem itself
     h = hashlib.sha256()
-    for r in recs: h.update(f"{r.path.stat().st_size if r.path.is_file() else -1}\n".encode())
+    for r in recs:
+        h.update(f"{r.path.stat().st_size if r.path.is_file() else -1}\n".encode())
     return h.hexdigest()[:16]
 
 _FILE_FIELDS = ('train_list', 'val_list', 'test_list', 'class_names', 'test_class_names')
@@ -100,8 +111,10 @@ def run_key(cfg: TrainConfig) -> dict:
         if key[name] is not None:
             path, part = _class_spec(key[name]) if name.endswith('class_names') else (Path(key[name]), None)
             key[name] = file_digest(path) + (f':{part}' if part else '')
-    if cfg.pretrained is not None and Path(cfg.pretrained).exists(): key['pretrained'] = 'file ' + file_digest(cfg.pretrained)
-    if cfg.resume not in (None, 'auto'): key['resume'] = file_digest(cfg.resume)
+    if cfg.pretrained is not None and Path(cfg.pretrained).exists():
+        key['pretrained'] = 'file ' + file_digest(cfg.pretrained)
+    if cfg.resume not in (None, 'auto'):
+        key['resume'] = file_digest(cfg.resume)
     key['feature_cache'] = cfg.feature_cache is not None              # on or off; where it lives changes nothing
     key['device'] = device_type(cfg.device)
     key['videos'] = {s: _videos_digest(cfg, s) for s in ('train', 'val', 'test') if getattr(cfg, f'{s}_list')}
@@ -111,8 +124,10 @@ def run_key(cfg: TrainConfig) -> dict:
 def _flat(d: dict, pre: str = '') -> dict:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict) and v: out.update(_flat(v, f'{pre}{k}.'))
-        else: out[pre + k] = v
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f'{pre}{k}.'))
+        else:
+            out[pre + k] = v
     return out
 
 _MISSING = object()
@@ -128,20 +143,25 @@ def kept_record(path: str | os.PathLike, key: dict) -> tuple[dict | None, str | 
     """The record at `path` (a finished row's or run's JSON) if it was made under `key`, else `None` and why not (the
     differing fields, at most four named); `(None, None)` when there is no record."""
     path = Path(path)
-    if not path.is_file(): return None, None
-    try: rec = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError): return None, f"{path} is not a readable record"
+    if not path.is_file():
+        return None, None
+    try:
+        rec = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, f"{path} is not a readable record"
     if not isinstance(rec, dict) or not isinstance(rec.get('key'), dict):
         return None, f"{path} does not say what settings made it (an older version wrote it)"
     changes = key_changes(rec['key'], key)
-    if not changes: return rec, None
+    if not changes:
+        return rec, None
     more = f'; and {len(changes) - 4} more' if len(changes) > 4 else ''
     return None, f"{path} was made with other settings ({'; '.join(changes[:4])}{more})"
 
 def remove_run(folder: str | os.PathLike) -> None:
     "Delete a run folder and its zero-shot companion (`folder-zero-shot`), if there."
     folder = Path(folder)
-    for part in (folder, folder.with_name(folder.name + '-zero-shot')): shutil.rmtree(part, ignore_errors=True)
+    for part in (folder, folder.with_name(folder.name + '-zero-shot')):
+        shutil.rmtree(part, ignore_errors=True)
 
 # %% ../nbs/16_demo.ipynb #d468ff3f
 def _atomic_json(path: Path, obj) -> None: _atomic_write_text(path, json.dumps(obj, indent=1) + '\n')
@@ -198,18 +218,24 @@ def run_demo(out: str | os.PathLike = 'runs/demo', rows: Sequence[str] | None = 
     order. Writes `results.json` and `results.png`; returns `{'methods': {row: {...}}, 'out', 'seconds', ...}`."""
     rows = list(rows or DEMO_ROWS)
     bad = [r for r in rows if r not in DEMO_ROWS]
-    if bad: raise DemoError(f"--methods {','.join(bad)}: not demo rows; choose from {','.join(DEMO_ROWS)}")
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    if bad:
+        raise DemoError(f"--methods {','.join(bad)}: not demo rows; choose from {','.join(DEMO_ROWS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     t0, results = time.perf_counter(), {}
     for i, row in enumerate(rows):
         step, done = f"[{i + 1}/{len(rows)}] {row}", out/row/'row.json'
         kept, why = kept_record(done, demo_key(row, *demo_config(row, out, epochs, device)))
         if kept is not None:
-            results[row] = {k: v for k, v in kept.items() if k != 'key'}; log(f"{step}: kept from {done}"); continue
-        if why: log(f"{step}: {why}: training it again")
+            results[row] = {k: v for k, v in kept.items() if k != 'key'}
+            log(f"{step}: kept from {done}")
+            continue
+        if why:
+            log(f"{step}: {why}: training it again")
         remove_run(out/row)                                     # nothing of another run is left to be read back
         log(f"{step} ...")
-        try: results[row] = run_row(row, out, epochs, device)
+        try:
+            results[row] = run_row(row, out, epochs, device)
         except KeyboardInterrupt:
             remove_run(out/row)
             raise KeyboardInterrupt(f"interrupted during {row!r}; its folder was removed, the {len(results)} finished "
@@ -236,7 +262,8 @@ def format_demo(report: dict) -> str:
 def plot_demo(report: dict, path: str | os.PathLike | None = None):
     "Top-1 and opposite-direction accuracy per method, a bar each; saved to `path` (PNG) if given."
     import matplotlib
-    if path is not None and 'matplotlib.pyplot' not in sys.modules: matplotlib.use('Agg')   # a file, no display needed
+    if path is not None and 'matplotlib.pyplot' not in sys.modules:
+        matplotlib.use('Agg')   # a file, no display needed
     import matplotlib.pyplot as plt
     import numpy as np
     names = list(report['methods'])
@@ -246,11 +273,18 @@ def plot_demo(report: dict, path: str | os.PathLike | None = None):
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
     ax.barh(y - 0.2, top1, 0.4, label='top-1 (40 classes)', color='#4c72b0')
     ax.barh(y + 0.2, opp, 0.4, label='opposite-direction', color='#f6a55c')
-    ax.axvline(0.5, color='0.4', ls=':', lw=1); ax.text(0.505, len(names) - 0.4, 'order-blind: 50%', fontsize=7, color='0.3')
-    ax.set_yticks(y, names); ax.invert_yaxis(); ax.set_xlim(0, 1); ax.set_xlabel('test accuracy')
-    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False); ax.set_title('every method on the motion benchmark (efficient-video demo)', fontsize=9)
+    ax.axvline(0.5, color='0.4', ls=':', lw=1)
+    ax.text(0.505, len(names) - 0.4, 'order-blind: 50%', fontsize=7, color='0.3')
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel('test accuracy')
+    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    ax.set_title('every method on the motion benchmark (efficient-video demo)', fontsize=9)
     fig.tight_layout()
-    if path is not None: fig.savefig(path, dpi=120); plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
     return fig
 
 # %% ../nbs/16_demo.ipynb #c0984532
@@ -270,12 +304,14 @@ def describe_demo(report: dict, blind: float = 0.05, sees: float = 0.9) -> str:
     ref = lambda n: r[n]['gflops_per_view_vitb16']
     text = (f"Within {100 * blind:.0f} points of 50% opposite-direction accuracy, no better than blind to frame order: "
             f"{_names(at_chance)}. At {sees:.0%} or more, telling a clip from its time reversal: {_names(timed)}.")
-    if between: text += f" In between: {_names(f'{n} ({opp[n]:.1%})' for n in between)}."
+    if between:
+        text += f" In between: {_names(f'{n} ({opp[n]:.1%})' for n in between)}."
     if timed:
         cheap = min(timed, key=ref)
         text += (f"\n\nThe cheapest at the reference scale of the rows at {sees:.0%} or more is {cheap} "
                  f"({ref(cheap):.1f} GFLOPs per view)")
         tower = sorted((n for n in timed if n in TOWER_ROWS), key=ref)
-        if tower: text += "; of those that adapt the image tower, cheapest first: " + ', '.join(f'{n} ({ref(n):.1f})' for n in tower)
+        if tower:
+            text += "; of those that adapt the image tower, cheapest first: " + ', '.join(f'{n} ({ref(n):.1f})' for n in tower)
         text += '.'
     return text

@@ -40,8 +40,10 @@ def list_notebooks(nbs_path:Path) -> list[Path]:
 def skip_cell(cell, nb, skip_flags=()) -> bool:
     "Would `nbdev-test` leave `cell` out? (non-code, `eval: false`, or flagged with one of `skip_flags`)"
     from fastcore.nbio import nb_frontmatter, fm_default_eval, does_cell_eval
-    if cell.cell_type != 'code': return True
-    if not does_cell_eval(cell, fm_default_eval(nb_frontmatter(nb))): return True
+    if cell.cell_type != 'code':
+        return True
+    if not does_cell_eval(cell, fm_default_eval(nb_frontmatter(nb))):
+        return True
     return bool(set(skip_flags) & set(cell.directives_))
 
 @contextlib.contextmanager
@@ -50,12 +52,15 @@ def _nbdev_env(cwd:Path|None):
     old, prev = Path.cwd(), os.environ.get('IN_TEST')
     os.environ['IN_TEST'] = '1'
     try:
-        if cwd: os.chdir(cwd)
+        if cwd:
+            os.chdir(cwd)
         yield
     finally:
         os.chdir(old)
-        if prev is None: os.environ.pop('IN_TEST', None)
-        else: os.environ['IN_TEST'] = prev
+        if prev is None:
+            os.environ.pop('IN_TEST', None)
+        else:
+            os.environ['IN_TEST'] = prev
 
 def execute_nb(nb, skip_flags=(), cwd:Path|None=None, timeout:int|None=600):
     "Run the cells of `nb` in place (outputs stored in the cells) like `nbdev-test`, each cell for at most `timeout` seconds; return the live shell (execnb's `CaptureShell`)"
@@ -72,16 +77,19 @@ def execute_nb(nb, skip_flags=(), cwd:Path|None=None, timeout:int|None=600):
                 "or make the cell faster" if isinstance(k.exc, TimeoutError) else "fix the notebook, or build with "
                 "execute=False / `--no-exec`")
         raise RuntimeError(f"Executing {getattr(nb, 'path_', 'notebook')} failed ({hint}):\n{k.prettytb() or e}") from e
-    for c in nb.cells: _join_outputs(c)
+    for c in nb.cells:
+        _join_outputs(c)
     return k
 
 # %% ../nbs/90_docs.ipynb #4f2ec5bf
 def _join_outputs(cell):
     "execnb stores multi-line outputs as lists of lines; nbdev's processors and nbconvert expect strings"
     for o in cell.get('outputs', []):
-        if isinstance(o.get('text'), list): o['text'] = ''.join(o['text'])
+        if isinstance(o.get('text'), list):
+            o['text'] = ''.join(o['text'])
         for k,v in (o.get('data') or {}).items():
-            if isinstance(v, list): o['data'][k] = ''.join(v)
+            if isinstance(v, list):
+                o['data'][k] = ''.join(v)
 
 # %% ../nbs/90_docs.ipynb #2c170685
 FIG_DPI = 144  # pixels per inch of the figures on the pages, shown at their natural size (up to the column's width)
@@ -93,8 +101,10 @@ def figure_alt(fig, limit:int=160) -> str|None:
     titles = [' '.join(t.split()) for a in axes for loc in ('left', 'center', 'right') if a.get_title(loc).strip()
               for t in [a.get_title(loc)]]
     parts = [' '.join(sup.split())] if sup.strip() else []
-    if len(titles) == 1: parts.append(titles[0])
-    elif titles: parts.append(f'{len(titles)} panels: ' + ', '.join(titles))
+    if len(titles) == 1:
+        parts.append(titles[0])
+    elif titles:
+        parts.append(f'{len(titles)} panels: ' + ', '.join(titles))
     if not parts:
         parts = [f'{a.get_ylabel()} against {a.get_xlabel()}' for a in axes if a.get_xlabel() and a.get_ylabel()][:1]
     s = '; '.join(parts)
@@ -113,14 +123,18 @@ def _figures_as_png(dpi:int=FIG_DPI):
         from IPython.core.interactiveshell import InteractiveShell
         from matplotlib.figure import Figure
     except ImportError:
-        yield; return
+        yield
+        return
     # the formatter of the active shell: where matplotlib_inline's `set_matplotlib_formats` puts its own
     fmt = InteractiveShell.instance().display_formatter.formatters['image/png']
     old = fmt.for_type(Figure, lambda fig: _figure_png(fig, dpi))
-    try: yield
+    try:
+        yield
     finally:
-        if old is None: fmt.pop(Figure, None)
-        else: fmt.for_type(Figure, old)
+        if old is None:
+            fmt.pop(Figure, None)
+        else:
+            fmt.for_type(Figure, old)
 
 # %% ../nbs/90_docs.ipynb #97a46aa8
 _WIDGET_MIME = 'application/vnd.jupyter.widget-view+json'
@@ -130,7 +144,8 @@ _re_ansi = re.compile(r'\x1b\[[0-9;?]*[ -/]*[@-~]')
 def _is_widget(o) -> bool:
     "Is output `o` a widget with nothing a static page can show (only its text repr)?"
     d = o.get('data') or {}
-    if not d or set(d) - {'text/plain', _WIDGET_MIME, 'application/vnd.jupyter.widget-state+json'}: return False
+    if not d or set(d) - {'text/plain', _WIDGET_MIME, 'application/vnd.jupyter.widget-state+json'}:
+        return False
     return _WIDGET_MIME in d or bool(_re_widget_repr.match(str(d.get('text/plain', ''))))
 
 def _terminal_text(text:str) -> str:
@@ -140,7 +155,8 @@ def _terminal_text(text:str) -> str:
 
 def _tmp_sub(tmp_dir):
     "A function that shows paths in or under `tmp_dir` (with their first component: a random name) as `/tmp/…`"
-    if not tmp_dir: return lambda s: s
+    if not tmp_dir:
+        return lambda s: s
     roots = sorted({str(Path(tmp_dir)), os.path.realpath(tmp_dir)}, key=len, reverse=True)
     rx = re.compile('(?:' + '|'.join(map(re.escape, roots)) + r')(?:/[^/\s\'"`<>]+)?(?![\w.-])')
     return lambda s: rx.sub('/tmp/…', s)
@@ -152,13 +168,18 @@ def path_scrubber(repo:Path|str|None=None, tmp_dir:Path|str|None=None):
     tmp, pairs = _tmp_sub(tmp_dir), []
     def add(path, to):
         for v in {str(Path(path)), os.path.realpath(path)}:
-            if len(Path(v).parts) > 2 or (len(Path(v).parts) == 2 and to == '~'): pairs.append((v, to))  # never `/` or `/x` alone
+            if len(Path(v).parts) > 2 or (len(Path(v).parts) == 2 and to == '~'):
+                pairs.append((v, to))  # never `/` or `/x` alone
     paths = sysconfig.get_paths()
-    for sp in {*site.getsitepackages(), site.getusersitepackages(), paths['purelib'], paths['platlib']}: add(sp, '…/site-packages')
+    for sp in {*site.getsitepackages(), site.getusersitepackages(), paths['purelib'], paths['platlib']}:
+        add(sp, '…/site-packages')
     add(paths['stdlib'], f"…/{Path(paths['stdlib']).name}")
-    if repo: add(repo, '.')
-    if (home := os.path.expanduser('~')) not in ('', '/'): add(home, '~')
-    if not pairs: return tmp
+    if repo:
+        add(repo, '.')
+    if (home := os.path.expanduser('~')) not in ('', '/'):
+        add(home, '~')
+    if not pairs:
+        return tmp
     pairs.sort(key=lambda p: len(p[0]), reverse=True)   # a venv inside the checkout, before the checkout
     to = dict(pairs)
     rx = re.compile('(' + '|'.join(re.escape(p) for p, _ in pairs) + r')(?=/|(?![\w.-]))')
@@ -179,49 +200,65 @@ def tidy_outputs(nb, tmp_dir:str|Path|None=None, repo:str|Path|None=None):
         outs = []
         for o in c.get('outputs', []) or []:
             if o.get('output_type') == 'stream':
-                if o.get('name') == 'stderr': continue
+                if o.get('name') == 'stderr':
+                    continue
                 o['text'] = sub(_terminal_text(''.join(o.get('text') or '')))
-                if not o['text'].strip(): continue
+                if not o['text'].strip():
+                    continue
                 if is_markdown_table(o['text']):
                     o = type(o)(output_type='display_data', metadata={}, data={'text/markdown': o['text'], 'text/plain': o['text']})
-            elif _is_widget(o): continue
+            elif _is_widget(o):
+                continue
             for k, v in (o.get('data') or {}).items():
-                if k.startswith('text/') and isinstance(v, str): o['data'][k] = sub(v)
+                if k.startswith('text/') and isinstance(v, str):
+                    o['data'][k] = sub(v)
             outs.append(o)
-        if 'outputs' in c: c['outputs'] = outs
+        if 'outputs' in c:
+            c['outputs'] = outs
     return nb
 
 # %% ../nbs/90_docs.ipynb #d4a1f7b3
 def _short_default(node, seg:str, limit:int) -> str:
     "A default value's source `seg`, shortened to an ellipsis of its kind when longer than `limit`"
     import ast
-    if len(seg) <= limit: return seg
-    if isinstance(node, (ast.List, ast.ListComp)): return '[…]'
-    if isinstance(node, (ast.Tuple)): return '(…)'
-    if isinstance(node, (ast.Dict, ast.Set)): return '{…}'
-    if isinstance(node, ast.Constant) and isinstance(node.value, str): return repr(node.value[:limit // 2] + '…')
+    if len(seg) <= limit:
+        return seg
+    if isinstance(node, (ast.List, ast.ListComp)):
+        return '[…]'
+    if isinstance(node, (ast.Tuple)):
+        return '(…)'
+    if isinstance(node, (ast.Dict, ast.Set)):
+        return '{…}'
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return repr(node.value[:limit // 2] + '…')
     return seg[:limit // 2].rstrip() + '…'
 
 def short_signature(code:str, limit:int=60, names:dict|None=None) -> str:
     "show_doc's signature `code` (`def f(...)`) with every default value longer than `limit` characters shortened: to its name in `names` ({parameter: name}), else to an ellipsis"
     import ast
-    try: tree = ast.parse(code + ('\n    pass' if code.rstrip().endswith(':') else ''))
+    try:
+        tree = ast.parse(code + ('\n    pass' if code.rstrip().endswith(':') else ''))
     except SyntaxError:   # not Python (a repr such as `<function f>` as a default): cut the long lines instead
         return '\n'.join(l if len(l) <= 2 * limit else l[:2 * limit] + '…' for l in code.splitlines())
     fn = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
-    if fn is None: return code
+    if fn is None:
+        return code
     lines = code.splitlines(keepends=True)
     offs = [0]
-    for l in lines: offs.append(offs[-1] + len(l))
+    for l in lines:
+        offs.append(offs[-1] + len(l))
     pos = lambda ln, col: offs[ln - 1] + len(lines[ln - 1].encode()[:col].decode(errors='ignore'))
     edits, names = [], names or {}
     pos_args = [*fn.args.posonlyargs, *fn.args.args]
     defaults = [*zip(pos_args[len(pos_args) - len(fn.args.defaults):], fn.args.defaults), *zip(fn.args.kwonlyargs, fn.args.kw_defaults)]
     for arg, d in defaults:
-        if d is None: continue
+        if d is None:
+            continue
         a, b = pos(d.lineno, d.col_offset), pos(d.end_lineno, d.end_col_offset)
-        if b - a > limit: edits.append((a, b, names.get(arg.arg) or _short_default(d, code[a:b], limit)))
-    for a, b, s in sorted(edits, reverse=True): code = code[:a] + s + code[b:]
+        if b - a > limit:
+            edits.append((a, b, names.get(arg.arg) or _short_default(d, code[a:b], limit)))
+    for a, b, s in sorted(edits, reverse=True):
+        code = code[:a] + s + code[b:]
     return code
 
 _re_fence = re.compile(r'^```python\n(.*?)\n```', re.S | re.M)
@@ -232,12 +269,15 @@ def tidy_show_doc(md:str, limit:int=60, names:dict|None=None) -> str:
     md = _re_fence.sub(lambda m: f'```python\n{short_signature(m.group(1), limit, names)}\n```', md)
     # nbdev puts `*…*` around the first *line* of a docstring only: italics stop mid-sentence. Extend them to the paragraph.
     head, sep, rest = md.rpartition('\n```\n')
-    if not sep: return md
+    if not sep:
+        return md
     lines, i = rest.split('\n'), 0
-    while i < len(lines) and not lines[i].strip(): i += 1
+    while i < len(lines) and not lines[i].strip():
+        i += 1
     if i < len(lines) and re.match(r'^\*[^*].*\*$', lines[i]) and not lines[i].endswith('**'):
         j = i + 1
-        while j < len(lines) and lines[j].strip() and not _re_md_block.match(lines[j]) and '*' not in lines[j]: j += 1
+        while j < len(lines) and lines[j].strip() and not _re_md_block.match(lines[j]) and '*' not in lines[j]:
+            j += 1
         if j > i + 1:
             lines[i] = lines[i][:-1]
             lines[j - 1] = lines[j - 1].rstrip() + '*'
@@ -246,14 +286,18 @@ def tidy_show_doc(md:str, limit:int=60, names:dict|None=None) -> str:
 def default_names(obj) -> dict:
     "{parameter: name} for the defaults of `obj` that are public module-level names of its module (a signature shows them by name)"
     import inspect
-    try: sig = inspect.signature(obj)
-    except (TypeError, ValueError): return {}
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return {}
     f = getattr(obj, '__init__', None) if inspect.isclass(obj) else obj
     g = getattr(inspect.unwrap(f), '__globals__', {}) if f is not None else {}
     res = {}
     for p in sig.parameters.values():
-        if p.default is inspect.Parameter.empty or isinstance(p.default, (int, float, bool, str, type(None))): continue
-        if (n := next((k for k, v in g.items() if v is p.default and not k.startswith('_')), None)): res[p.name] = n
+        if p.default is inspect.Parameter.empty or isinstance(p.default, (int, float, bool, str, type(None))):
+            continue
+        if (n := next((k for k, v in g.items() if v is p.default and not k.startswith('_')), None)):
+            res[p.name] = n
     return res
 
 # %% ../nbs/90_docs.ipynb #6c0ceb98
@@ -264,10 +308,12 @@ def _show_docs_in(shell):
     from nbdev.process import Processor
     class ShowDocsIn(Processor):  # NBProcessor instantiates processor classes with the notebook
         def __call__(self, cell):
-            if cell.cell_type != 'code' or not _re_showdoc.search(cell.source): return
+            if cell.cell_type != 'code' or not _re_showdoc.search(cell.source):
+                return
             shell.cell(cell)
             _join_outputs(cell)
-            if shell.exc: raise RuntimeError(f"show_doc failed in {getattr(self.nb, 'path_', '')}:\n{cell.source}\n{shell.exc!r}")
+            if shell.exc:
+                raise RuntimeError(f"show_doc failed in {getattr(self.nb, 'path_', '')}:\n{cell.source}\n{shell.exc!r}")
     return ShowDocsIn
 
 def doc_lookup(lib:str|None=None):
@@ -286,10 +332,12 @@ def doc_lookup(lib:str|None=None):
 def _add_links(lookup):
     "nbdev's `add_links` processor with `lookup`: doc links for backticked names in markdown and in show_doc's output"
     def add_links(cell):
-        if cell.cell_type == 'markdown': cell.source = lookup.linkify(cell.source)
+        if cell.cell_type == 'markdown':
+            cell.source = lookup.linkify(cell.source)
         for o in cell.get('outputs', []):
             md = (o.get('data') or {}).get('text/markdown')
-            if md: o['data']['text/markdown'] = lookup.linkify(''.join(md) if isinstance(md, list) else md)
+            if md:
+                o['data']['text/markdown'] = lookup.linkify(''.join(md) if isinstance(md, list) else md)
     return add_links
 
 def site_procs(shell=None) -> list:
@@ -297,7 +345,8 @@ def site_procs(shell=None) -> list:
     and doc links from `doc_lookup`"""
     from nbdev.processors import FilterDefaults, exec_show_docs, add_links
     procs = [_add_links(doc_lookup()) if p is add_links else p for p in FilterDefaults().procs()]
-    if shell is None: return procs  # not executed: nbdev's `exec_show_docs` runs imports, exports and show_doc only
+    if shell is None:
+        return procs  # not executed: nbdev's `exec_show_docs` runs imports, exports and show_doc only
     return [_show_docs_in(shell) if p is exec_show_docs else p for p in procs]
 
 def doc_process(nb, shell=None):
@@ -314,19 +363,24 @@ def process_nb(nb_path:Path, execute:bool=True, skip_flags=None, tmp_dir:str|Non
     nb_path = Path(nb_path)
     nb = read_nb(nb_path)
     cfg = get_config(nb_path.parent)
-    if skip_flags is None: skip_flags = cfg.get('tst_flags', []) or []
-    if isinstance(skip_flags, str): skip_flags = skip_flags.split()
+    if skip_flags is None:
+        skip_flags = cfg.get('tst_flags', []) or []
+    if isinstance(skip_flags, str):
+        skip_flags = skip_flags.split()
     k = None
     if execute:
         k = execute_nb(nb, skip_flags, cwd=nb_path.parent, timeout=cell_timeout or int(cfg.get('cell_timeout', 600) or 600))
         k.run_cell('from nbdev.showdoc import show_doc')
-    with _nbdev_env(nb_path.parent): doc_process(nb, k)
+    with _nbdev_env(nb_path.parent):
+        doc_process(nb, k)
     for c in nb.cells:   # show_doc's signatures and docstrings, as a reader should see them
         if c.cell_type == 'code' and (m := re.search(r'^show_doc\(\s*([\w.]+)', c.source, re.M)):
             names = {}
             if k is not None:   # the kernel holds the object: a long default that is a module's constant shows its name
-                try: names = default_names(eval(m.group(1), k.user_ns))
-                except Exception: pass
+                try:
+                    names = default_names(eval(m.group(1), k.user_ns))
+                except Exception:
+                    pass
             for o in c.get('outputs', []):
                 if isinstance((o.get('data') or {}).get('text/markdown'), str):
                     o['data']['text/markdown'] = tidy_show_doc(o['data']['text/markdown'], names=names)
@@ -343,9 +397,12 @@ class NotebookFailed(RuntimeError):
 def exit_status(returncode:int, peak_mb:float|None=None) -> str:
     "How a process ended, in words: `exit status 1`, or the signal that killed it (with what that usually means)"
     import signal
-    if returncode >= 0: return f'exit status {returncode}'
-    try: name = signal.Signals(-returncode).name
-    except ValueError: name = f'signal {-returncode}'
+    if returncode >= 0:
+        return f'exit status {returncode}'
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f'signal {-returncode}'
     why = {'SIGKILL': 'out of memory? (the kernel\'s OOM killer sends SIGKILL; see `dmesg`)',
            'SIGABRT': 'aborted by native code (a C/C++ library called abort())',
            'SIGSEGV': 'a crash in native code', 'SIGTERM': 'terminated from outside', 'SIGINT': 'interrupted'}.get(name, '')
@@ -354,9 +411,12 @@ def exit_status(returncode:int, peak_mb:float|None=None) -> str:
 
 def _tail(path:Path, n_chars:int=3000) -> str:
     "The last `n_chars` of a log file (whole lines), or '' if there is none"
-    try: text = Path(path).read_text(errors='replace')
-    except OSError: return ''
-    if len(text) <= n_chars: return text.strip()
+    try:
+        text = Path(path).read_text(errors='replace')
+    except OSError:
+        return ''
+    if len(text) <= n_chars:
+        return text.strip()
     return '…\n' + text[-n_chars:].partition('\n')[2].strip()
 
 def _clip(text:str, head:int=1500, tail:int=1500) -> str:
@@ -376,7 +436,8 @@ def _worker_main(args_path:str, result_path:str):
         part = Path(result_path + '.part')
         with open(part, 'wb') as f:
             pickle.dump(nb, f)
-            f.flush(); os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(part, result_path)
         status = 0
     except BaseException as e:
@@ -396,13 +457,16 @@ def _die_with_parent():
     try:
         import ctypes, signal
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))   # PR_SET_PDEATHSIG
-        if os.getppid() == 1: os._exit(1)                                  # the parent died before prctl
-    except Exception: pass
+        if os.getppid() == 1:
+            os._exit(1)                                  # the parent died before prctl
+    except Exception:
+        pass
 
 def _worker_env(tmp:Path, threads:int|None=None) -> dict:
     "Environment of a notebook's interpreter: no progress bars (tqdm reads `TQDM_*` on import), `tmp` as temp folder, `threads` per worker"
     env = {**os.environ, 'TQDM_DISABLE': '1', 'TMPDIR': str(tmp), 'TEMP': str(tmp), 'TMP': str(tmp), 'PYTHONFAULTHANDLER': '1'}
-    if threads and 'OMP_NUM_THREADS' not in os.environ: env['OMP_NUM_THREADS'] = str(threads)   # unless the user chose
+    if threads and 'OMP_NUM_THREADS' not in os.environ:
+        env['OMP_NUM_THREADS'] = str(threads)   # unless the user chose
     return env
 
 def _in_fresh_process(nb_path:Path, log:Path|None=None, threads:int|None=None, started=None, **kw):
@@ -420,13 +484,15 @@ def _in_fresh_process(nb_path:Path, log:Path|None=None, threads:int|None=None, s
         with open(log, 'wb') as lf:   # stdout and stderr to a file: nothing is lost, however much the notebook prints
             proc = subprocess.Popen([sys.executable, '-c', _WORKER, str(a), str(r)], stdin=subprocess.DEVNULL, stdout=lf,
                                     stderr=subprocess.STDOUT, env=_worker_env(tmp, threads), start_new_session=True)
-            if started: started(proc)
+            if started:
+                started(proc)
             peak_mb = None
             try:
                 if hasattr(os, 'wait4'):   # also gives the peak memory (resident set) of the interpreter
                     _, st, ru = os.wait4(proc.pid, 0)
                     proc.returncode, peak_mb = os.waitstatus_to_exitcode(st), ru.ru_maxrss / 1024
-                else: proc.wait()
+                else:
+                    proc.wait()
             except BaseException:          # the build was interrupted: stop the notebook and everything it started
                 _kill_group(proc)
                 raise
@@ -443,15 +509,21 @@ def _kill_group(proc):
     "Stop a worker and the processes it started (it leads its own session)"
     import signal
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try: os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError, AttributeError): return
-        try: proc.wait(5); return
-        except Exception: pass
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError, AttributeError):
+            return
+        try:
+            proc.wait(5)
+            return
+        except Exception:
+            pass
 
 # %% ../nbs/90_docs.ipynb #b7e2c4d1
 def _say(msg:str, quiet:bool=False):
     "A progress line on stderr"
-    if not quiet: print(f'docs: {msg}', file=sys.stderr, flush=True)
+    if not quiet:
+        print(f'docs: {msg}', file=sys.stderr, flush=True)
 
 def _dur(s:float) -> str:
     "Seconds as `42s`, `3m05s` or `1h02m`"
@@ -460,7 +532,8 @@ def _dur(s:float) -> str:
 
 def time_left(pending:list, running:dict, estimates:dict, n_workers:int) -> float|None:
     "Seconds until the notebooks `pending` and `running` ({nb: seconds run so far}) are done, from `estimates` (last build's seconds); None without any"
-    if not estimates: return None
+    if not estimates:
+        return None
     known = [estimates[p] for p in [*pending, *running] if p in estimates] or list(estimates.values())
     guess = sorted(known)[len(known) // 2]   # a notebook never timed counts as a median one
     work = sum(estimates.get(p, guess) for p in pending) + sum(max(estimates.get(p, guess) - t, 0) for p, t in running.items())
@@ -478,11 +551,13 @@ def run_notebooks(nbs:list, # notebooks to process, in the order to start them
     "`process_nb` each of `nbs` in a fresh interpreter, `n_workers` at a time, saying when each starts and ends; returns ({path: nb}, {path: NotebookFailed})"
     import threading
     nbs, estimates = [Path(p) for p in nbs], {Path(k): v for k, v in (estimates or {}).items()}
-    if not nbs: return {}, {}
+    if not nbs:
+        return {}, {}
     if skip_flags is None:
         from nbdev.config import get_config
         skip_flags = get_config(nbs[0].parent).get('tst_flags', []) or []
-    if isinstance(skip_flags, str): skip_flags = skip_flags.split()
+    if isinstance(skip_flags, str):
+        skip_flags = skip_flags.split()
     n_workers = max(1, min(n_workers or min(4, os.cpu_count() or 1), len(nbs)))
     threads = max(1, (os.cpu_count() or 1) // n_workers)   # torch/OpenMP threads per notebook: no oversubscription
     root = Path(os.path.commonpath([p.parent for p in nbs]))
@@ -507,7 +582,8 @@ def run_notebooks(nbs:list, # notebooks to process, in the order to start them
     def worker():
         while True:
             with lock:
-                if not pending or (failed and not keep_going): return
+                if not pending or (failed and not keep_going):
+                    return
                 p = pending.pop(0)
                 running[p] = time.monotonic()
                 say(f"start {name(p)}; {status_line()}")
@@ -516,8 +592,10 @@ def run_notebooks(nbs:list, # notebooks to process, in the order to start them
                 nb = _in_fresh_process(p, log=log, threads=threads, started=lambda proc: procs.__setitem__(p, proc),
                                        execute=execute, skip_flags=skip_flags, cell_timeout=cell_timeout)
                 with lock:
-                    del running[p]; procs.pop(p, None)
-                    if on_done: on_done(p, nb)   # e.g. cache it and queue its page, before the line says it is done
+                    del running[p]
+                    procs.pop(p, None)
+                    if on_done:
+                        on_done(p, nb)   # e.g. cache it and queue its page, before the line says it is done
                     done[p] = nb
                     mem = f', peak {nb.peak_mb_ / 1024:.1f} GB' if getattr(nb, 'peak_mb_', None) else ''
                     note = f' (then {exit_status(nb.returncode_)} at exit, after its page was saved)' if nb.returncode_ else ''
@@ -528,34 +606,43 @@ def run_notebooks(nbs:list, # notebooks to process, in the order to start them
                     e = NotebookFailed(p, f'{type(e).__name__} after it ran: {e}', traceback.format_exc()[-3000:],
                                        seconds=time.monotonic() - running.get(p, time.monotonic()))
                 with lock:
-                    running.pop(p, None); procs.pop(p, None)
+                    running.pop(p, None)
+                    procs.pop(p, None)
                     failed[p] = e
                     more = '' if keep_going or not pending else "\ndocs: starting no more notebooks (--keep-going builds the rest)" + \
                            (f"; the {len(running)} running go on" if running else '')
                     say(f"[{len(done) + len(failed):>{w}}/{n}] FAILED {name(p)} after {_dur(e.seconds)}: {e.status}"
                         + (f"; log: {e.log}" if e.log else '') + ('\n' + e.tail if e.tail else '') + more)
             finally:
-                with changed: changed.notify_all()
+                with changed:
+                    changed.notify_all()
 
     ts = [threading.Thread(target=worker, daemon=True) for _ in range(n_workers)]
-    for t in ts: t.start()
+    for t in ts:
+        t.start()
     try:
         while any(t.is_alive() for t in ts):
-            with changed: changed.wait(timeout=1)
+            with changed:
+                changed.wait(timeout=1)
             if heartbeat and time.monotonic() - last_line[0] >= heartbeat:
                 with lock:
-                    if running: say(status_line())
-                    else: last_line[0] = time.monotonic()
+                    if running:
+                        say(status_line())
+                    else:
+                        last_line[0] = time.monotonic()
     except BaseException:   # Ctrl-C: stop every running notebook (each leads its own process group)
-        with lock: pending.clear()
-        for proc in list(procs.values()): _kill_group(proc)
+        with lock:
+            pending.clear()
+        for proc in list(procs.values()):
+            _kill_group(proc)
         raise
     return done, failed
 
 def process_nbs(nbs:list, execute:bool=True, skip_flags=None, n_workers:int|None=None, quiet:bool=False) -> list:
     "`process_nb` each of `nbs` in a fresh interpreter (as `nbdev-test` runs them), in order; raises the first failure"
     done, failed = run_notebooks(nbs, execute, skip_flags, n_workers, quiet)
-    if failed: raise next(iter(failed.values()))
+    if failed:
+        raise next(iter(failed.values()))
     return [done[Path(p)] for p in nbs]
 
 # %% ../nbs/90_docs.ipynb #c3d9a6e2
@@ -564,9 +651,11 @@ def code_hash(lib_path:Path, extra=()) -> str:
     import hashlib
     h = hashlib.sha256()
     for f in sorted(Path(lib_path).rglob('*.py')):
-        if '__pycache__' in f.parts: continue
+        if '__pycache__' in f.parts:
+            continue
         h.update(f.relative_to(lib_path).as_posix().encode() + b'\0' + f.read_bytes() + b'\0')
-    for x in extra: h.update((Path(x).read_bytes() if isinstance(x, Path) else str(x).encode()) + b'\0')
+    for x in extra:
+        h.update((Path(x).read_bytes() if isinstance(x, Path) else str(x).encode()) + b'\0')
     return h.hexdigest()
 
 def page_key(nb_path:Path, code:str) -> str:
@@ -578,30 +667,38 @@ class PageCache:
     "Processed notebooks (and their rendered bodies) in a folder, keyed by `page_key`; written atomically, so a killed build never leaves half an entry"
     def __init__(self, path:Path|None):
         self.path = Path(path) if path else None
-        if self.path: (self.path/'pages').mkdir(parents=True, exist_ok=True)
+        if self.path:
+            (self.path/'pages').mkdir(parents=True, exist_ok=True)
 
     def _file(self, name:str) -> Path: return self.path/'pages'/(name.replace('/', '__') + '.pkl')
 
     def get(self, name:str, key:str):
         "The entry (a dict: `key`, `nb`, `seconds`, `bodies`) of notebook `name` if it was made with `key`, else None"
         import pickle
-        if not self.path or not self._file(name).exists(): return None
-        try: e = pickle.loads(self._file(name).read_bytes())
-        except Exception: return None          # unreadable (another version of the builder): rebuild
+        if not self.path or not self._file(name).exists():
+            return None
+        try:
+            e = pickle.loads(self._file(name).read_bytes())
+        except Exception:
+            return None          # unreadable (another version of the builder): rebuild
         return e if isinstance(e, dict) and e.get('key') == key else None
 
     def put(self, name:str, entry:dict):
         import pickle
-        if not self.path: return
+        if not self.path:
+            return
         _write_atomic(self._file(name), pickle.dumps(entry))
 
     def timings(self) -> dict:
         "{notebook name: seconds it took} from `timings.json` (each notebook's last successful run)"
-        try: return json.loads((self.path/'timings.json').read_text()) if self.path else {}
-        except (OSError, ValueError): return {}
+        try:
+            return json.loads((self.path/'timings.json').read_text()) if self.path else {}
+        except (OSError, ValueError):
+            return {}
 
     def add_timing(self, name:str, seconds:float):
-        if not self.path: return
+        if not self.path:
+            return
         _write_atomic(self.path/'timings.json', json.dumps({**self.timings(), name: round(seconds, 1)}, indent=1).encode())
 
 def _write_atomic(path:Path, data:bytes):
@@ -630,23 +727,29 @@ def _md_of(outputs) -> str:
     res = []
     for o in outputs:
         d = o.get('data') or {}
-        if 'text/markdown' in d: res.append(d['text/markdown'])
-        elif 'text/plain' in d: res.append(d['text/plain'])
-        elif o.get('output_type') == 'stream': res.append(o.get('text', ''))
+        if 'text/markdown' in d:
+            res.append(d['text/markdown'])
+        elif 'text/plain' in d:
+            res.append(d['text/plain'])
+        elif o.get('output_type') == 'stream':
+            res.append(o.get('text', ''))
     return '\n\n'.join(res)
 
 def _first_comment(code:str) -> str|None:
     "The first `# comment` line of `code` (not a `#|` directive), without the `#`"
     for l in code.splitlines():
         s = l.strip()
-        if s.startswith('#') and not s.startswith('#|') and s.lstrip('#').strip(): return s.lstrip('#').strip()
+        if s.startswith('#') and not s.startswith('#|') and s.lstrip('#').strip():
+            return s.lstrip('#').strip()
     return None
 
 def is_import_cell(src:str) -> bool:
     "Does the code `src` only import (comments and blank lines aside)? Such cells are folded on the page"
     import ast
-    try: tree = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
-    except SyntaxError: return False
+    try:
+        tree = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
+    except SyntaxError:
+        return False
     return bool(tree.body) and all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in tree.body)
 
 def _marker(info:dict):
@@ -663,40 +766,50 @@ def to_nbformat(nb, site:bool=True):
     import nbformat
     cells = []   # (cell, info for the passes after nbconvert)
     for c in nb.cells:
-        if c.cell_type == 'raw': continue  # the YAML front matter: becomes the page title instead
+        if c.cell_type == 'raw':
+            continue  # the YAML front matter: becomes the page title instead
         if c.cell_type == 'markdown':
             cells.append((nbformat.v4.new_markdown_cell(c.source, attachments=c.get('attachments') or None) if c.get('attachments')
                           else nbformat.v4.new_markdown_cell(c.source), {}))
             continue
         opts, src = cell_options(c.source)
         outs = c.get('outputs', []) or []
-        if opts.get('include') is False: continue
-        if opts.get('output') is False: outs = []
+        if opts.get('include') is False:
+            continue
+        if opts.get('output') is False:
+            outs = []
         if opts.get('output') == 'asis':  # Quarto pastes the markdown output into the page
             cells.append((nbformat.v4.new_markdown_cell(_md_of(outs)), {'api': True} if _re_showdoc.search(src) else {}))
             continue
-        if opts.get('echo') is False and not outs: continue
+        if opts.get('echo') is False and not outs:
+            continue
         cell = nbformat.v4.new_code_cell(src, outputs=[nbformat.from_dict(dict(o)) for o in outs],
                                          execution_count=c.get('execution_count'))
         info = {k: str(opts[f'fig-{k}']) for k in ('cap', 'alt') if opts.get(f'fig-{k}')}
-        if (cm := _first_comment(src)): info['comment'] = cm
-        if opts.get('echo') is False: cell.metadata['transient'] = {'remove_source': True}
+        if (cm := _first_comment(src)):
+            info['comment'] = cm
+        if opts.get('echo') is False:
+            cell.metadata['transient'] = {'remove_source': True}
         elif opts.get('code-fold') in (True, 'show'):
             info.update(fold=str(opts.get('code-summary') or 'Code'), open=opts['code-fold'] == 'show')
-        elif is_import_cell(src) and not outs: info.update(fold='Imports')
+        elif is_import_cell(src) and not outs:
+            info.update(fold='Imports')
         cells.append((cell, info))
     # A chapter opens with a sentence: the code cells before its first text (imports, set-up) go after that text, folded
     hidden = lambda c: c.cell_type == 'markdown' and not re.sub(r'<!--.*?-->', '', c.source, flags=re.S).strip()
     start = 0                                # nbdev's "DO NOT EDIT" comment cell stays first
-    while start < len(cells) and hidden(cells[start][0]): start += 1
+    while start < len(cells) and hidden(cells[start][0]):
+        start += 1
     lead = start
-    while lead < len(cells) and cells[lead][0].cell_type == 'code': lead += 1
+    while lead < len(cells) and cells[lead][0].cell_type == 'code':
+        lead += 1
     if site and start < lead < len(cells) and cells[lead][0].cell_type == 'markdown':
         setup = cells[start:lead]
         what = 'Imports' if all(is_import_cell(c.source) for c, _ in setup) else 'Imports and set-up'
         setup = [(c, {**i, 'fold': what, 'open': False, 'group': 'setup'}) for c, i in setup]
         cells = [*cells[:start], cells[lead], *setup, *cells[lead + 1:]]
-    if not site: cells = [(c, {}) for c, _ in cells]
+    if not site:
+        cells = [(c, {}) for c, _ in cells]
     res = nbformat.v4.new_notebook(cells=[x for c, i in cells for x in ([_marker(i), c] if i else [c])])
     res.metadata['kernelspec'] = {'name': 'python3', 'language': 'python', 'display_name': 'Python 3'}
     res.metadata['language_info'] = {'name': 'python', 'pygments_lexer': 'ipython3'}
@@ -739,12 +852,15 @@ def rewrite_links(body:str, page:str, pages:dict, doc_url:str='', titles:dict|No
     soup, titles = BeautifulSoup(body, 'html.parser'), titles or {}
     seen = {}
     for h in soup.find_all(['h1','h2','h3','h4','h5','h6']):
-        for a in h.find_all('a', class_='anchor-link'): a.decompose()
+        for a in h.find_all('a', class_='anchor-link'):
+            a.decompose()
         i = anchor_id(h.get_text())
         seen[i] = seen.get(i, 0) + 1
-        if seen[i] > 1: i = f'{i}-{seen[i]-1}'
+        if seen[i] > 1:
+            i = f'{i}-{seen[i]-1}'
         h['id'] = i
-        a = soup.new_tag('a', href=f'#{i}', **{'class': 'anchor-link'}); a.string = '¶'
+        a = soup.new_tag('a', href=f'#{i}', **{'class': 'anchor-link'})
+        a.string = '¶'
         h.append(a)
     here = posixpath_dir(page)
     for a in soup.find_all('a', href=True):
@@ -758,22 +874,29 @@ def rewrite_links(body:str, page:str, pages:dict, doc_url:str='', titles:dict|No
             if anchors is not None and frag and a.find('code') and f'{tgt}#{frag}' not in anchors:
                 # nbdev's index has every method; only the names shown with show_doc have a heading to land on
                 frag = frag.rpartition('.')[0]
-                if f'{tgt}#{frag}' not in anchors: a.unwrap(); continue
+                if f'{tgt}#{frag}' not in anchors:
+                    a.unwrap()
+                    continue
             a['href'] = relpath(tgt or 'index.html', here) + (f'#{frag}' if frag else '')
             continue
         sp = urlsplit(href)
-        if sp.scheme or sp.netloc or not sp.path.endswith('.ipynb'): continue
+        if sp.scheme or sp.netloc or not sp.path.endswith('.ipynb'):
+            continue
         tgt = os.path.normpath(os.path.join(here, unquote(sp.path))).replace(os.sep, '/')
         html_tgt = pages.get(tgt, nbpath2html(Path(tgt)).as_posix())
         a['href'] = relpath(html_tgt, here) + (f'#{sp.fragment}' if sp.fragment else '')
-        if html_tgt in titles and _names_notebook(a.get_text(), tgt, href): a.string = titles[html_tgt]
+        if html_tgt in titles and _names_notebook(a.get_text(), tgt, href):
+            a.string = titles[html_tgt]
     stems = {}
-    for nb in pages: stems.setdefault(Path(nb).stem, []).append(nb)
+    for nb in pages:
+        stems.setdefault(Path(nb).stem, []).append(nb)
     for code in soup.find_all('code'):  # `06_train` in prose: a link titled with the chapter's title
         s = code.get_text().strip()
-        if not _re_nb_id.match(s) or len(stems.get(s, [])) != 1 or code.find_parent(['a', 'pre']): continue
+        if not _re_nb_id.match(s) or len(stems.get(s, [])) != 1 or code.find_parent(['a', 'pre']):
+            continue
         nb = stems[s][0]
-        if pages[nb] not in titles: continue
+        if pages[nb] not in titles:
+            continue
         link = soup.new_tag('a', href=relpath(pages[nb], here), title=nb)
         link.string = titles[pages[nb]]
         code.replace_with(link)
@@ -791,7 +914,8 @@ def doc_anchors(nbs:list, nbs_path:Path) -> set[str]:
     res = set()
     for p in nbs:
         nb = read_nb(p)
-        with _nbdev_env(Path(p).parent): NBProcessor(nb=nb, procs=[add_show_docs]).process()
+        with _nbdev_env(Path(p).parent):
+            NBProcessor(nb=nb, procs=[add_show_docs]).process()
         page = page_name(p, nbs_path).as_posix()
         for c in nb.cells:
             if c.cell_type == 'code':
@@ -813,9 +937,12 @@ def _heading_text(h) -> str:
 def _info_of(cell) -> dict:
     "The info `to_nbformat` put in a marker just before the nbconvert `cell` (a div), or {}"
     m = cell.find_previous_sibling(True) if cell else None
-    if m is None or 'ev-cell' not in (m.get('class') or []): return {}
-    try: return json.loads(m.get_text())
-    except ValueError: return {}
+    if m is None or 'ev-cell' not in (m.get('class') or []):
+        return {}
+    try:
+        return json.loads(m.get_text())
+    except ValueError:
+        return {}
 
 def tidy_images(body:str, page_title:str='') -> str:
     """Show output figures at their natural size (no width/height), numbered with a caption line (`fig-cap`, else the
@@ -824,18 +951,23 @@ def tidy_images(body:str, page_title:str='') -> str:
     soup, n = BeautifulSoup(body, 'html.parser'), 0
     for img in soup.find_all('img'):
         alt = ' '.join((img.get('alt') or '').split())
-        if alt.lower() in _NO_ALT: alt = ''
+        if alt.lower() in _NO_ALT:
+            alt = ''
         if img.find_parent(class_='output_area'):
-            for a in ('width', 'height'): img.attrs.pop(a, None)
+            for a in ('width', 'height'):
+                img.attrs.pop(a, None)
             info = _info_of(img.find_parent(class_='cell'))
             own, said = alt, info.get('cap') or info.get('comment')   # the figure's own description; the author's
             alt = info.get('alt') or (f'{said} ({own})' if said and own else said or own)
             n += 1
             fig = img.wrap(soup.new_tag('figure', id=f'fig-{n}', **{'class': 'ev-figure'}))
             fc = soup.new_tag('figcaption')
-            num = soup.new_tag('span', **{'class': 'fig-num'}); num.string = f'Figure {n}.'
+            num = soup.new_tag('span', **{'class': 'fig-num'})
+            num.string = f'Figure {n}.'
             fc.append(num)
-            if said or own: fc.append(' '); fc.append(BeautifulSoup(inline_md(said or own), 'html.parser'))
+            if said or own:
+                fc.append(' ')
+                fc.append(BeautifulSoup(inline_md(said or own), 'html.parser'))
             fig.append(fc)
         if not alt:
             h = img.find_previous(['h1', 'h2', 'h3', 'h4'])
@@ -854,16 +986,25 @@ def fold_cells(body:str) -> str:
     for m in soup.select('div.ev-cell'):
         cell, info = m.find_next_sibling(True), _info_of(m.find_next_sibling(True))
         m.decompose()
-        if cell is None or 'cell' not in (cell.get('class') or []): prev = None; continue
-        if info.get('api'): cell['class'] = cell['class'] + ['doc-api']
-        if not info.get('fold'): prev = None; continue
+        if cell is None or 'cell' not in (cell.get('class') or []):
+            prev = None
+            continue
+        if info.get('api'):
+            cell['class'] = cell['class'] + ['doc-api']
+        if not info.get('fold'):
+            prev = None
+            continue
         if prev is not None and info.get('group') and prev.get('data-group') == info['group'] and \
            cell.find_previous_sibling(True) is prev:
-            prev.append(cell.extract()); continue
+            prev.append(cell.extract())
+            continue
         d = cell.wrap(soup.new_tag('details', **{'class': 'fold'}))
-        if info.get('group'): d['data-group'] = info['group']
-        if info.get('open'): d['open'] = ''
-        s = soup.new_tag('summary'); s.string = info['fold']
+        if info.get('group'):
+            d['data-group'] = info['group']
+        if info.get('open'):
+            d['open'] = ''
+        s = soup.new_tag('summary')
+        s.string = info['fold']
         d.insert(0, s)
         prev = d
     return str(soup)
@@ -879,26 +1020,35 @@ def wrap_display_math(body:str) -> str:
         for t in [t for t in li.contents if isinstance(t, NavigableString) and _re_display_math.search(t)]:
             for i, s in enumerate(_re_display_math.split(str(t))):
                 if i % 3 == 1:
-                    d = soup.new_tag('div', **{'class': 'math-display'}); d.string = s
+                    d = soup.new_tag('div', **{'class': 'math-display'})
+                    d.string = s
                     t.insert_before(d)
-                elif i % 3 == 0 and s: t.insert_before(NavigableString(s))
+                elif i % 3 == 0 and s:
+                    t.insert_before(NavigableString(s))
             t.extract()
     for p in soup.select('.text_cell_render p, .output_markdown p'):
-        if not any(isinstance(t, NavigableString) and _re_display_math.search(t) for t in p.contents): continue
+        if not any(isinstance(t, NavigableString) and _re_display_math.search(t) for t in p.contents):
+            continue
         parts, cur = [], soup.new_tag('p')   # paragraphs and formulas, in order
         for t in list(p.contents):
             if isinstance(t, NavigableString) and _re_display_math.search(t):
                 for i, s in enumerate(_re_display_math.split(str(t))):
-                    if i % 3 == 2: continue                       # the environment name group
+                    if i % 3 == 2:
+                        continue                       # the environment name group
                     if i % 3 == 1:
-                        parts.append(cur); cur = soup.new_tag('p')
-                        d = soup.new_tag('div', **{'class': 'math-display'}); d.string = s
+                        parts.append(cur)
+                        cur = soup.new_tag('p')
+                        d = soup.new_tag('div', **{'class': 'math-display'})
+                        d.string = s
                         parts.append(d)
-                    elif s: cur.append(NavigableString(s))
-            else: cur.append(t.extract())
+                    elif s:
+                        cur.append(NavigableString(s))
+            else:
+                cur.append(t.extract())
         parts.append(cur)
         for x in parts:
-            if x.name == 'p' and not x.get_text().strip() and not x.find(True): continue
+            if x.name == 'p' and not x.get_text().strip() and not x.find(True):
+                continue
             p.insert_before(x)
         p.decompose()
     return str(soup)
@@ -909,10 +1059,13 @@ def page_toc(body:str) -> list[dict]:
     from bs4 import BeautifulSoup
     toc = []
     for h in BeautifulSoup(body, 'html.parser').find_all(['h2', 'h3']):
-        if not h.get('id'): continue
+        if not h.get('id'):
+            continue
         e = dict(id=h['id'], text=_heading_text(h), level=int(h.name[1]), children=[])
-        if e['level'] == 3 and toc and toc[-1]['level'] == 2: toc[-1]['children'].append(e)
-        else: toc.append(e)
+        if e['level'] == 3 and toc and toc[-1]['level'] == 2:
+            toc[-1]['children'].append(e)
+        else:
+            toc.append(e)
     return toc
 
 # %% ../nbs/90_docs.ipynb #aba39306
@@ -920,7 +1073,8 @@ def search_sections(body:str, title:str, href:str) -> list[dict]:
     "Search records of a page: its text cut at the h2/h3 headings, each with `heading`, `href` (with anchor) and `text`"
     from bs4 import BeautifulSoup, NavigableString, Comment
     soup = BeautifulSoup(body, 'html.parser')
-    for t in soup(['script', 'style']) + soup.select('.prompt'): t.decompose()   # and nbconvert's `In [3]:`
+    for t in soup(['script', 'style']) + soup.select('.prompt'):
+        t.decompose()   # and nbconvert's `In [3]:`
     secs = [dict(heading=title, href=href, text=[])]
     for el in soup.descendants:
         if el.name in ('h2', 'h3') and el.get('id'):
@@ -936,7 +1090,8 @@ _MJ_PARTS = ['MathJax.js', 'config/TeX-AMS-MML_HTMLorMML-full.js', 'jax/input/Te
 
 def copy_mathjax(out:Path) -> Path:
     "Copy the parts of MathJax 2.7 our page config loads (from the `jupyter-server-mathjax` wheel) to `out/mathjax`"
-    try: import jupyter_server_mathjax
+    try:
+        import jupyter_server_mathjax
     except ImportError as e:
         raise ImportError("The offline docs need MathJax from the `jupyter-server-mathjax` package: "
                           "`pip install -e '.[dev]'` (or `pip install jupyter-server-mathjax`)") from e
@@ -958,7 +1113,8 @@ def copy_assets(nbs_path:Path, out:Path) -> list[Path]:
     res = []
     for f in Path(nbs_path).rglob('*'):
         rel = f.relative_to(nbs_path)
-        if not f.is_file() or f.suffix.lower() not in _ASSETS or any(p[0] in '._' for p in rel.parts): continue
+        if not f.is_file() or f.suffix.lower() not in _ASSETS or any(p[0] in '._' for p in rel.parts):
+            continue
         (Path(out)/rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, Path(out)/rel)
         res.append(Path(out)/rel)
@@ -979,7 +1135,8 @@ def find_theme(cfg_path:Path|None=None) -> Path:
 def render_page(template, **ctx) -> str:
     "Fill the `jinja2.Template` `template` (`docs/page.html`): title, description, body, toc, site_title, nav, prev, next, root, home"
     missing = {'title', 'body', 'nav', 'root', 'home'} - set(ctx)
-    if missing: raise TypeError(f"render_page: missing template variables {sorted(missing)}")
+    if missing:
+        raise TypeError(f"render_page: missing template variables {sorted(missing)}")
     return template.render(**ctx)
 
 # %% ../nbs/90_docs.ipynb #c2faa370
@@ -989,7 +1146,8 @@ def nb_frontmatter(nb_path:Path) -> dict:
     from nbdev.frontmatter import FrontmatterProc
     from nbdev.process import NBProcessor
     nb = read_nb(nb_path)
-    with _nbdev_env(Path(nb_path).parent): NBProcessor(nb=nb, procs=[FrontmatterProc]).process()
+    with _nbdev_env(Path(nb_path).parent):
+        NBProcessor(nb=nb, procs=[FrontmatterProc]).process()
     return getattr(nb, 'frontmatter_', {}) or {}
 
 def site_nav(nbs:list, nbs_path:Path, titles:dict) -> list[dict]:
@@ -1007,15 +1165,19 @@ def page_context(nav:list[dict], i:int) -> dict:
 
 def select_notebooks(nbs:list, nbs_path:Path, only) -> list:
     "The notebooks of `nbs` that `only` names (`14_aim`, `14_aim.ipynb`, `nbs/14_aim.ipynb`, `aim`, `aim.html`); all when `only` is empty"
-    if not only: return list(nbs)
-    if isinstance(only, str): only = only.replace(',', ' ').split()
+    if not only:
+        return list(nbs)
+    if isinstance(only, str):
+        only = only.replace(',', ' ').split()
     names = {}
     for p in nbs:
         rel, page = p.relative_to(nbs_path), page_name(p, nbs_path)
         for k in {rel.as_posix(), rel.with_suffix('').as_posix(), p.stem, p.name, page.as_posix(), page.with_suffix('').as_posix(),
-                  (Path(nbs_path.name)/rel).as_posix()}: names.setdefault(k, p)
+                  (Path(nbs_path.name)/rel).as_posix()}:
+            names.setdefault(k, p)
     bad = [o for o in only if o not in names and Path(o).as_posix().removeprefix('./') not in names]
-    if bad: raise ValueError(f"--only {' '.join(bad)}: no such notebook in {nbs_path} (name one as `14_aim`, `14_aim.ipynb` or `aim.html`)")
+    if bad:
+        raise ValueError(f"--only {' '.join(bad)}: no such notebook in {nbs_path} (name one as `14_aim`, `14_aim.ipynb` or `aim.html`)")
     chosen = {names.get(o) or names[Path(o).as_posix().removeprefix('./')] for o in only}
     return [p for p in nbs if p in chosen]
 
@@ -1057,10 +1219,13 @@ def build_site(nbs_path:Path|str|None=None, # notebooks folder (default: the nbd
     # nbdev's `add_links` points at the hosted site (`Documentation` URL): those links become relative here
     doc_url = (cfg.get('doc_host') or '') + (cfg.get('doc_baseurl') or '') if cfg.get('doc_host') else ''
     nbs = list_notebooks(nbs_path)
-    if not nbs: raise FileNotFoundError(f"No notebooks in {nbs_path} (nbdev skips `_`/`.`-prefixed names)")
+    if not nbs:
+        raise FileNotFoundError(f"No notebooks in {nbs_path} (nbdev skips `_`/`.`-prefixed names)")
     todo = select_notebooks(nbs, nbs_path, only)
-    if skip_flags is None: skip_flags = cfg.get('tst_flags', []) or []
-    if isinstance(skip_flags, str): skip_flags = skip_flags.split()
+    if skip_flags is None:
+        skip_flags = cfg.get('tst_flags', []) or []
+    if isinstance(skip_flags, str):
+        skip_flags = skip_flags.split()
     # The site around the pages first, so that every page is readable the moment it is written
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(theme/'site.css', out/'site.css')
@@ -1113,7 +1278,9 @@ def build_site(nbs_path:Path|str|None=None, # notebooks folder (default: the nbd
     run = []
     for p in todo:
         entry = None if rebuild else store.get(rel(p), keys[p])
-        if entry is None: run.append(p); continue
+        if entry is None:
+            run.append(p)
+            continue
         rendering[p] = renderer.submit(write_page, p, entry['nb'], entry)
         from_cache.append(p)
     if from_cache:
@@ -1126,17 +1293,20 @@ def build_site(nbs_path:Path|str|None=None, # notebooks folder (default: the nbd
                                   log_dir=store.path/'logs' if store.path else None,
                                   cell_timeout=cell_timeout or 3 * int(cfg.get('cell_timeout', 600) or 600))
         for p, f in list(rendering.items()):
-            try: f.result()
+            try:
+                f.result()
             except Exception as e:
                 import traceback
                 failed[p] = NotebookFailed(p, f'its page could not be rendered: {type(e).__name__}: {e}', traceback.format_exc()[-3000:])
                 _say(f"FAILED {rel(p)}: {failed[p].status}", quiet)
     finally:   # whatever happened, the search index covers every page written so far
         renderer.shutdown(wait=False, cancel_futures=True)
-        with lock: index = json.dumps([search[n['href']] for n in nav if n['href'] in search], ensure_ascii=False)
+        with lock:
+            index = json.dumps([search[n['href']] for n in nav if n['href'] in search], ensure_ascii=False)
         _write_atomic(out/'search.json', index.encode('utf-8'))
         _write_atomic(out/'search.js', f'window.EV_SEARCH = {index};\n'.encode('utf-8'))
-    if not only: remove_stale_pages(out, [n['href'] for n in nav])
+    if not only:
+        remove_stale_pages(out, [n['href'] for n in nav])
     slow = max(seconds, key=seconds.get, default=None)
     _say(f"{len(written)} page{'s' * (len(written) != 1)} in {out}, {time.monotonic() - t0:.0f}s"
          + (f" ({len(from_cache)} from the cache)" if from_cache else '')
@@ -1153,16 +1323,20 @@ def build_site(nbs_path:Path|str|None=None, # notebooks folder (default: the nbd
 
 def _read_search(out:Path) -> list:
     "The search records of an earlier build in `out` (none if there is no readable index)"
-    try: return json.loads((Path(out)/'search.json').read_text(encoding='utf-8'))
-    except (OSError, ValueError): return []
+    try:
+        return json.loads((Path(out)/'search.json').read_text(encoding='utf-8'))
+    except (OSError, ValueError):
+        return []
 
 def remove_stale_pages(out:Path, keep:list[str]) -> list[str]:
     "Delete pages in a site `out` we built before (it has `search.json`) that are not in `keep` (a renamed notebook's old page)"
     out = Path(out)
-    if not (out/'search.json').exists(): return []  # not our site: never delete anything
+    if not (out/'search.json').exists():
+        return []  # not our site: never delete anything
     stale = [p for p in out.rglob('*.html') if not {'mathjax', '.cache'} & set(p.relative_to(out).parts)
              and p.relative_to(out).as_posix() not in set(keep)]
-    for p in stale: p.unlink()
+    for p in stale:
+        p.unlink()
     return sorted(p.relative_to(out).as_posix() for p in stale)
 
 # %% ../nbs/90_docs.ipynb #f6c3d9a5
@@ -1187,7 +1361,8 @@ def add_docs_options(p):
 def run_docs_command(args) -> dict:
     "Build the site as `efficient-video docs` does with the parsed `args`; returns the report (`out`, `pages`)"
     a = lambda k, d=None: getattr(args, k, d)
-    if a('workers') is not None and a('workers') < 1: raise ValueError(f"--workers {a('workers')}: give at least 1")
+    if a('workers') is not None and a('workers') < 1:
+        raise ValueError(f"--workers {a('workers')}: give at least 1")
     out = build_site(nbs_path=a('nbs'), out=a('out'), execute=not a('no_exec', False), n_workers=a('workers'), only=a('only'),
                      keep_going=a('keep_going', False), cache=a('cache'), rebuild=a('rebuild', False), cell_timeout=a('cell_timeout'))
     pages = [p for p in Path(out).rglob('*.html') if not {'mathjax', '.cache'} & set(p.relative_to(out).parts)]
@@ -1205,7 +1380,8 @@ def readme_markdown(nb, nbs_rel:str='nbs') -> str:
     body = _re_nb_link.sub(lambda m: f']({nbs_rel}/{m.group(1)})', body)  # links are relative to nbs/, the README to the root
     body = _re_site_link.sub(r'\1', body)   # doc links point into the site (`/aim.html#aimblock`): none on GitHub
     head = f"# {fm.get('title', '')}\n\n"
-    if fm.get('description'): head += f"> {fm['description']}\n\n"
+    if fm.get('description'):
+        head += f"> {fm['description']}\n\n"
     return head + re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
 
 def build_readme(nbs_path:Path|str|None=None, # notebooks folder (default: the nbdev config's `nbs_path`)
@@ -1217,7 +1393,8 @@ def build_readme(nbs_path:Path|str|None=None, # notebooks folder (default: the n
     cfg = get_config(Path(nbs_path).parent if nbs_path else None)
     nbs_path = Path(nbs_path or cfg.config_path/cfg.nbs_path).resolve()
     src = nbs_path/cfg.readme_nb
-    if not src.exists(): raise FileNotFoundError(f"{src} not found: the README is generated from it (readme_nb in pyproject.toml)")
+    if not src.exists():
+        raise FileNotFoundError(f"{src} not found: the README is generated from it (readme_nb in pyproject.toml)")
     out = Path(out or cfg.config_path/'README.md')
     nb, = process_nbs([src], execute=execute, n_workers=1)
     out.write_text(readme_markdown(nb, os.path.relpath(nbs_path, out.parent.resolve())), encoding='utf-8')

@@ -27,9 +27,12 @@ def parse_grid(grid: str | int | tuple[int, int]) -> tuple[int, int]:
     "(w, h): frames across and down a grid frame set, from `'WxH'` (`'4x4'`), `'W'` or an int (square), or a pair."
     try:
         parts = [int(p) for p in grid.lower().replace('×', 'x').split('x')] if isinstance(grid, str) else list(_pair(grid))
-        if len(parts) == 1: parts = parts * 2
-        if len(parts) == 2 and min(parts) >= 1: return parts[0], parts[1]
-    except (ValueError, TypeError): pass
+        if len(parts) == 1:
+            parts = parts * 2
+        if len(parts) == 2 and min(parts) >= 1:
+            return parts[0], parts[1]
+    except (ValueError, TypeError):
+        pass
     raise MethodError(f"grid={grid!r}: write it as WxH, e.g. grid=4x4 (W frames across, H down; W·H frames per set)")
 
 @dataclass(frozen=True)
@@ -113,7 +116,8 @@ def grid_positions(geo: GridGeometry, grids: int, device=None) -> torch.Tensor:
 def position_encoding_3d(geo: GridGeometry, grids: int, width: int, device=None) -> torch.Tensor:
     """p^TP, fixed, `grids×tokens×width`: sinusoids of each patch's frame t, row y and column x (VisTR's 3-D encoding:
     channels split t | y | x, t taking the remainder), and zeros for the class token."""
-    if width % 2: raise MethodError(f"position_encoding_3d: width {width} must be even")
+    if width % 2:
+        raise MethodError(f"position_encoding_3d: width {width} must be even")
     d = 2 * (width // 6)                                                           # 256 each of t, y, x at 768
     pos = grid_positions(geo, grids, device)
     enc = torch.cat([sinusoid(pos[..., 0], width - 2 * d), sinusoid(pos[..., 1], d), sinusoid(pos[..., 2], d)], dim=-1)
@@ -122,7 +126,8 @@ def position_encoding_3d(geo: GridGeometry, grids: int, width: int, device=None)
 def resample_positions(pos: torch.Tensor, patches: tuple[int, int]) -> torch.Tensor:
     "A ViT's positional embedding `(1+g²)×D` (class token first), resampled bicubically to a grid of `patches`."
     g = math.isqrt(pos.shape[0] - 1)
-    if (g, g) == tuple(patches): return pos.detach().clone()
+    if (g, g) == tuple(patches):
+        return pos.detach().clone()
     grid = rearrange(pos[1:].detach().float(), '(gh gw) d -> 1 d gh gw', gh=g)
     grid = F.interpolate(grid, size=patches, mode='bicubic', align_corners=False).to(pos.dtype)
     return torch.cat([pos[:1].detach(), rearrange(grid, '1 d gh gw -> (gh gw) d')], dim=0)
@@ -152,14 +157,17 @@ class DualPathBlock(FrozenBlock):
     def temporal(self, h: torch.Tensor) -> torch.Tensor:
         "z = h + A(MHA(LN h));  h' = z + A(MLP(LN z)), where a serial adapter is A(u) = u + W_up σ(W_down u)."
         u = self.ln_1(h)
-        if self.t_adapter_in is not None: u = self.t_adapter_in(u)
+        if self.t_adapter_in is not None:
+            u = self.t_adapter_in(u)
         z = h + self.t_adapter_attn(self.ls_1(self.attention(u)))
         return z + self.t_adapter_mlp(self.ls_2(self.mlp(self.ln_2(z))))
 
     def forward(self, x: torch.Tensor, path: str) -> torch.Tensor:
         "The block on the tokens `L×N×D` of one `path`: `'spatial'` (frames) or `'temporal'` (grid frame sets)."
-        if path == 'spatial': return self.spatial(x)
-        if path == 'temporal': return self.temporal(x)
+        if path == 'spatial':
+            return self.spatial(x)
+        if path == 'temporal':
+            return self.temporal(x)
         raise MethodError(f"DualPathBlock(x, path={path!r}): the path is 'spatial' or 'temporal' (a DualPathBlock is "
                           f"called with the path its tokens take, not with a clip length as a VideoBlock is)")
 
@@ -181,7 +189,8 @@ class DualPathViT(FrozenViT):
         if not 1 <= spatial_frames <= frames or frames % spatial_frames:
             raise MethodError(f"spatial_frames={spatial_frames}: the spatial path takes every (T/Ts)-th of the T={frames} "
                               f"frames, so Ts must divide {frames}")
-        if pos_init not in ('clip', 'random'): raise MethodError(f"pos_init={pos_init!r}: 'clip' or 'random'")
+        if pos_init not in ('clip', 'random'):
+            raise MethodError(f"pos_init={pos_init!r}: 'clip' or 'random'")
         self.spatial_frames, D = spatial_frames, visual.class_embedding.shape[-1]
         self.temporal_class_embedding = nn.Parameter(visual.class_embedding.detach().clone())       # x^TP_cls
         pos = (resample_positions(visual.positional_embedding, self.grid.patches) if pos_init == 'clip'
@@ -192,7 +201,8 @@ class DualPathViT(FrozenViT):
     def run(self, x: torch.Tensor, path: str) -> torch.Tensor:
         "`ln_pre`, every block on `path` (recomputed in backward under gradient checkpointing), `ln_post` of the class tokens."
         x = self.visual.ln_pre(x)
-        for blk in self.blocks: x = self.run_block(blk, x, path)
+        for blk in self.blocks:
+            x = self.run_block(blk, x, path)
         return self.visual.ln_post(x[:, 0])
 
     def temporal_embed(self, grids: torch.Tensor) -> torch.Tensor:
@@ -210,7 +220,8 @@ class DualPathViT(FrozenViT):
             raise MethodError(f"DualPathViT: clips are B×T×C×H×W, got a tensor of shape {tuple(video.shape)} (frames "
                               f"without a clip axis? add one: video[None])")
         B, T = video.shape[:2]
-        if T % self.spatial_frames: raise MethodError(f"a clip of {T} frames: spatial_frames={self.spatial_frames} must divide it")
+        if T % self.spatial_frames:
+            raise MethodError(f"a clip of {T} frames: spatial_frames={self.spatial_frames} must divide it")
         s = self.run(self.embed(video[:, ::T // self.spatial_frames].flatten(0, 1)), 'spatial')
         t = self.run(self.temporal_embed(grid_frame_sets(video, self.grid)), 'temporal')
         return rearrange(s, '(b t) d -> b t d', b=B), rearrange(t, '(b g) d -> b g d', b=B)
@@ -231,7 +242,8 @@ class DualPath(nn.Module):
     def features(self, video: torch.Tensor) -> torch.Tensor:
         "[y^SP ; y^TP], `B×2E`, of clips `B×T×C×H×W`."
         s, t = self.backbone(video)
-        if self.use_proj: s, t = s @ self.backbone.visual.proj, t @ self.backbone.visual.proj
+        if self.use_proj:
+            s, t = s @ self.backbone.visual.proj, t @ self.backbone.visual.proj
         return torch.cat([s.mean(1), t.mean(1)], dim=-1)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -267,4 +279,4 @@ register_preset('dualpath-k400-vitb16', **_VITB16, data_format='kinetics', sampl
                 method_args=dict(grid='4x4', align='none', spatial_frames=8, bottleneck=128))
 register_preset('dualpath-ssv2-vitb16', **_VITB16, data_format='ssv2', sampler='segment', flip=False, lr=5e-4,
                 batch_size=128, epochs=60, test_views=1, test_crops=3,
-                method_args=dict(grid='4x4', align='none', spatial_frames=8, bottleneck=128, pre_attention_adapter=True));
+                method_args=dict(grid='4x4', align='none', spatial_frames=8, bottleneck=128, pre_attention_adapter=True))

@@ -19,8 +19,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from einops import rearrange
 from matplotlib.figure import Figure
 from safetensors.torch import load_file, save_file
-try: from safetensors import SafetensorError     # what safetensors raises when a write fails (e.g. a read-only disk)
-except ImportError: SafetensorError = RuntimeError
+try:
+    from safetensors import SafetensorError     # what safetensors raises when a write fails (e.g. a read-only disk)
+except ImportError:
+    SafetensorError = RuntimeError
 from tqdm.auto import tqdm
 
 from .core import override, seed_everything, worker_init_fn, get_device, autocast_dtype, param_groups
@@ -29,8 +31,10 @@ from .video import (VideoDataset, VideoRecord, SegmentSampler, DenseSampler, tra
                                    read_ucf_hmdb_split, collate_videos, check_labels, read_utf8)
 from .samples import opposite_direction_correct
 
-try: import fcntl   # POSIX file locks: a run folder is locked while a run writes in it (Windows: not locked)
-except ImportError: fcntl = None
+try:
+    import fcntl   # POSIX file locks: a run folder is locked while a run writes in it (Windows: not locked)
+except ImportError:
+    fcntl = None
 try:  # TensorBoard is optional: metrics always go to JSONL, and to TensorBoard too when it is installed
     from torch.utils.tensorboard import SummaryWriter
 except ImportError:
@@ -137,7 +141,8 @@ class ConfigError(ValueError):
     "A `TrainConfig` with invalid values; the message lists every problem and how to fix it."
 
 def _check_choice(problems: list, name: str, value, choices):
-    if value not in choices: problems.append(f"{name}={value!r} is not one of {list(choices)}")
+    if value not in choices:
+        problems.append(f"{name}={value!r} is not one of {list(choices)}")
 
 # %% ../nbs/04_engine.ipynb #2ffcafaf
 def _finite(v) -> bool:
@@ -151,28 +156,38 @@ def _value_problems(cfg: TrainConfig, world_size: int) -> list[str]:
                           ('data_format', DATA_FORMATS), ('test_crops', (1, 3))):
         _check_choice(p, name, getattr(cfg, name), choices)
     for name in ('frames', 'image_size', 'batch_size', 'grad_accum', 'log_every', 'test_views', 'frame_interval'):
-        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1: p.append(f"{name}={getattr(cfg, name)!r} must be an integer >= 1")
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
+            p.append(f"{name}={getattr(cfg, name)!r} must be an integer >= 1")
     for name in ('epochs', 'max_steps', 'ckpt_every', 'eval_every', 'eval_every_steps', 'num_workers', 'num_classes',
                  'eval_batch_size', 'keep_ckpts', 'decode_cache_mb'):
-        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0: p.append(f"{name}={getattr(cfg, name)!r} must be an integer >= 0")
-    if cfg.epochs == 0 and cfg.max_steps == 0: p.append("epochs=0 and max_steps=0: set one of them (how long to train)")
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0:
+            p.append(f"{name}={getattr(cfg, name)!r} must be an integer >= 0")
+    if cfg.epochs == 0 and cfg.max_steps == 0:
+        p.append("epochs=0 and max_steps=0: set one of them (how long to train)")
     # every float field is a finite number first (inf or NaN trains to NaN), then in its range
     bad = [f.name for f in fields(cfg) if f.type in ('float', float) and not _finite(getattr(cfg, f.name))]
     p += [f"{n}={getattr(cfg, n)!r} must be a finite number" for n in bad]
     ok = lambda *names: not set(names) & set(bad)
-    if ok('lr') and not cfg.lr > 0: p.append(f"lr={cfg.lr} must be > 0")
-    if ok('eps') and not 0 < cfg.eps < 1: p.append(f"eps={cfg.eps} must be in (0, 1), e.g. 1e-8")
-    if ok('min_lr', 'lr') and not 0 <= cfg.min_lr <= cfg.lr: p.append(f"min_lr={cfg.min_lr} must be in [0, lr={cfg.lr}]")
+    if ok('lr') and not cfg.lr > 0:
+        p.append(f"lr={cfg.lr} must be > 0")
+    if ok('eps') and not 0 < cfg.eps < 1:
+        p.append(f"eps={cfg.eps} must be in (0, 1), e.g. 1e-8")
+    if ok('min_lr', 'lr') and not 0 <= cfg.min_lr <= cfg.lr:
+        p.append(f"min_lr={cfg.min_lr} must be in [0, lr={cfg.lr}]")
     for name in ('weight_decay', 'warmup_epochs', 'clip_grad'):
-        if ok(name) and getattr(cfg, name) < 0: p.append(f"{name}={getattr(cfg, name)} must be >= 0")
-    if ok('label_smoothing') and not 0 <= cfg.label_smoothing < 1: p.append(f"label_smoothing={cfg.label_smoothing} must be in [0, 1)")
-    if ok('drop_path') and not 0 <= cfg.drop_path < 1: p.append(f"drop_path={cfg.drop_path} must be in [0, 1)")
+        if ok(name) and getattr(cfg, name) < 0:
+            p.append(f"{name}={getattr(cfg, name)} must be >= 0")
+    if ok('label_smoothing') and not 0 <= cfg.label_smoothing < 1:
+        p.append(f"label_smoothing={cfg.label_smoothing} must be in [0, 1)")
+    if ok('drop_path') and not 0 <= cfg.drop_path < 1:
+        p.append(f"drop_path={cfg.drop_path} must be in [0, 1)")
     if not (isinstance(cfg.betas, tuple) and len(cfg.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in cfg.betas)):
         p.append(f"betas={cfg.betas!r} must be two numbers in [0, 1), e.g. betas=(0.9,0.999)")
     if not (isinstance(cfg.crop_scale, tuple) and len(cfg.crop_scale) == 2
             and all(_finite(c) for c in cfg.crop_scale) and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1):
         p.append(f"crop_scale={cfg.crop_scale} must be (lo, hi) with 0 < lo <= hi <= 1")
-    if not isinstance(cfg.method_args, dict): p.append(f"method_args={cfg.method_args!r} must be a dict, e.g. method_args={{'scale': 0.5}}")
+    if not isinstance(cfg.method_args, dict):
+        p.append(f"method_args={cfg.method_args!r} must be a dict, e.g. method_args={{'scale': 0.5}}")
     if isinstance(cfg.batch_size, int) and isinstance(cfg.grad_accum, int) and cfg.grad_accum >= 1 \
             and cfg.batch_size % (world_size * cfg.grad_accum):
         p.append(f"batch_size={cfg.batch_size} (global) is not divisible by world_size × grad_accum = "
@@ -186,16 +201,19 @@ def _file_problems(cfg: TrainConfig) -> list[str]:
     for name in ('train_list', 'val_list', 'test_list', 'class_names', 'test_class_names', 'video_root'):
         v = getattr(cfg, name)
         path = _class_spec(v)[0] if name.endswith('class_names') and v is not None else v
-        if v is not None and not Path(path).exists(): p.append(f"{name}={v!r}: no such file or folder ({Path(path).absolute()})")
+        if v is not None and not Path(path).exists():
+            p.append(f"{name}={v!r}: no such file or folder ({Path(path).absolute()})")
     if cfg.resume not in (None, 'auto') and not Path(cfg.resume).exists():
         p.append(f"resume={cfg.resume!r}: no such checkpoint folder (use 'auto' or a folder written by this engine)")
     return p
 
 def validate_config(cfg: TrainConfig, world_size: int = 1, check_files: bool = True) -> TrainConfig:
     "Return `cfg` if it is valid for a run on `world_size` ranks; else raise `ConfigError` listing every problem."
-    if not isinstance(cfg, TrainConfig): raise TypeError(f"validate_config expects a TrainConfig, got {type(cfg).__name__}")
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"validate_config expects a TrainConfig, got {type(cfg).__name__}")
     p = _value_problems(cfg, world_size) + (_file_problems(cfg) if check_files else [])
-    if p: raise ConfigError("invalid training config:\n  - " + "\n  - ".join(p))
+    if p:
+        raise ConfigError("invalid training config:\n  - " + "\n  - ".join(p))
     return cfg
 
 # %% ../nbs/04_engine.ipynb #2e397834
@@ -215,11 +233,14 @@ def init_distributed(device: str | None = None) -> DistEnv:
     """Read torchrun's `RANK`/`WORLD_SIZE`/`LOCAL_RANK`; start the process group (NCCL on GPU, gloo on CPU) when
     WORLD_SIZE > 1. Without them: a single process on `get_device(device)`."""
     world = int(os.environ.get('WORLD_SIZE', '1'))
-    if world <= 1: return DistEnv(device=get_device(device))
+    if world <= 1:
+        return DistEnv(device=get_device(device))
     rank, local = int(os.environ['RANK']), int(os.environ.get('LOCAL_RANK', '0'))
-    if device is None: device = f'cuda:{local}' if torch.cuda.is_available() else 'cpu'   # one GPU per process
+    if device is None:
+        device = f'cuda:{local}' if torch.cuda.is_available() else 'cpu'   # one GPU per process
     dev = get_device(device)
-    if dev.type == 'cuda': torch.cuda.set_device(dev)
+    if dev.type == 'cuda':
+        torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo', rank=rank, world_size=world)
     return DistEnv(rank, world, local, dev)
@@ -233,7 +254,8 @@ def all_reduce_sum(x: torch.Tensor, env: DistEnv) -> torch.Tensor:
 
 def barrier(env: DistEnv) -> None:
     "Wait for every rank (e.g. until rank 0 has written a checkpoint); a no-op in a single process."
-    if env.distributed: dist.barrier()
+    if env.distributed:
+        dist.barrier()
 
 # %% ../nbs/04_engine.ipynb #244c992a
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -247,7 +269,8 @@ class EpochSeeded(Dataset):
     def set_epoch(self, epoch: int) -> None:   # call before iter(loader): workers get a copy
         self.epoch = epoch
         # a dataset with its own per-(epoch, item) generators (e.g. pretrain.CaptionPairs) is told the epoch too
-        if hasattr(self.dataset, 'set_epoch'): self.dataset.set_epoch(epoch)
+        if hasattr(self.dataset, 'set_epoch'):
+            self.dataset.set_epoch(epoch)
     def __len__(self) -> int: return len(self.dataset)
     def __getitem__(self, i: int):
         with torch.random.fork_rng(devices=[]):   # save and restore the CPU generator around the item's draws
@@ -278,7 +301,8 @@ def _class_spec(spec: str) -> tuple[Path, str | None]:
 def _read_class_file(spec: str) -> list[str]:
     "Class names from a file: one per line, `index name` lines (classInd.txt), a JSON list, an SSv2 `{name: index}` dict, or `file.json:key`."
     path, key = _class_spec(spec)
-    if not path.is_file(): raise FileNotFoundError(f"class_names={spec!r}: no such file ({path.absolute()})")
+    if not path.is_file():
+        raise FileNotFoundError(f"class_names={spec!r}: no such file ({path.absolute()})")
     if path.suffix != '.json':
         lines = [l.strip() for l in read_utf8(path).splitlines() if l.strip()]
         indexed = all(re.match(r'\d+\s+\S', l) for l in lines)          # classInd.txt: `1 ApplyEyeMakeup`
@@ -288,7 +312,8 @@ def _read_class_file(spec: str) -> list[str]:
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise ValueError(f"class_names={spec!r}: {path.name} has no list {key!r}")
         return [str(n) for n in data[key]]
-    if isinstance(data, list): return [str(n) for n in data]
+    if isinstance(data, list):
+        return [str(n) for n in data]
     if isinstance(data, dict) and all(str(v).isdigit() for v in data.values()):   # SSv2: {"Holding something": "52"}
         return [n for n, _ in sorted(data.items(), key=lambda kv: int(kv[1]))]
     lists = [k for k, v in data.items() if isinstance(v, list)] if isinstance(data, dict) else []
@@ -299,8 +324,10 @@ def read_class_names(cfg: TrainConfig, split: str = 'train') -> list[str] | None
     """The class names of `split`: `test_class_names` for 'test' when set, else `class_names`, else the names the
     dataset's own annotation format carries (Kinetics labels, UCF/HMDB classes, SSv2 templates); None for a plain list."""
     spec = cfg.test_class_names if split == 'test' and cfg.test_class_names else cfg.class_names
-    if spec is not None: return _read_class_file(spec)
-    if cfg.data_format == 'list' or cfg.train_list is None or cfg.video_root is None: return None
+    if spec is not None:
+        return _read_class_file(spec)
+    if cfg.data_format == 'list' or cfg.train_list is None or cfg.video_root is None:
+        return None
     return _read_format(cfg, 'train')[1]
 
 def class_text(name: str) -> str:
@@ -312,17 +339,23 @@ def class_text(name: str) -> str:
 def _read_format(cfg: TrainConfig, split: str) -> tuple[list[VideoRecord], list[str] | None]:
     "(records, class names) of `split` ('train', 'val' or 'test') in `cfg.data_format`."
     path = {'train': cfg.train_list, 'val': cfg.val_list, 'test': cfg.test_list}[split]
-    if path is None: raise ValueError(f"{split}_list is not set in the config")
+    if path is None:
+        raise ValueError(f"{split}_list is not set in the config")
     fmt, root = cfg.data_format, cfg.video_root
     names = _read_class_file(spec) if (spec := cfg.test_class_names if split == 'test' and cfg.test_class_names
                                                 else cfg.class_names) else None
-    if fmt == 'list': return read_path_label_list(path, root), names
-    if root is None: raise ValueError(f"data_format={fmt!r} needs video_root=FOLDER (where the videos are)")
-    if fmt == 'kinetics': return read_kinetics_csv(path, root, classes=names)
+    if fmt == 'list':
+        return read_path_label_list(path, root), names
+    if root is None:
+        raise ValueError(f"data_format={fmt!r} needs video_root=FOLDER (where the videos are)")
+    if fmt == 'kinetics':
+        return read_kinetics_csv(path, root, classes=names)
     if fmt == 'ssv2':
-        if cfg.class_names is None: raise ValueError("data_format='ssv2' needs class_names=labels.json")
+        if cfg.class_names is None:
+            raise ValueError("data_format='ssv2' needs class_names=labels.json")
         return read_ssv2_json(cfg.class_names, path, root)
-    if fmt == 'ucf101': return read_ucf_hmdb_split(path, root, class_ind=cfg.class_names)
+    if fmt == 'ucf101':
+        return read_ucf_hmdb_split(path, root, class_ind=cfg.class_names)
     return read_ucf_hmdb_split(path, root, subset='train' if split == 'train' else 'test', split=cfg.split)
 
 def read_records(cfg: TrainConfig, split: str) -> list[VideoRecord]:
@@ -333,9 +366,11 @@ def read_records(cfg: TrainConfig, split: str) -> list[VideoRecord]:
 def few_shot_subset(records: Sequence[VideoRecord], shots: int, seed: int = 0) -> list[VideoRecord]:
     "`shots` records of each class, drawn without replacement by a generator seeded with `seed` (in the list's order)."
     by_class: dict[int, list[int]] = {}
-    for i, r in enumerate(records): by_class.setdefault(r.label, []).append(i)
+    for i, r in enumerate(records):
+        by_class.setdefault(r.label, []).append(i)
     short = {c: len(ix) for c, ix in by_class.items() if len(ix) < shots}
-    if short: raise ValueError(f"few_shot={shots}: classes {sorted(short)[:10]} have fewer videos ({short}); lower few_shot")
+    if short:
+        raise ValueError(f"few_shot={shots}: classes {sorted(short)[:10]} have fewer videos ({short}); lower few_shot")
     rng = np.random.default_rng(seed)
     keep = sorted(i for c in sorted(by_class) for i in rng.choice(by_class[c], shots, replace=False))
     return [records[i] for i in keep]
@@ -343,14 +378,16 @@ def few_shot_subset(records: Sequence[VideoRecord], shots: int, seed: int = 0) -
 # %% ../nbs/04_engine.ipynb #71047785
 def frame_sampler(cfg: TrainConfig, train: bool, views: int = 1):
     "The configured frame sampler: random offsets for training, `views` evenly spaced clips for testing."
-    if cfg.sampler == 'dense': return DenseSampler(cfg.frames, cfg.frame_interval, train=train, num_views=views)
+    if cfg.sampler == 'dense':
+        return DenseSampler(cfg.frames, cfg.frame_interval, train=train, num_views=views)
     return SegmentSampler(cfg.frames, train=train, num_views=views)
 
 def build_dataset(cfg: TrainConfig, split: str, views: int = 1, crops: int = 1, augment: bool | None = None) -> VideoDataset:
     """A `VideoDataset` for `split`: with `augment` (default: for 'train') random offsets and crops, else `views` ×
     `crops` deterministic clips per video."""
     recs = read_records(cfg, split)
-    if not recs: raise ValueError(f"{split}_list={getattr(cfg, split + '_list')!r} lists no videos")
+    if not recs:
+        raise ValueError(f"{split}_list={getattr(cfg, split + '_list')!r} lists no videos")
     keep = dict(keep_decoded_mb=cfg.decode_cache_mb)
     if augment if augment is not None else split == 'train':
         return VideoDataset(recs, frame_sampler(cfg, True), train_transform(cfg.image_size, cfg.flip, cfg.crop_scale), **keep)
@@ -358,10 +395,13 @@ def build_dataset(cfg: TrainConfig, split: str, views: int = 1, crops: int = 1, 
 
 def infer_num_classes(cfg: TrainConfig, records: Sequence[VideoRecord] | None = None, split: str = 'train') -> int:
     "K of `split`: `cfg.num_classes` if set (training), else the number of class names, else the largest label + 1."
-    if cfg.num_classes and not (split == 'test' and cfg.test_class_names): return cfg.num_classes
+    if cfg.num_classes and not (split == 'test' and cfg.test_class_names):
+        return cfg.num_classes
     names = read_class_names(cfg, split)
-    if names: return len(names)
-    if records: return max(r.label for r in records) + 1
+    if names:
+        return len(names)
+    if records:
+        return max(r.label for r in records) + 1
     raise ValueError("cannot tell the number of classes: set num_classes=K or class_names=FILE")
 
 # %% ../nbs/04_engine.ipynb #691fe1d6
@@ -375,7 +415,8 @@ def check_split_labels(cfg: TrainConfig, splits: Sequence[str] = ('train', 'val'
                           f"({cfg.num_classes}, in label order)")
     K_train, out = infer_num_classes(cfg, read_records(cfg, 'train')), {}
     for split in splits:
-        if getattr(cfg, f'{split}_list') is None: continue
+        if getattr(cfg, f'{split}_list') is None:
+            continue
         out[split] = infer_num_classes(cfg, split='test') if split == 'test' and cfg.test_class_names else K_train
         check_labels(read_records(cfg, split), out[split], f'{split}_list')
     return out
@@ -389,17 +430,22 @@ class WarmupCosine:
     min_ratio: float = 0.0       # eta_min / eta_max
     schedule: str = 'cosine'     # or 'constant' after warm-up
     def __call__(self, s: int) -> float:
-        if s < self.warmup: return (s + 1) / self.warmup
-        if self.schedule == 'constant': return 1.0
+        if s < self.warmup:
+            return (s + 1) / self.warmup
+        if self.schedule == 'constant':
+            return 1.0
         progress = min(1.0, (s - self.warmup) / max(1, self.total - self.warmup))
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 # %% ../nbs/04_engine.ipynb #a1adf8d6
 def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
     "`(autocast dtype or None, use a GradScaler?)` for config value `amp` on `device`."
-    if amp not in AMP_MODES: raise ValueError(f"amp={amp!r} is not one of {list(AMP_MODES)}")
-    if amp == 'auto': dtype = autocast_dtype(device)
-    else: dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'none': None}[amp]
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp={amp!r} is not one of {list(AMP_MODES)}")
+    if amp == 'auto':
+        dtype = autocast_dtype(device)
+    else:
+        dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'none': None}[amp]
     if dtype == torch.float16 and device.type != 'cuda':
         raise ValueError(f"amp='fp16' needs a CUDA device (this run is on {device}); use amp='bf16' or 'none'")
     return dtype, dtype == torch.float16
@@ -410,7 +456,8 @@ def set_grad_checkpointing(model: nn.Module, enable: bool = True) -> int:
     n = 0
     for m in model.modules():
         if hasattr(m, 'set_grad_checkpointing'):   # CLIP, its VisionTransformer, TextTransformer ...
-            m.set_grad_checkpointing(enable); n += 1
+            m.set_grad_checkpointing(enable)
+            n += 1
     return n
 
 # %% ../nbs/04_engine.ipynb #736bb1a4
@@ -444,7 +491,8 @@ def set_rng_state(state: dict) -> None:
     kind, keys, pos, has_gauss, cached = state['numpy']
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state['torch'])
-    if state['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
+    if state['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
 
 def config_to_json(cfg: TrainConfig) -> str:
     "The config as JSON (tuples become lists; `config_from_json` turns them back)."
@@ -471,7 +519,9 @@ class CheckpointError(ValueError):
 
 class CheckpointDamaged(CheckpointError):
     "A checkpoint file that cannot be read; `problem` says which and why (`resume='auto'` then tries an older checkpoint)."
-    def __init__(self, message: str, problem: str = ''): super().__init__(message); self.problem = problem or message
+    def __init__(self, message: str, problem: str = ''):
+        super().__init__(message)
+        self.problem = problem or message
 
 def _tmp_path(path: Path) -> Path:
     "Where `path` is written before its atomic rename: a hidden name beside it saying which host and process write it."
@@ -487,10 +537,14 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def _pid_alive(pid: int) -> bool:
     "Is process `pid` of this host alive? (This process is; a pid we may not signal belongs to a live process.)"
-    if pid == os.getpid(): return True
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except OSError: return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
     return True
 
 def _is_run_folder(out: Path) -> bool:
@@ -503,13 +557,18 @@ def clean_debris(out_dir: str | os.PathLike) -> list[str]:
     folders and files, named with their writer's host and pid): only where that writer, on this host, is dead; never
     anything else, and nothing in a folder this package has not run in. Returns the names removed."""
     out, gone = Path(out_dir), []
-    if not out.is_dir() or not _is_run_folder(out): return gone
+    if not out.is_dir() or not _is_run_folder(out):
+        return gone
     for p in out.iterdir():
         new, old = _TMP_NAME.fullmatch(p.name), _OLD_TMP_CKPT.fullmatch(p.name)
-        if new and new['host'] == _HOST: pid = int(new['pid'])
-        elif old and p.is_dir(): pid = int(old['pid'])
-        else: continue                       # not ours, or another host's (its pid means nothing here)
-        if _pid_alive(pid): continue         # a live process is still writing it
+        if new and new['host'] == _HOST:
+            pid = int(new['pid'])
+        elif old and p.is_dir():
+            pid = int(old['pid'])
+        else:
+            continue                       # not ours, or another host's (its pid means nothing here)
+        if _pid_alive(pid):
+            continue         # a live process is still writing it
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         gone.append(p.name)
     return gone
@@ -523,14 +582,18 @@ def checkpoint_bytes(model: nn.Module, optimizer=None) -> int:
 
 def _write_error(e: Exception, out: Path, what: str, need: int) -> CheckpointError:
     "One line for a failed write: the folder, the reason, the space needed and free, and how to go on."
-    try: free_bytes = shutil.disk_usage(out).free
-    except OSError: free_bytes = None
+    try:
+        free_bytes = shutil.disk_usage(out).free
+    except OSError:
+        free_bytes = None
     free = ('free space unknown' if free_bytes is None else f"{free_bytes / 1e6:,.1f} MB are free" if free_bytes >= 1e5
             else f"{free_bytes / 1e3:,.0f} kB are free")
-    if isinstance(e, OSError): reason = 'no space left on the device' if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    if isinstance(e, OSError):
+        reason = 'no space left on the device' if e.errno == errno.ENOSPC else (e.strerror or str(e))
     else:   # torch.save's RuntimeError (or safetensors' error) carries no errno: name it, and the space if it is short
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-        if free_bytes is not None and free_bytes < need: reason = f"no space left on the device ({reason})"
+        if free_bytes is not None and free_bytes < need:
+            reason = f"no space left on the device ({reason})"
     return CheckpointError(f"{out}: could not write {what}: {reason}. A checkpoint needs about {need / 1e6:,.1f} MB; "
                            f"{free}. Earlier checkpoints are intact: free some space (or choose another output_dir) "
                            f"and run again with resume=auto")
@@ -551,18 +614,23 @@ class RunLock:
 
     def acquire(self) -> 'RunLock':
         "Take the lock (or count one more holder in this process); `RunFolderBusy` names the live run that has it."
-        if self._key is not None: return self
+        if self._key is not None:
+            return self
         key = os.path.realpath(self.out)
-        if key in RunLock._held: RunLock._held[key][1] += 1
-        else: RunLock._held[key] = [self._lock(), 1, os.getpid()]
+        if key in RunLock._held:
+            RunLock._held[key][1] += 1
+        else:
+            RunLock._held[key] = [self._lock(), 1, os.getpid()]
         self._key = key
         return self
 
     def _lock(self) -> int | None:
-        if fcntl is None: return None
+        if fcntl is None:
+            return None
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.read(fd, 4096).decode(errors='replace')
                 os.close(fd)
@@ -572,32 +640,42 @@ class RunLock:
                 os.close(fd)
                 warnings.warn(f"{self.path}: cannot lock ({e.strerror or e}); a second run on this folder would not be noticed")
                 return None
-            try: same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError: same = False
-            if same: break
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             os.close(fd)           # the last holder removed the file between our open and our lock: lock the new one
         info = {'pid': os.getpid(), 'host': socket.gethostname(), 'started': time.strftime('%Y-%m-%d %H:%M:%S %z')}
-        os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(info).encode(), 0)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
         return fd
 
     @staticmethod
     def _describe(text: str) -> str:
-        try: h = json.loads(text)
-        except ValueError: return "a process that has not yet written its details"
+        try:
+            h = json.loads(text)
+        except ValueError:
+            return "a process that has not yet written its details"
         return f"pid {h['pid']} on {h['host']}, started {h['started']}"
 
     def release(self) -> None:
         "Give back this holder's share; the last one removes `run.lock` and unlocks it."
-        if self._key is None: return
+        if self._key is None:
+            return
         key, self._key = self._key, None
         entry = RunLock._held[key]
         entry[1] -= 1
-        if entry[1] > 0 or entry[2] != os.getpid(): return   # other holders remain (or: a forked child, not the owner)
+        if entry[1] > 0 or entry[2] != os.getpid():
+            return   # other holders remain (or: a forked child, not the owner)
         fd = entry[0]
         del RunLock._held[key]
-        if fd is None: return
+        if fd is None:
+            return
         with contextlib.suppress(OSError):
-            if os.stat(self.path).st_ino == os.fstat(fd).st_ino: os.unlink(self.path)
+            if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                os.unlink(self.path)
         os.close(fd)
 
     def __enter__(self) -> 'RunLock': return self.acquire()
@@ -607,10 +685,12 @@ def folder_problem(folder: str | os.PathLike) -> str | None:
     "None if `folder` is, or can be made, a folder this process can write in; else why not, in a few words."
     f = Path(folder)
     probe = _tmp_path(f/'write-test')
-    if f.exists() and not f.is_dir(): return 'it is a file, not a folder'
+    if f.exists() and not f.is_dir():
+        return 'it is a file, not a folder'
     try:
         f.mkdir(parents=True, exist_ok=True)
-        probe.write_text('ok'); probe.unlink()
+        probe.write_text('ok')
+        probe.unlink()
     except OSError as e:
         return ('no space left on the device' if e.errno == errno.ENOSPC else e.strerror or str(e)) + \
                (f": {e.filename}" if e.filename and Path(e.filename) not in (f, probe) else '')
@@ -620,7 +700,8 @@ def folder_problem(folder: str | os.PathLike) -> str | None:
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
     return h.hexdigest()
 
 def save_checkpoint(out_dir: str | os.PathLike, step: int, model: nn.Module, optimizer=None, scheduler=None,
@@ -628,7 +709,8 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: nn.Module, opt
     """Write checkpoint `out_dir/step-{step:07d}/` atomically, with a manifest of its files, and point `out_dir/latest`
     at it; with `keep > 0`, delete older step checkpoints beyond the newest `keep`. Returns the checkpoint folder.
     A failed write (e.g. a full disk) leaves no partial files and raises `CheckpointError`."""
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     final = out/f'{CKPT_PREFIX}{step:07d}'
     tmp = _tmp_path(final)   # named after this process: a run starting later tells it from a dead run's debris
     try:
@@ -638,36 +720,45 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: nn.Module, opt
                     'optimizer': optimizer.state_dict() if optimizer is not None else None,
                     'scheduler': scheduler.state_dict() if scheduler is not None else None,
                     'scaler': scaler.state_dict() if scaler is not None else None}, tmp/'state.pt')
-        if cfg is not None: (tmp/'config.json').write_text(config_to_json(cfg))
+        if cfg is not None:
+            (tmp/'config.json').write_text(config_to_json(cfg))
         manifest = {p.name: {'bytes': p.stat().st_size, 'sha256': _sha256(p)} for p in sorted(tmp.iterdir())}
         (tmp/CKPT_MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if final.exists(): shutil.rmtree(final)   # the same step written again (a resumed run): replace it
+        if final.exists():
+            shutil.rmtree(final)   # the same step written again (a resumed run): replace it
         os.replace(tmp, final)
         _atomic_write_text(out/'latest', final.name)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not isinstance(e, _WRITE_ERRORS): raise    # e.g. Ctrl-C: nothing half-written stays; the interrupt goes on
+        if not isinstance(e, _WRITE_ERRORS):
+            raise    # e.g. Ctrl-C: nothing half-written stays; the interrupt goes on
         raise _write_error(e, out, f'the checkpoint of step {step}', checkpoint_bytes(model, optimizer)) from None
     if keep > 0:
-        for old in sorted(out.glob(f'{CKPT_PREFIX}*'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
+        for old in sorted(out.glob(f'{CKPT_PREFIX}*'))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 # %% ../nbs/04_engine.ipynb #4fb2a9d0
 def verify_checkpoint(ck: str | os.PathLike) -> str | None:
     "None if checkpoint folder `ck` is intact (every file of its manifest has the size and hash it was written with), else what is wrong, naming the file."
     ck = Path(ck)
-    if not ck.is_dir(): return f"{ck}: no such checkpoint folder"
+    if not ck.is_dir():
+        return f"{ck}: no such checkpoint folder"
     if not (ck/CKPT_MANIFEST).is_file():   # written before manifests existed: the two files must at least be there
         gone = [f for f in ('model.safetensors', 'state.pt') if not (ck/f).is_file()]
         return f"{ck/gone[0]}: missing (the checkpoint is incomplete)" if gone else None
-    try: manifest = json.loads((ck/CKPT_MANIFEST).read_text())
-    except (OSError, ValueError) as e: return f"{ck/CKPT_MANIFEST}: unreadable ({e})"
+    try:
+        manifest = json.loads((ck/CKPT_MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        return f"{ck/CKPT_MANIFEST}: unreadable ({e})"
     for name, rec in manifest.items():
         p = ck/name
-        if not p.is_file(): return f"{p}: missing"
+        if not p.is_file():
+            return f"{p}: missing"
         if p.stat().st_size != rec['bytes']:
             return f"{p}: {p.stat().st_size:,} bytes, but {rec['bytes']:,} were written (truncated or damaged)"
-        if _sha256(p) != rec['sha256']: return f"{p}: its contents changed after it was written (sha256 mismatch)"
+        if _sha256(p) != rec['sha256']:
+            return f"{p}: its contents changed after it was written (sha256 mismatch)"
     return None
 
 def _checkpoint_candidates(path: Path) -> list[Path]:
@@ -682,22 +773,26 @@ def find_checkpoint(path: str | os.PathLike) -> Path | None:
     path = Path(path)
     if (path/'model.safetensors').is_file() or (path/CKPT_MANIFEST).is_file() or path.name.startswith(CKPT_PREFIX):
         problem = verify_checkpoint(path)
-        if problem: raise CheckpointError(f"{problem}. Use another checkpoint of the run (its step-* folders) or the run folder")
+        if problem:
+            raise CheckpointError(f"{problem}. Use another checkpoint of the run (its step-* folders) or the run folder")
         return path
     first_problem = None
     for ck in _checkpoint_candidates(path):
         problem = verify_checkpoint(ck)
         if problem is None:
-            if first_problem: warnings.warn(f"{first_problem}; using the newest intact checkpoint, {ck}")
+            if first_problem:
+                warnings.warn(f"{first_problem}; using the newest intact checkpoint, {ck}")
             return ck
         first_problem = first_problem or problem
-    if first_problem: raise CheckpointError(f"{path}: no intact checkpoint ({first_problem})")
+    if first_problem:
+        raise CheckpointError(f"{path}: no intact checkpoint ({first_problem})")
     return None
 
 # %% ../nbs/04_engine.ipynb #fc3a2473
 def _read(path: Path, reader: Callable):
     "`reader(path)`, with any failure turned into a `CheckpointDamaged` naming the file."
-    try: return reader(path)
+    try:
+        return reader(path)
     except Exception as e:
         problem = f"{path}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         raise CheckpointDamaged(f"{problem}; the checkpoint is damaged: use another one of the run (its step-* folders)",
@@ -710,7 +805,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, s
     Both files are read and the weights checked against the model before anything changes: a checkpoint that fails
     to load leaves the model as it was."""
     ck = find_checkpoint(path)
-    if ck is None: raise CheckpointError(f"{path}: no checkpoint here (expected a step-* folder, or a run folder with 'latest')")
+    if ck is None:
+        raise CheckpointError(f"{path}: no checkpoint here (expected a step-* folder, or a run folder with 'latest')")
     weights = _read(ck/'model.safetensors', lambda p: load_file(str(p)))
     state = _read(ck/'state.pt', lambda p: torch.load(p, map_location='cpu', weights_only=True))   # tensors, containers only
     if not isinstance(state, dict) or 'step' not in state:
@@ -729,11 +825,16 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, s
                                                         unexpected and f'unexpected {unexpected[:5]}']))
                               + " (another num_classes, method or backbone?)")
     with torch.no_grad():
-        for n, w in weights.items(): targets[n].copy_(w)
-    if optimizer is not None and state.get('optimizer') is not None: optimizer.load_state_dict(state['optimizer'])
-    if scheduler is not None and state.get('scheduler') is not None: scheduler.load_state_dict(state['scheduler'])
-    if scaler is not None and state.get('scaler'): scaler.load_state_dict(state['scaler'])
-    if restore_rng: set_rng_state(state['rng'])
+        for n, w in weights.items():
+            targets[n].copy_(w)
+    if optimizer is not None and state.get('optimizer') is not None:
+        optimizer.load_state_dict(state['optimizer'])
+    if scheduler is not None and state.get('scheduler') is not None:
+        scheduler.load_state_dict(state['scheduler'])
+    if scaler is not None and state.get('scaler'):
+        scaler.load_state_dict(state['scaler'])
+    if restore_rng:
+        set_rng_state(state['rng'])
     state['path'] = ck
     return state
 
@@ -745,7 +846,8 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor | np.ndarray | Sequence[
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=logits.device)
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:
         raise ValueError(f"accuracy: logits {tuple(logits.shape)} must be B×K and labels {tuple(labels.shape)} B")
-    if len(labels) == 0: raise ValueError("accuracy: no samples")
+    if len(labels) == 0:
+        raise ValueError("accuracy: no samples")
     if labels.min() < 0 or labels.max() >= logits.shape[1]:
         raise ValueError(f"accuracy: labels must lie in 0..{logits.shape[1] - 1}")
     ks = (k,) if isinstance(k, int) else tuple(k)
@@ -759,7 +861,8 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor | np.ndarray | Sequence[
 def multiview_probs(model: nn.Module, x: torch.Tensor, clip_ndim: int = 4) -> torch.Tensor:
     """Class probabilities `B×K` of a batch of one view per sample (`B×T×C×H×W`), or of several (`B×V×T×C×H×W`:
     softmax averaged over the V views). `clip_ndim` is the rank of one clip (4 for T×C×H×W, 2 for cached T×D features)."""
-    if x.ndim == clip_ndim + 1: return model(x).float().softmax(-1)
+    if x.ndim == clip_ndim + 1:
+        return model(x).float().softmax(-1)
     if x.ndim != clip_ndim + 2:
         raise ValueError(f"batch of shape {tuple(x.shape)}: expected {clip_ndim + 1} dims (one view) or "
                          f"{clip_ndim + 2} (B×V×...: several views) for clips of {clip_ndim} dims")
@@ -792,7 +895,8 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
     `metrics_from_confusion`, plus the named `EVAL_METRICS`) and the `confusion` matrix (rows: true class, columns:
     predicted) as a list of lists."""
     unknown = [m for m in metrics if m not in EVAL_METRICS]
-    if unknown: raise ValueError(f"eval_metrics: {unknown} unknown; choose from {sorted(EVAL_METRICS)}")
+    if unknown:
+        raise ValueError(f"eval_metrics: {unknown} unknown; choose from {sorted(EVAL_METRICS)}")
     env = env or DistEnv(device=next(unwrap(model).parameters()).device)
     model = unwrap(model)
     was_training = model.training
@@ -807,7 +911,8 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
     counts = torch.zeros(2 + len(metrics), dtype=torch.long, device=dev)   # top-5 correct, skipped files, metrics
     for batch in tqdm(loader, desc=desc, disable=not env.is_main, leave=False):
         counts[1] += batch['skipped']
-        if batch['label'].numel() == 0: continue               # every video of this batch was undecodable
+        if batch['label'].numel() == 0:
+            continue               # every video of this batch was undecodable
         label = batch['label'].to(dev)
         if label.max() >= K or label.min() < 0:
             raise ValueError(f"{desc}: label {label.max().item()} outside 0..{K - 1}: num_classes does not match the data")
@@ -815,7 +920,8 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
             probs = multiview_probs(model, batch['video'].to(dev, non_blocking=True), clip_ndim)
         conf.index_put_((label, probs.argmax(1)), torch.ones_like(label), accumulate=True)
         counts[0] += accuracy(probs, label, 5, reduce='sum')['top5']
-        for j, m in enumerate(metrics): counts[2 + j] += EVAL_METRICS[m](probs, label)
+        for j, m in enumerate(metrics):
+            counts[2 + j] += EVAL_METRICS[m](probs, label)
     conf, counts = all_reduce_sum(conf, env), all_reduce_sum(counts, env)
     model.train(was_training)
     out = metrics_from_confusion(conf.cpu(), int(counts[0]), int(counts[1]))
@@ -849,30 +955,38 @@ class MetricLogger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # a run killed mid-write leaves a torn last line: start this run's records on a fresh one
             if self.path.is_file() and self.path.stat().st_size and self.path.read_bytes()[-1:] != b'\n':
-                with open(self.path, 'a') as f: f.write('\n')
-            if tensorboard and SummaryWriter is not None: self.tb = SummaryWriter(str(Path(out_dir)/'tb'))
+                with open(self.path, 'a') as f:
+                    f.write('\n')
+            if tensorboard and SummaryWriter is not None:
+                self.tb = SummaryWriter(str(Path(out_dir)/'tb'))
     def log(self, record: dict) -> None:
         "Write `record` (plus wall time); numbers also go to TensorBoard under `kind/key` at `record['step']`."
-        if not self.enabled: return
+        if not self.enabled:
+            return
         record = {'time': round(time.time(), 3), **record}
-        with open(self.path, 'a') as f: f.write(json.dumps(record) + '\n')
+        with open(self.path, 'a') as f:
+            f.write(json.dumps(record) + '\n')
         if self.tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ('step', 'time'):
                     self.tb.add_scalar(f"{record.get('kind', 'train')}/{k}", v, record.get('step', 0))
     def close(self) -> None:
-        if self.tb is not None: self.tb.close()
+        if self.tb is not None:
+            self.tb.close()
 
 def read_metrics(out_dir: str | os.PathLike, kind: str | None = None, superseded: bool = False) -> list[dict]:
     """The records of `out_dir/metrics.jsonl` (only those with `kind` if given). A resumed run appends to the file, so
     the steps a killed run logged after its last checkpoint appear twice; they are dropped unless `superseded`.
     A torn record (a run killed while writing it) is skipped with a warning."""
     path = Path(out_dir)/'metrics.jsonl'
-    if not path.is_file(): return []
+    if not path.is_file():
+        return []
     recs = []
     for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip(): continue
-        try: r = json.loads(line)
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
         except json.JSONDecodeError:
             warnings.warn(f"{path}:{i}: skipping a torn record (a run killed while writing it): {line[:60]!r}")
             continue
@@ -909,10 +1023,13 @@ RESUME_FIELDS = ('method', 'backbone', 'train_list', 'batch_size', 'grad_accum',
 
 def _warn_if_changed(ck: Path, cfg: TrainConfig) -> None:
     "Warn when resuming checkpoint `ck` with a config whose data order or schedule differs from the saved one."
-    try: old = config_from_json((ck/'config.json').read_text())
-    except (OSError, KeyError, ValueError): return
+    try:
+        old = config_from_json((ck/'config.json').read_text())
+    except (OSError, KeyError, ValueError):
+        return
     changed = {k: (getattr(old, k), getattr(cfg, k)) for k in RESUME_FIELDS if getattr(old, k) != getattr(cfg, k)}
-    if changed: warnings.warn(f"resuming {ck} with a changed config {changed} (saved, now): the run will not "
+    if changed:
+        warnings.warn(f"resuming {ck} with a changed config {changed} (saved, now): the run will not "
                               "reproduce an uninterrupted one")
 
 # %% ../nbs/04_engine.ipynb #530fcdfd
@@ -972,10 +1089,12 @@ def _prepare_output(out: Path) -> RunLock:
     """Before any work: `out` must be a writable folder that no other live run writes in. Returns its lock, taken;
     what dead runs of this package left there is removed (in a folder a run has used before)."""
     problem = folder_problem(out)
-    if problem: raise ConfigError(f"output_dir={str(out)!r} is not a writable folder ({problem}); choose another output_dir")
+    if problem:
+        raise ConfigError(f"output_dir={str(out)!r} is not a writable folder ({problem}); choose another output_dir")
     was_run_folder = _is_run_folder(out)
     lock = RunLock(out).acquire()
-    if was_run_folder: clean_debris(out)
+    if was_run_folder:
+        clean_debris(out)
     return lock
 
 # %% ../nbs/04_engine.ipynb #5702539b
@@ -986,10 +1105,12 @@ def start_run(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: C
     validate_config(cfg, env.world_size, check_files=False)
     with contextlib.ExitStack() as undo:   # a run that fails to start gives its folder back
         lock = _prepare_output(Path(cfg.output_dir)) if env.is_main else None
-        if lock is not None: undo.callback(lock.release)
+        if lock is not None:
+            undo.callback(lock.release)
         loss_fn = loss_fn or ClassificationLoss((cfg.frames, 3, cfg.image_size, cfg.image_size), cfg.label_smoothing)
         model.to(env.device)
-        if cfg.grad_checkpointing: set_grad_checkpointing(model, True)
+        if cfg.grad_checkpointing:
+            set_grad_checkpointing(model, True)
         data, sampler, loader, gen, micro = _loader(train_set, cfg, env, collate_fn)
         steps_per_epoch = sampler.num_samples // micro // cfg.grad_accum
         if steps_per_epoch == 0:
@@ -1021,13 +1142,16 @@ def _resume(run: Run) -> None:
     a checkpoint that is damaged (or verifies but cannot be read) is skipped, with a warning saying which and why,
     for the newest one before it that loads."""
     cfg, out = run.cfg, Path(run.cfg.output_dir)
-    if cfg.resume is None: return
+    if cfg.resume is None:
+        return
     if cfg.resume == 'auto':
         candidates = _checkpoint_candidates(out) if out.is_dir() else []
-        if not candidates: return
+        if not candidates:
+            return
     else:
         ck = find_checkpoint(cfg.resume)
-        if ck is None: raise FileNotFoundError(f"resume={cfg.resume!r}: no checkpoint there")
+        if ck is None:
+            raise FileNotFoundError(f"resume={cfg.resume!r}: no checkpoint there")
         candidates = [ck]
     skipped = []
     for ck in candidates:
@@ -1037,11 +1161,14 @@ def _resume(run: Run) -> None:
                 state = load_checkpoint(ck, run.model, run.opt, run.sched, run.scaler)
                 break
             except CheckpointDamaged as e:
-                if cfg.resume != 'auto': raise
+                if cfg.resume != 'auto':
+                    raise
                 problem = f"{ck} passes its manifest, but {e.problem}"
         skipped.append(problem)
-    else: raise CheckpointError(f"{out}: no intact checkpoint ({'; '.join(skipped)})")
-    if skipped: warnings.warn(f"resume=auto skipped {len(skipped)} checkpoint(s): {'; '.join(skipped)}; "
+    else:
+        raise CheckpointError(f"{out}: no intact checkpoint ({'; '.join(skipped)})")
+    if skipped:
+        warnings.warn(f"resume=auto skipped {len(skipped)} checkpoint(s): {'; '.join(skipped)}; "
                               f"using the newest intact checkpoint, {ck}")
     _warn_if_changed(ck, cfg)
     run.step, run.resumed_from, run.skipped_total = state['step'], str(ck), state.get('skipped_total', 0)
@@ -1052,7 +1179,8 @@ def _resume(run: Run) -> None:
 def epoch_batches(run: Run) -> Iterator[dict]:
     "This epoch's micro-batches, starting right after the last step done (a resumed run skips the ones before)."
     run.epoch, pos = divmod(run.step, run.steps_per_epoch)
-    run.data.set_epoch(run.epoch); run.sampler.set_epoch(run.epoch)
+    run.data.set_epoch(run.epoch)
+    run.sampler.set_epoch(run.epoch)
     run.sampler.skip = pos * run.cfg.grad_accum * run.micro
     run.net.train()
     return iter(run.loader)
@@ -1064,7 +1192,8 @@ def _diverged(run: Run, what: str) -> None:
     "Stop the run at step `run.step + 1`: log it (rank 0) and raise `DivergedError` saying what `latest` still holds."
     latest = Path(run.cfg.output_dir)/'latest'
     kept = f"{latest} still names {latest.read_text().strip()}" if latest.is_file() else "no checkpoint was written"
-    if run.env.is_main: run.log.log({'kind': 'diverged', 'step': run.step + 1, 'what': what})
+    if run.env.is_main:
+        run.log.log({'kind': 'diverged', 'step': run.step + 1, 'what': what})
     raise DivergedError(f"{what}: training stopped at step {run.step + 1} and {kept}. Lower lr (now {run.cfg.lr:g}) "
                         f"or set clip_grad (e.g. 1.0), and train again")
 
@@ -1084,7 +1213,8 @@ def train_step(run: Run, batches: Iterator[dict]) -> None:
                 loss, st = run.loss_fn(run.net, batch, dev)
             run.scaler.scale(loss / accum).backward()
         run.step_loss = loss.item()
-        if not math.isfinite(run.step_loss): n_bad, bad_loss = n_bad + 1, run.step_loss
+        if not math.isfinite(run.step_loss):
+            n_bad, bad_loss = n_bad + 1, run.step_loss
         run.sums += torch.tensor([run.step_loss * st['n'], st['n'], st.get('correct', 0), st.get('skipped', 0)],
                                  dtype=torch.float64)
         run.last.update({k: v for k, v in st.items() if k not in ('n', 'correct', 'skipped')})   # e.g. temperature
@@ -1101,8 +1231,10 @@ def train_step(run: Run, batches: Iterator[dict]) -> None:
             run.last['grad_norm'] = torch.nn.utils.clip_grad_norm_(run.trainable, run.cfg.clip_grad).item()
         run.scaler.step(run.opt)
         run.scaler.update()
-        if run.after_update is not None: run.after_update(run.net)
-        if not _finite_weights(run): _diverged(run, f"the update of step {run.step + 1} made the weights non-finite")
+        if run.after_update is not None:
+            run.after_update(run.net)
+        if not _finite_weights(run):
+            _diverged(run, f"the update of step {run.step + 1} made the weights non-finite")
     run.opt.zero_grad(set_to_none=True)
     run.sched.step()
     run.step += 1
@@ -1118,7 +1250,8 @@ def log_train(run: Run, bar=None) -> None:
         run.log.log({'kind': 'train', 'step': run.step, 'epoch': run.step / run.steps_per_epoch, 'minutes': run.minutes,
                      'lr': run.sched.get_last_lr()[0], 'samples': int(tot[1]), 'skipped': int(tot[3]),
                      'skipped_total': run.skipped_total, **run.last})
-        if bar is not None: bar.set_postfix(loss=f"{run.last['loss']:.3f}")
+        if bar is not None:
+            bar.set_postfix(loss=f"{run.last['loss']:.3f}")
     run.sums.zero_()
 
 def save_run(run: Run) -> Path:
@@ -1130,16 +1263,20 @@ def save_run(run: Run) -> Path:
 
 def checkpoint(run: Run) -> None:
     "Rank 0 writes a checkpoint; every rank waits for it, so nobody runs ahead of a checkpoint being written."
-    if run.env.is_main: save_run(run)
+    if run.env.is_main:
+        save_run(run)
     barrier(run.env)
 
 # %% ../nbs/04_engine.ipynb #45e5d2cc
 def validation_due(run: Run) -> bool:
     "Is a validation due after this step: every `eval_every` epochs / `eval_every_steps` steps, and after the last?"
     cfg, step = run.cfg, run.step
-    if run.val_set is None and run.eval_fn is None: return False
-    if step >= run.total: return True
-    if cfg.eval_every_steps: return step % cfg.eval_every_steps == 0
+    if run.val_set is None and run.eval_fn is None:
+        return False
+    if step >= run.total:
+        return True
+    if cfg.eval_every_steps:
+        return step % cfg.eval_every_steps == 0
     return bool(cfg.eval_every) and step % run.steps_per_epoch == 0 and (step // run.steps_per_epoch) % cfg.eval_every == 0
 
 def validate(run: Run) -> dict | None:
@@ -1152,7 +1289,8 @@ def validate(run: Run) -> dict | None:
         rec = {k: res[k] for k in ('top1', 'top5', 'mean_class_acc', 'n', 'skipped')}
         run.val = res
     if run.eval_fn is not None:
-        if run.env.is_main: rec.update(run.eval_fn(unwrap(run.net)))
+        if run.env.is_main:
+            rec.update(run.eval_fn(unwrap(run.net)))
         barrier(run.env)
     run.net.train()
     if run.env.is_main and rec:
@@ -1164,7 +1302,8 @@ def finish_run(run: Run) -> dict:
     final = save_run(run) if run.env.is_main else None
     barrier(run.env)
     run.log.close()
-    if run.lock is not None: run.lock.release()
+    if run.lock is not None:
+        run.lock.release()
     return {'output_dir': run.cfg.output_dir, 'steps': run.step, 'steps_per_epoch': run.steps_per_epoch,
             'resumed_from': run.resumed_from, 'train_loss': run.last.get('loss'), 'train_acc': run.last.get('acc'),
             'skipped_total': run.skipped_total, 'train_minutes': run.minutes,
@@ -1179,23 +1318,31 @@ def fit(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callabl
     """Train `model`'s trainable parameters on `train_set` as `cfg` says (single process or DDP), validating on
     `val_set` (with `num_classes`) and through `eval_fn`, writing checkpoints and `metrics.jsonl` to `cfg.output_dir`.
     Returns a summary dict (steps, final loss, validation metrics, the final checkpoint)."""
-    if val_set is not None and not num_classes: raise ValueError("fit: pass num_classes=K together with val_set")
+    if val_set is not None and not num_classes:
+        raise ValueError("fit: pass num_classes=K together with val_set")
     run = start_run(model, train_set, cfg, loss_fn, env, collate_fn, val_set=val_set, num_classes=num_classes,
                     after_update=after_update, eval_fn=eval_fn)
     try:
-        if run.step == 0 and eval_fn is not None: validate(run)        # a fresh run: the left end of the curves
+        if run.step == 0 and eval_fn is not None:
+            validate(run)        # a fresh run: the left end of the curves
         bar = tqdm(total=run.total, initial=run.step, desc='train', disable=not run.env.is_main)
         while run.step < run.total:
             batches = epoch_batches(run)
             for _ in range(run.step % run.steps_per_epoch, run.steps_per_epoch):
                 train_step(run, batches)                              # A micro-batches, one optimizer update
                 bar.update(1)
-                if run.step % cfg.log_every == 0 or run.step == run.total: log_train(run, bar)
-                if cfg.ckpt_every and run.step % cfg.ckpt_every == 0 and run.step < run.total: checkpoint(run)
-                if validation_due(run): validate(run)
-                if on_step is not None: on_step(run.step, {'loss': run.step_loss, 'epoch': run.epoch, 'env': run.env})
-                if run.step >= run.total: break
+                if run.step % cfg.log_every == 0 or run.step == run.total:
+                    log_train(run, bar)
+                if cfg.ckpt_every and run.step % cfg.ckpt_every == 0 and run.step < run.total:
+                    checkpoint(run)
+                if validation_due(run):
+                    validate(run)
+                if on_step is not None:
+                    on_step(run.step, {'loss': run.step_loss, 'epoch': run.epoch, 'env': run.env})
+                if run.step >= run.total:
+                    break
         bar.close()
         return finish_run(run)
     finally:                                                      # a stopped run lets go of its folder
-        if run.lock is not None: run.lock.release()
+        if run.lock is not None:
+            run.lock.release()

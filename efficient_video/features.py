@@ -38,29 +38,35 @@ def _sha256(path: str | os.PathLike) -> str:
     "SHA-256 of a file, read in 4 MiB chunks."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 22), b''): h.update(chunk)
+        for chunk in iter(lambda: f.read(1 << 22), b''):
+            h.update(chunk)
     return h.hexdigest()
 
 _digests: dict[tuple, str] = {}
 def file_digest(path: str | os.PathLike) -> str:
     "SHA-256 of a file (remembered per path, size and modification time, so a weights file is hashed once per process)."
-    p = Path(path); st = p.stat()
+    p = Path(path)
+    st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _digests: _digests[key] = _sha256(p)
+    if key not in _digests:
+        _digests[key] = _sha256(p)
     return _digests[key]
 
 def weights_id(pretrained: str | None, seed: int) -> str:
     "What identifies a backbone's weights: a local file's digest, an `open_clip` tag, or the seed of a random init."
-    if pretrained is None: return f'random-init seed {seed}'
+    if pretrained is None:
+        return f'random-init seed {seed}'
     p = Path(pretrained)
-    if p.is_dir(): p = next((q for q in sorted(p.iterdir()) if q.suffix in ('.safetensors', '.bin', '.pt')), p)
+    if p.is_dir():
+        p = next((q for q in sorted(p.iterdir()) if q.suffix in ('.safetensors', '.bin', '.pt')), p)
     return f'sha256 {file_digest(p)}' if p.is_file() else f'tag {pretrained}'
 
 # %% ../nbs/08_features.ipynb #09c3cb16
 def cache_key(cfg: TrainConfig, split: str, views: int = 1, crops: int = 1) -> dict:
     "Everything that decides the cached features of `split` under `cfg` (frozen image tower, its input, the videos)."
     lists = {'train': cfg.train_list, 'val': cfg.val_list, 'test': cfg.test_list}
-    if lists[split] is None: raise ValueError(f"{split}_list is not set: nothing to cache")
+    if lists[split] is None:
+        raise ValueError(f"{split}_list is not set: nothing to cache")
     return {'format': CACHE_FORMAT, 'encoder': 'clip image tower (with proj), one row per frame',
             'backbone': cfg.backbone, 'weights': weights_id(cfg.pretrained, cfg.seed), 'image_size': cfg.image_size,
             'sampler': cfg.sampler, 'frames': cfg.frames,
@@ -96,14 +102,17 @@ def verify_cache(folder: str | os.PathLike, checksums: bool = True) -> dict:
     written and (with `checksums`) of the SHA-256 written. `FeatureCacheError` names the first file that is not."""
     folder = Path(folder)
     damaged = lambda what: FeatureCacheError(folder, f"damaged: {what}", _REBUILD)
-    try: record = json.loads((folder/'complete').read_text())
-    except (OSError, ValueError) as e: raise damaged(f"its record 'complete' cannot be read ({e})") from None
+    try:
+        record = json.loads((folder/'complete').read_text())
+    except (OSError, ValueError) as e:
+        raise damaged(f"its record 'complete' cannot be read ({e})") from None
     files = record.get('files') if isinstance(record, dict) else None
     if not isinstance(files, dict) or sorted(files) != sorted(_CACHE_FILES):
         raise damaged("its record 'complete' lists no sizes and checksums of its files")
     for name in _CACHE_FILES:
         p, want = folder/name, files[name]
-        if not p.is_file(): raise damaged(f"{name} is missing")
+        if not p.is_file():
+            raise damaged(f"{name} is missing")
         if (size := p.stat().st_size) != want['bytes']:
             raise damaged(f"{name} has {size} bytes where {want['bytes']} were written (truncated or overwritten)")
         if checksums and _sha256(p) != want['sha256']:
@@ -133,7 +142,8 @@ class FeatureDataset(Dataset):
     def __len__(self) -> int: return len(self.labels)
     def __getitem__(self, i: int) -> dict:
         item = {'label': int(self.labels[i]), 'index': i, 'path': self.paths[i], 'skipped': not self.valid[i]}
-        if item['skipped']: return {**item, 'video': None}
+        if item['skipped']:
+            return {**item, 'video': None}
         x = torch.from_numpy(np.array(self.features[i]))                         # (V, T, D), copied from the map
         return {**item, 'video': x[0] if x.shape[0] == 1 else x}
 
@@ -147,7 +157,8 @@ def extract_features(encode: Callable[[torch.Tensor], torch.Tensor], dataset: Vi
     _check_key(folder, key)
     rebuild = False
     if (folder/'complete').is_file():
-        try: return FeatureDataset(folder)
+        try:
+            return FeatureDataset(folder)
         except FeatureCacheError as e:
             warnings.warn(f"feature cache {folder}: {e.problem}; it is rebuilt", stacklevel=3)   # 3: past no_grad
             rebuild = True
@@ -164,18 +175,23 @@ def extract_features(encode: Callable[[torch.Tensor], torch.Tensor], dataset: Vi
             feats = encode(x.flatten(0, 1) if x.ndim == 6 else x).float().cpu()
             feats = feats.reshape(len(kept), -1, *feats.shape[-2:])  # (B, V, T, D)
             _check_finite(feats, kept, dataset, folder, done)
-            with _writing(folder, done, N): arrays = _write_rows(arrays, folder, kept, feats.numpy(), N)
+            with _writing(folder, done, N):
+                arrays = _write_rows(arrays, folder, kept, feats.numpy(), N)
         arrays['valid'][kept] = True
         arrays['labels'][rows] = [dataset.records[r].label for r in rows]
-        with _writing(folder, done, N): _flush(arrays, folder, done + n)
+        with _writing(folder, done, N):
+            _flush(arrays, folder, done + n)
         done += n
-    with _writing(folder, done, N): return _finish(folder, dataset, arrays, N)
+    with _writing(folder, done, N):
+        return _finish(folder, dataset, arrays, N)
 
 # %% ../nbs/08_features.ipynb #b74510ce
 def _check_key(folder: Path, key: dict) -> None:
     "Refuse a folder whose readable key.json holds another key (an unreadable one is rewritten)."
-    try: stored = json.loads((folder/'key.json').read_text()) if (folder/'key.json').is_file() else None
-    except (OSError, ValueError): stored = None
+    try:
+        stored = json.loads((folder/'key.json').read_text()) if (folder/'key.json').is_file() else None
+    except (OSError, ValueError):
+        stored = None
     if stored is not None and stored != key:
         raise FeatureCacheError(folder, "its key.json does not match the features asked for", "delete the folder")
 
@@ -187,7 +203,8 @@ def _clear(folder: Path) -> None:
 def _start(folder: Path, key: dict, clear: bool) -> None:
     "Create `folder` (emptied if `clear`) with its key.json, or say in one line that it cannot be written."
     try:
-        if clear and folder.is_dir(): _clear(folder)
+        if clear and folder.is_dir():
+            _clear(folder)
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(folder/'key.json', json.dumps(key, indent=1, sort_keys=True))
     except OSError as e:
@@ -197,7 +214,8 @@ def _start(folder: Path, key: dict, clear: bool) -> None:
 @contextmanager
 def _writing(folder: Path, done: int, N: int):
     "Turn an OSError while writing (a full disk) into one line; what was flushed before stays for the next run."
-    try: yield
+    try:
+        yield
     except OSError as e:
         raise FeatureCacheError(folder, f"writing failed after {done} of {N} videos ({e.strerror or e})",
                                 "the videos done are kept and the next run continues from there; free some space or "
@@ -206,18 +224,23 @@ def _writing(folder: Path, done: int, N: int):
 def _resume_point(folder: Path, N: int) -> int:
     "Videos done in the partial cache in `folder`, once its files agree (finite features included); else 0, with a warning."
     name = 'progress.json'
-    if not (folder/name).is_file(): return 0
+    if not (folder/name).is_file():
+        return 0
     try:
         done = json.loads((folder/name).read_text())['done']
-        if not (isinstance(done, int) and 0 <= done <= N): raise ValueError(f"it says {done!r} of {N} videos are done")
-        if done == 0: return 0
+        if not (isinstance(done, int) and 0 <= done <= N):
+            raise ValueError(f"it says {done!r} of {N} videos are done")
+        if done == 0:
+            return 0
         for name in ('labels.npy', 'valid.npy'):
             a = np.load(folder/name)
-            if a.shape != (N,): raise ValueError(f"it holds {a.shape[0] if a.ndim else 0} rows where {N} were expected")
+            if a.shape != (N,):
+                raise ValueError(f"it holds {a.shape[0] if a.ndim else 0} rows where {N} were expected")
         valid, name = a, 'features.npy'
         if valid[:done].any() or (folder/name).is_file():
             f = np.load(folder/name, mmap_mode='r')
-            if f.shape[0] != N: raise ValueError(f"it holds {f.shape[0]} rows where {N} were expected")
+            if f.shape[0] != N:
+                raise ValueError(f"it holds {f.shape[0]} rows where {N} were expected")
             for i in range(0, done, 4096):                          # in blocks: a partial cache can be large
                 if not np.isfinite(f[i:min(i + 4096, done)][valid[i:min(i + 4096, done)]]).all():
                     raise ValueError("it holds NaN or infinite values")
@@ -231,8 +254,10 @@ def _open_arrays(folder: Path, N: int, done: int) -> dict:
     "The cache's arrays: the memory-mapped features (if created yet) and the labels/validity of every row."
     arrays = {'labels': np.zeros(N, np.int64), 'valid': np.zeros(N, bool), 'features': None}
     if done:
-        arrays['labels'][:] = np.load(folder/'labels.npy'); arrays['valid'][:] = np.load(folder/'valid.npy')
-        if (folder/'features.npy').is_file(): arrays['features'] = np.load(folder/'features.npy', mmap_mode='r+')
+        arrays['labels'][:] = np.load(folder/'labels.npy')
+        arrays['valid'][:] = np.load(folder/'valid.npy')
+        if (folder/'features.npy').is_file():
+            arrays['features'] = np.load(folder/'features.npy', mmap_mode='r+')
     return arrays
 
 def _check_finite(feats: torch.Tensor, kept, dataset: VideoDataset, folder: Path, done: int) -> None:
@@ -251,9 +276,11 @@ def _atomic_save(path: Path, a: np.ndarray) -> None:
     "np.save, replacing `path` atomically: readers see the old array or the new one, never half of one."
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
     try:
-        with open(tmp, 'wb') as f: np.save(f, a)
+        with open(tmp, 'wb') as f:
+            np.save(f, a)
         os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 def _write_rows(arrays: dict, folder: Path, rows, feats: np.ndarray, N: int) -> dict:
     if arrays['features'] is None:                                  # first decodable batch: V, T, D are known now
@@ -262,14 +289,18 @@ def _write_rows(arrays: dict, folder: Path, rows, feats: np.ndarray, N: int) -> 
     return arrays
 
 def _flush(arrays: dict, folder: Path, done: int) -> None:
-    if arrays['features'] is not None: arrays['features'].flush()
-    _atomic_save(folder/'labels.npy', arrays['labels']); _atomic_save(folder/'valid.npy', arrays['valid'])
+    if arrays['features'] is not None:
+        arrays['features'].flush()
+    _atomic_save(folder/'labels.npy', arrays['labels'])
+    _atomic_save(folder/'valid.npy', arrays['valid'])
     _atomic_write_text(folder/'progress.json', json.dumps({'done': done}))
 
 def _finish(folder: Path, dataset: VideoDataset, arrays: dict, N: int) -> FeatureDataset:
-    if arrays['features'] is None: raise ValueError(f"{folder}: no decodable video in the {N} listed")
+    if arrays['features'] is None:
+        raise ValueError(f"{folder}: no decodable video in the {N} listed")
     skipped = int(N - arrays['valid'].sum())
-    if skipped: warnings.warn(f"feature cache {folder.name}: {skipped} undecodable videos will be skipped")
+    if skipped:
+        warnings.warn(f"feature cache {folder.name}: {skipped} undecodable videos will be skipped")
     _atomic_write_text(folder/'paths.json', json.dumps(_batch_paths(dataset, range(N))))
     record = {'videos': N, 'skipped': skipped, 'shape': list(arrays['features'].shape), 'files': _manifest(folder)}
     _atomic_write_text(folder/'complete', json.dumps(record))       # last: from here on the cache is trusted
@@ -281,7 +312,8 @@ def cached_dataset(cfg: TrainConfig, split: str, encode: Callable[[torch.Tensor]
     "The cached frame features of `split` under `cfg` (`encode`: a model's frozen `encode_frames`), extracted if needed."
     key, env, ds = cache_key(cfg, split, views, crops), env or DistEnv(), None
     if env.is_main:
-        if cfg.train_list is not None: check_split_labels(cfg, (split,))   # labels in 0..K-1, before anything is cached
+        if cfg.train_list is not None:
+            check_split_labels(cfg, (split,))   # labels in 0..K-1, before anything is cached
         dataset = build_dataset(cfg, split, views, crops, augment=False)
         ds = extract_features(encode, dataset, key, cfg.feature_cache, batch_size, cfg.num_workers, env.device,
                               desc=f'{split} features')

@@ -31,7 +31,8 @@ __all__ = ['AP_PROTOCOLS', 'STAGE2_POOLING', 'read_segments', 'untrimmed_config'
 def read_segments(path: str | Path | None = None) -> list[dict]:
     "The untrimmed clips of a `segments.json` (default: the shipped one), each with its resolved `path` and `segments`."
     path = Path(path) if path is not None else samples_dir()/'untrimmed'/'segments.json'
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no segments file; run `efficient-video samples --check`")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no segments file; run `efficient-video samples --check`")
     videos = json.loads(path.read_text())['videos']
     for v in videos:
         v['path'] = str((path.parent.parent/v['path']).resolve())          # paths are relative to data_samples/
@@ -48,17 +49,20 @@ def untrimmed_config(videos: Sequence[dict], cfg: TrainConfig, frames: int) -> T
     lists = {}
     for split in ('train', 'test'):
         lines = [f"{v['path']} {v['segments'][0]['label']}" for v in videos if v.get('split') == split]
-        if not lines: raise ValueError(f"no untrimmed clip has split={split!r}: segments.json needs a 'split' per video")
+        if not lines:
+            raise ValueError(f"no untrimmed clip has split={split!r}: segments.json needs a 'split' per video")
         lists[split] = folder/f'untrimmed_{split}.txt'
         text = ''.join(l + '\n' for l in lines)
-        if not lists[split].is_file() or lists[split].read_text() != text: lists[split].write_text(text)
+        if not lists[split].is_file() or lists[split].read_text() != text:
+            lists[split].write_text(text)
     return override(cfg, train_list=str(lists['train']), val_list=None, test_list=str(lists['test']), frames=frames,
                     sampler='dense', frame_interval=1, test_views=1, test_crops=1)
 
 def frame_labels(video: dict, num_frames: int | None = None) -> torch.Tensor:
     "1 for the frames inside an annotated action, 0 elsewhere: `L` floats."
     y = torch.zeros(num_frames or video['num_frames'])
-    for s in video['segments']: y[s['start']:s['end']] = 1
+    for s in video['segments']:
+        y[s['start']:s['end']] = 1
     return y
 
 # %% ../nbs/12a_localisation.ipynb #36d4ea32
@@ -76,7 +80,8 @@ class ActionnessLoss:
     "Binary cross-entropy of each frame's actionness against its label (`targets[i]`: the `L` labels of clip `i`)."
     def __init__(self, targets: torch.Tensor): self.targets = targets
     def __call__(self, model: nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict]:
-        if not len(batch['index']): raise ValueError("a batch of only unreadable clips: check the untrimmed clips")
+        if not len(batch['index']):
+            raise ValueError("a batch of only unreadable clips: check the untrimmed clips")
         logits = model(batch['video'].to(device))
         y = self.targets[batch['index']].to(device)
         loss = F.binary_cross_entropy_with_logits(logits, y)
@@ -101,7 +106,8 @@ def nms(segments: Sequence[tuple], iou: float) -> list[tuple]:
     "Greedy non-maximum suppression of `(start, end, score, ...)` tuples: keep the best, drop those overlapping it by > `iou`."
     kept = []
     for s in sorted(segments, key=lambda s: -s[2]):
-        if all(temporal_iou(s, k) <= iou for k in kept): kept.append(s)
+        if all(temporal_iou(s, k) <= iou for k in kept):
+            kept.append(s)
     return kept
 
 def group_proposals(p: torch.Tensor, thresholds: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
@@ -113,7 +119,8 @@ def group_proposals(p: torch.Tensor, thresholds: Sequence[float] = (0.1, 0.2, 0.
         above = torch.cat([torch.zeros(1, dtype=torch.bool), p >= th, torch.zeros(1, dtype=torch.bool)]).int()
         edges = torch.diff(above)
         for s, e in zip((edges == 1).nonzero().flatten().tolist(), (edges == -1).nonzero().flatten().tolist()):
-            if e - s >= min_len: found[(s, e)] = float(p[s:e].mean())
+            if e - s >= min_len:
+                found[(s, e)] = float(p[s:e].mean())
     return nms([(s, e, q) for (s, e), q in found.items()], nms_iou)
 
 # %% ../nbs/12a_localisation.ipynb #c7eb4cea
@@ -121,7 +128,8 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
     "Area under the precision–recall curve with precision made monotone from the right (ActivityNet's interpolation)."
     p = np.concatenate([[0.0], precision, [0.0]])
     r = np.concatenate([[0.0], recall, [1.0]])
-    for i in range(len(p) - 2, -1, -1): p[i] = max(p[i], p[i + 1])
+    for i in range(len(p) - 2, -1, -1):
+        p[i] = max(p[i], p[i + 1])
     steps = np.flatnonzero(r[1:] != r[:-1]) + 1
     return float(np.sum((r[steps] - r[steps - 1]) * p[steps]))
 
@@ -133,8 +141,10 @@ def _hits_activitynet(dets: Sequence[tuple], ground_truth: dict, tiou: float) ->
         gts = ground_truth.get(v, [])
         ious = np.array([temporal_iou((s, e), g) for g in gts])
         for j in np.argsort(-ious, kind='stable'):
-            if ious[j] < tiou: break
-            if used[v][j]: continue
+            if ious[j] < tiou:
+                break
+            if used[v][j]:
+                continue
             used[v][j], tp[i] = True, 1
             break
     return tp
@@ -146,10 +156,12 @@ def _hits_thumos14(dets: Sequence[tuple], ground_truth: dict, tiou: float) -> np
     for v, gts in ground_truth.items():
         free = [i for i, d in enumerate(dets) if d[0] == v]             # this video's detections, in score order
         for g in gts:
-            if not free: break
+            if not free:
+                break
             ious = [temporal_iou(dets[i][1:3], g) for i in free]
             j = int(np.argmax(ious))                                      # the first maximum, as MATLAB's max
-            if ious[j] > tiou: tp[free.pop(j)] = 1
+            if ious[j] > tiou:
+                tp[free.pop(j)] = 1
     return tp
 
 AP_PROTOCOLS = ('activitynet', 'thumos14')
@@ -158,15 +170,19 @@ def average_precision(detections: Sequence[tuple], ground_truth: dict, tiou: flo
     """AP of one class: `detections` `(video, start, end, score)`, `ground_truth` {video: [(start, end), ...]}; each
     ground-truth segment matches at most one detection. `protocol='activitynet'`: matched in score order, interpolated
     AP (eval_detection.py); `'thumos14'`: matched by overlap, precision averaged at the hits (TH14evalDet.m)."""
-    if protocol not in AP_PROTOCOLS: raise ValueError(f"average_precision: protocol={protocol!r}, one of {AP_PROTOCOLS}")
+    if protocol not in AP_PROTOCOLS:
+        raise ValueError(f"average_precision: protocol={protocol!r}, one of {AP_PROTOCOLS}")
     npos = sum(len(g) for g in ground_truth.values())
-    if npos == 0: raise ValueError("average_precision: no ground-truth segment for this class")
-    if not detections: return 0.0
+    if npos == 0:
+        raise ValueError("average_precision: no ground-truth segment for this class")
+    if not detections:
+        return 0.0
     dets = sorted(detections, key=lambda d: -d[3])
     tp = (_hits_activitynet if protocol == 'activitynet' else _hits_thumos14)(dets, ground_truth, tiou)
     tp_c, fp_c = np.cumsum(tp), np.cumsum(1 - tp)
     precision, recall = tp_c / (tp_c + fp_c), tp_c / npos                 # P_n, R_n
-    if protocol == 'activitynet': return interpolated_ap(precision, recall)
+    if protocol == 'activitynet':
+        return interpolated_ap(precision, recall)
     return float(np.sum(tp * precision) / npos)                            # (1/G) Σ_n tp_n P_n
 
 def mean_ap(detections: Sequence[tuple], ground_truth: Sequence[tuple], tious: Sequence[float] = (0.3, 0.5, 0.7),
@@ -175,7 +191,8 @@ def mean_ap(detections: Sequence[tuple], ground_truth: Sequence[tuple], tious: S
     `(video, start, end, label)`; the mean is over the labels present in the ground truth."""
     labels = sorted({g[3] for g in ground_truth})
     gt = {k: {} for k in labels}
-    for v, s, e, k in ground_truth: gt[k].setdefault(v, []).append((s, e))
+    for v, s, e, k in ground_truth:
+        gt[k].setdefault(v, []).append((s, e))
     dets = {k: [(v, s, e, q) for v, s, e, c, q in detections if c == k] for k in labels}
     out = {f'mAP@{t:g}': float(np.mean([average_precision(dets[k], gt[k], t, protocol) for k in labels])) for t in tious}
     out['mAP@avg'] = float(np.mean([out[f'mAP@{t:g}'] for t in tious]))
@@ -184,7 +201,8 @@ def mean_ap(detections: Sequence[tuple], ground_truth: Sequence[tuple], tious: S
 # %% ../nbs/12a_localisation.ipynb #0f286041
 def window_starts(L: int, T: int, stride: int) -> list[int]:
     "First frames of the `T`-frame windows over `L` frames: every `stride` frames, and a last one ending at frame L."
-    if stride < 1: raise ValueError(f"stride={stride}: windows must start at least 1 frame apart")
+    if stride < 1:
+        raise ValueError(f"stride={stride}: windows must start at least 1 frame apart")
     return sorted(set(range(0, L - T + 1, stride)) | {L - T})
 
 @torch.no_grad()
@@ -196,7 +214,8 @@ def dense_features(model: EfficientPrompt, f: torch.Tensor, stride: int | None =
     model.eval()
     dev = next(model.parameters()).device
     f = f.float().to(dev)
-    if model.temporal is None: return f.cpu()
+    if model.temporal is None:
+        return f.cpu()
     L, T = len(f), min(model.num_frames, len(f))
     starts = window_starts(L, T, stride or max(1, T // 2))
     idx = torch.tensor(starts, device=dev)[:, None] + torch.arange(T, device=dev)      # (W, T) frames of each window
@@ -214,8 +233,10 @@ def classify_segments(model: EfficientPrompt, f: torch.Tensor, segments: Sequenc
     (`L×D`). `pooling='dense'`: from the mean of the clip's dense features inside each segment (`dense_features` with
     `stride`); `'resample'`: from `frames` frames sampled across each segment, through the temporal Transformer as a
     trimmed clip."""
-    if pooling not in STAGE2_POOLING: raise ValueError(f"pooling={pooling!r}: one of {STAGE2_POOLING}")
-    if any(e <= s for s, e, *_ in segments): raise ValueError(f"classify_segments: an empty segment among {segments}")
+    if pooling not in STAGE2_POOLING:
+        raise ValueError(f"pooling={pooling!r}: one of {STAGE2_POOLING}")
+    if any(e <= s for s, e, *_ in segments):
+        raise ValueError(f"classify_segments: an empty segment among {segments}")
     model.eval()
     dev = next(model.parameters()).device
     if pooling == 'dense':
@@ -230,7 +251,8 @@ def classify_segments(model: EfficientPrompt, f: torch.Tensor, segments: Sequenc
 def detect(model: EfficientPrompt, f: torch.Tensor, proposals: Sequence[tuple], top_k: int = 2,
            frames: int = 8, pooling: str = 'dense', stride: int | None = None) -> list[tuple]:
     "Detections `(start, end, label, score)` of one clip: each proposal's `top_k` classes, scored q · P(k | s, e)."
-    if not proposals: return []
+    if not proposals:
+        return []
     probs = classify_segments(model, f, proposals, frames, pooling, stride)
     out = []
     for (s, e, q), pk in zip(proposals, probs):
@@ -250,13 +272,17 @@ def localise(model: EfficientPrompt, feats: FeatureDataset, p: torch.Tensor | No
     for i in range(len(feats)):
         item = feats[i]
         f, path = item['video'], str(Path(item['path']).resolve())
-        if proposals == 'actionness': props = group_proposals(p[i], **group_options)
-        elif proposals == 'whole': props = [(0, len(f), 1.0)]
+        if proposals == 'actionness':
+            props = group_proposals(p[i], **group_options)
+        elif proposals == 'whole':
+            props = [(0, len(f), 1.0)]
         elif proposals == 'windows':                                        # every `window` frames, half overlapping
             w = group_options.get('window', MOTION_FRAMES)
             props = [(s, s + w, 1.0) for s in range(0, len(f) - w + 1, max(1, w // 2))]
-        elif proposals == 'truth': props = [(s['start'], s['end'], 1.0) for s in by_path[path]['segments']]
-        else: raise ValueError(f"proposals={proposals!r}: 'actionness', 'whole', 'windows' or 'truth'")
+        elif proposals == 'truth':
+            props = [(s['start'], s['end'], 1.0) for s in by_path[path]['segments']]
+        else:
+            raise ValueError(f"proposals={proposals!r}: 'actionness', 'whole', 'windows' or 'truth'")
         dets += [(path, *d) for d in detect(model, f, props, top_k, model.num_frames, pooling, stride)]
     return dets
 

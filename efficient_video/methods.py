@@ -76,19 +76,25 @@ class Method:
         names = [n for n, _ in model.named_parameters()]
         patterns = [p[1:] if p.startswith('?') else p for p in self.trainable
                     if not p.startswith('?') or any(name_matches(n, p[1:]) for n in names)]   # options may switch parts off
-        if patterns: set_trainable(model, patterns)   # raises if a pattern matches nothing: a stale pattern is a bug
-        else: freeze(model)
+        if patterns:
+            set_trainable(model, patterns)   # raises if a pattern matches nothing: a stale pattern is a bug
+        else:
+            freeze(model)
         return model
 
     def parse_options(self, items: Iterable[str] | dict) -> dict[str, Any]:
         "Typed option values from `KEY=VALUE` strings (the command line), checked against the builder's options."
-        try: hints = typing.get_type_hints(self.build)
-        except (NameError, TypeError): hints = {}
+        try:
+            hints = typing.get_type_hints(self.build)
+        except (NameError, TypeError):
+            hints = {}
         fields = [(n, hints.get(n, Any), dataclasses.field(default=d)) for n, d in self.options.items()]
         opts = dataclasses.make_dataclass(f"{self.name.replace('-', '_')}_options", fields)()
         given = {i.split('=', 1)[0].strip().lstrip('-').replace('-', '_') for i in items} if not isinstance(items, dict) else set(items)
-        try: parsed = override(opts, items)
-        except KeyError as e: raise MethodError(f"method {self.name!r}: {e.args[0]}") from None
+        try:
+            parsed = override(opts, items)
+        except KeyError as e:
+            raise MethodError(f"method {self.name!r}: {e.args[0]}") from None
         return {n: v for n, v in dataclasses.asdict(parsed).items() if n in given}
 
 # %% ../nbs/07_methods.ipynb #0a772a8b
@@ -99,8 +105,10 @@ def discover_methods() -> list[str]:
     "Import every module named by an `efficient_video.methods` entry point (once each); returns the module names."
     modules = sorted({ep.value.split(':')[0] for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
     for name in modules:
-        if name in _discovered: continue
-        try: importlib.import_module(name)
+        if name in _discovered:
+            continue
+        try:
+            importlib.import_module(name)
         except Exception as e:   # a broken plugin must not hide every other method
             warnings.warn(f"discover_methods: could not import {name} (entry point of {ENTRY_POINT_GROUP!r}): {e}")
         _discovered.add(name)
@@ -117,8 +125,10 @@ def register_method(name: str, description: str | None = None, paper: str = '', 
     name raises `MethodError`; re-running the same definition (a notebook cell run twice, or the notebook of a chapter
     whose module is already imported) replaces it.'''
     bad = [t for t in towers if t not in TOWERS]
-    if bad: raise MethodError(f"register_method({name!r}): towers {bad} unknown; use a subset of {TOWERS}")
-    if isinstance(trainable, str): trainable = (trainable,)   # a lone pattern must not be split into characters
+    if bad:
+        raise MethodError(f"register_method({name!r}): towers {bad} unknown; use a subset of {TOWERS}")
+    if isinstance(trainable, str):
+        trainable = (trainable,)   # a lone pattern must not be split into characters
     def decorator(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         old = METHODS.get(name)
         # the same definition again: a notebook cell run twice, or a chapter's notebook redefining what its exported
@@ -129,7 +139,8 @@ def register_method(name: str, description: str | None = None, paper: str = '', 
             raise MethodError(f"register_method: {name!r} is already registered by {old.build.__module__}."
                               f"{old.build.__qualname__}; pick another name")
         doc = (description or (build.__doc__ or '').strip().split('\n')[0]).strip()
-        if not doc: raise MethodError(f"register_method({name!r}): give a description (or a docstring on the builder)")
+        if not doc:
+            raise MethodError(f"register_method({name!r}): give a description (or a docstring on the builder)")
         METHODS[name] = Method(name, build, doc, paper, tuple(towers), tuple(trainable), loss, collate, after_update)
         return build
     return decorator
@@ -142,9 +153,12 @@ def list_methods() -> list[str]:
 
 def get_method(name: str | Method) -> Method:
     "The registered `Method` called `name` (a `Method` passes through); unknown names raise `MethodError` with close matches."
-    if isinstance(name, Method): return name
-    if name not in METHODS: discover_methods()
-    if name in METHODS: return METHODS[name]
+    if isinstance(name, Method):
+        return name
+    if name not in METHODS:
+        discover_methods()
+    if name in METHODS:
+        return METHODS[name]
     close = difflib.get_close_matches(str(name), list(METHODS), n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ''
     raise MethodError(f"method {name!r} is not registered.{hint} Registered methods: {list_methods()}. "
@@ -165,7 +179,8 @@ def register_preset(name: str, **changes) -> dict[str, Any]:
     """Register training recipe `name`: `TrainConfig` field changes, checked against its fields. The method it names
     must be registered first (presets live right below their method). Returns the stored changes."""
     unknown = [k for k in changes if k not in _TRAIN_FIELDS]
-    if unknown: raise MethodError(f"register_preset({name!r}): {unknown} are not TrainConfig fields; fields: {list(_TRAIN_FIELDS)}")
+    if unknown:
+        raise MethodError(f"register_preset({name!r}): {unknown} are not TrainConfig fields; fields: {list(_TRAIN_FIELDS)}")
     if 'method' in changes and changes['method'] not in METHODS:
         raise MethodError(f"register_preset({name!r}): method {changes['method']!r} is not registered; register the "
                           f"method before its presets")
@@ -179,8 +194,10 @@ def list_presets() -> list[str]:
 
 def get_preset(name: str) -> dict[str, Any]:
     "The changes of preset `name`; unknown names raise `MethodError` with close matches and the list."
-    if name not in PRESETS: discover_methods()
-    if name in PRESETS: return dict(PRESETS[name])
+    if name not in PRESETS:
+        discover_methods()
+    if name in PRESETS:
+        return dict(PRESETS[name])
     close = difflib.get_close_matches(str(name), list(PRESETS), n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ''
     raise MethodError(f"preset {name!r} is not registered.{hint} Presets: {sorted(PRESETS)}")
@@ -196,9 +213,12 @@ def _pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 
 def _check_image_size(backbone: str, image_size: int | None) -> None:
     "A `MethodError` naming the nearest valid size when `image_size` is not a whole number of `backbone`'s patches."
-    if image_size is None: return
-    try: patch = backbone_config(backbone)['vision_cfg']['patch_size']
-    except Exception: return                   # a name only a weights file defines: open_clip checks it when loading
+    if image_size is None:
+        return
+    try:
+        patch = backbone_config(backbone)['vision_cfg']['patch_size']
+    except Exception:
+        return                   # a name only a weights file defines: open_clip checks it when loading
     patch = patch if isinstance(patch, int) else patch[0]
     if not isinstance(image_size, int) or image_size < patch or image_size % patch:
         ok = max(patch, round(image_size / patch) * patch) if isinstance(image_size, (int, float)) else 224
@@ -218,7 +238,8 @@ def clip_image_encoder(backbone: str, pretrained: str | None = None, image_size:
         return bundle.model.visual, int(bundle.config['embed_dim'])
     cfg = backbone_config(backbone)
     vision_cfg = dict(cfg['vision_cfg'])
-    if image_size is not None: vision_cfg['image_size'] = image_size
+    if image_size is not None:
+        vision_cfg['image_size'] = image_size
     visual = _build_vision_tower(cfg['embed_dim'], vision_cfg, quick_gelu=cfg.get('quick_gelu', False))
     # what open_clip.create_model sets: clip.to_pixels and open_clip's transforms read the size, mean and std from here
     set_model_preprocess_cfg(visual, asdict(PreprocessCfg(size=_pair(visual.image_size))))
@@ -278,7 +299,8 @@ class FrameAverage(nn.Module):
     def train(self, mode: bool = True) -> FrameAverage:
         "Like `nn.Module.train`, but a fully frozen encoder stays in eval mode (its dropout would only add noise)."
         super().train(mode)
-        if not any(p.requires_grad for p in self.visual.parameters()): self.visual.eval()
+        if not any(p.requires_grad for p in self.visual.parameters()):
+            self.visual.eval()
         return self
 
     def encode_frames(self, video: torch.Tensor) -> torch.Tensor:
@@ -320,7 +342,7 @@ register_preset('frame-average-tiny', method='frame-average', backbone='ev-tiny-
                 test_list=f'{SAMPLES}/motion/test.txt', class_names=f'{SAMPLES}/motion/classes.txt', frames=8,
                 sampler='segment', image_size=32, crop_scale=(0.6, 1.0), flip=False, batch_size=32, epochs=3, lr=1e-2,
                 weight_decay=0.01, warmup_epochs=0.2, num_workers=0, ckpt_every=0, log_every=5,
-                eval_metrics=('opposite_direction_acc',), output_dir='runs/frame-average-tiny');
+                eval_metrics=('opposite_direction_acc',), output_dir='runs/frame-average-tiny')
 
 # %% ../nbs/07_methods.ipynb #8bd80480
 PROFILE_KEYS = ('method', 'backbone', 'frames', 'num_classes', 'params_total', 'params_trainable', 'params_added',
@@ -329,8 +351,10 @@ PROFILE_KEYS = ('method', 'backbone', 'frames', 'num_classes', 'params_total', '
 def _build_for_profile(method: Method, **kwargs) -> tuple[nn.Module, str]:
     "Build `method` on the meta device (shapes only); fall back to the CPU for builders that need real tensors."
     try:
-        with torch.device('meta'): return method(**kwargs), 'meta'
-    except MethodError: raise
+        with torch.device('meta'):
+            return method(**kwargs), 'meta'
+    except MethodError:
+        raise
     except (NotImplementedError, RuntimeError, TypeError, AttributeError):
         return method(**kwargs), 'cpu'   # a genuine error (say, an unknown backbone) raises again here, from the CPU build
 
@@ -352,7 +376,8 @@ def profile_method(method: str | Method, backbone: str, frames: int, num_classes
             text['gflops_text_once'] = count_flops(model.class_features).total / 1e9
         flops = count_flops(model, video)
     params = count_params(model)
-    with torch.device('meta'): tower = count_params(clip_image_encoder(backbone, None, image_size)[0]).total
+    with torch.device('meta'):
+        tower = count_params(clip_image_encoder(backbone, None, image_size)[0]).total
     return dict(method=m.name, backbone=backbone, frames=frames, num_classes=num_classes, params_total=params.total,
                 params_trainable=params.trainable, params_added=params.total - tower, gflops_per_view=flops.total / 1e9,
                 **text)
@@ -391,10 +416,12 @@ class DropPath(nn.Module):
     "Stochastic depth: in training, zero a sample's residual branch with probability `p` and scale the rest by 1/(1-p)."
     def __init__(self, p: float = 0.0):
         super().__init__()
-        if not 0 <= p < 1: raise MethodError(f"drop_path={p}: must be in [0, 1)")
+        if not 0 <= p < 1:
+            raise MethodError(f"drop_path={p}: must be in [0, 1)")
         self.p = p
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0: return x
+        if not self.training or self.p == 0:
+            return x
         keep = torch.empty((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device, dtype=x.dtype).bernoulli_(1 - self.p)
         return x * keep / (1 - self.p)
     def extra_repr(self) -> str: return f'p={self.p}'
@@ -408,7 +435,8 @@ class FrozenBlock(nn.Module):
         super().__init__()
         if hasattr(block, 'ln_1_kv') or not isinstance(getattr(block, 'attn', None), nn.MultiheadAttention):
             raise MethodError(f"{type(self).__name__}: {type(block).__name__} is not an open_clip self-attention block")
-        for name in ('ln_1', 'attn', 'ls_1', 'ln_2', 'mlp', 'ls_2'): setattr(self, name, getattr(block, name))
+        for name in ('ln_1', 'attn', 'ls_1', 'ln_2', 'mlp', 'ls_2'):
+            setattr(self, name, getattr(block, name))
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         "Multi-head self-attention over the tokens of each row of x `L×N×D`, with the frozen projections (SDPA)."
@@ -466,7 +494,8 @@ class FrozenViT(nn.Module):
 
     def run_block(self, blk: nn.Module, x: torch.Tensor, *args) -> torch.Tensor:
         "`blk(x, *args)`: one block on tokens x, recomputed in backward under gradient checkpointing."
-        if self.grad_checkpointing and torch.is_grad_enabled(): return checkpoint(blk, x, *args, use_reentrant=False)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(blk, x, *args, use_reentrant=False)
         return blk(x, *args)
 
 class VideoViT(FrozenViT):
@@ -491,7 +520,8 @@ class VideoViT(FrozenViT):
         if self.temporal_embedding is not None:                                         # e_t, on every token of frame t
             x = x + repeat(self.temporal_embedding[:T].to(x.dtype), 't d -> (b t) 1 d', b=B)
         x = self.visual.ln_pre(x)
-        for i, blk in enumerate(self.blocks): x = self.run_block(blk, self.block_input(i, x, T), T)
+        for i, blk in enumerate(self.blocks):
+            x = self.run_block(blk, self.block_input(i, x, T), T)
         return x
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -502,7 +532,8 @@ class VideoViT(FrozenViT):
 def zero_init_(module: nn.Module) -> nn.Module:
     "Set every parameter of `module` (an adapter's last projection) to zero, so the adapter starts as a no-op."
     with torch.no_grad():
-        for p in module.parameters(): p.zero_()
+        for p in module.parameters():
+            p.zero_()
     return module
 
 @torch.no_grad()

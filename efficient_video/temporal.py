@@ -34,7 +34,8 @@ class TemporalTransformer(nn.Module):
     def __init__(self, width: int, frames: int, layers: int = 1, heads: int = 8, positions: bool = True,
                  mlp_ratio: float = 4.0):
         super().__init__()
-        if width % heads: raise MethodError(f"temporal Transformer: width {width} is not divisible by heads={heads}")
+        if width % heads:
+            raise MethodError(f"temporal Transformer: width {width} is not divisible by heads={heads}")
         # e_t ~ N(0, 0.01²): small next to the frame features, so the first steps see almost the frozen features
         self.temporal_embedding = nn.Parameter(torch.randn(frames, width) * 0.01) if positions else None
         self.blocks = nn.ModuleList([ResidualAttentionBlock(width, heads, mlp_ratio, act_layer=QuickGELU)
@@ -70,8 +71,10 @@ class EfficientPrompt(nn.Module):
         self.temporal = TemporalTransformer(D, frames, temporal_layers, temporal_heads, temporal_positions) \
             if temporal_layers else None                              # 0 layers: the plain mean over T
         t = torch.tensor(math.log(1 / temperature))                   # logit scale 1/τ = e^t
-        if learn_temperature: self.logit_scale = nn.Parameter(t)
-        else: self.register_buffer('logit_scale', t, persistent=False)
+        if learn_temperature:
+            self.logit_scale = nn.Parameter(t)
+        else:
+            self.register_buffer('logit_scale', t, persistent=False)
         self.num_frames, self._class_cache = frames, None
 
     @property
@@ -102,11 +105,14 @@ def video_features(self: EfficientPrompt, x: torch.Tensor) -> torch.Tensor:
 @patch
 def class_features(self: EfficientPrompt, classes: torch.Tensor | None = None) -> torch.Tensor:
     "Normalised class features `c_k`, `K×D` (or the rows `classes`), through the frozen text tower; kept in eval mode."
-    if classes is None and not self.training and self._class_cache is not None: return self._class_cache
+    if classes is None and not self.training and self._class_cache is not None:
+        return self._class_cache
     emb, eot = self.prompts()                                                    # (K, L, D_text), (K,)
-    if classes is not None: emb, eot = emb[classes], eot[classes]
+    if classes is not None:
+        emb, eot = emb[classes], eot[classes]
     c = F.normalize(encode_text_embeddings(self.clip, emb, eot), dim=-1)
-    if classes is None and not self.training: self._class_cache = c.detach()
+    if classes is None and not self.training:
+        self._class_cache = c.detach()
     return c
 
 @patch
@@ -118,13 +124,15 @@ def forward(self: EfficientPrompt, x: torch.Tensor, classes: torch.Tensor | None
 def train(self: EfficientPrompt, mode: bool = True) -> EfficientPrompt:
     "Switching mode forgets the cached class features; the frozen CLIP stays in eval mode (no dropout noise)."
     nn.Module.train(self, mode)
-    self.clip.eval(); self._class_cache = None
+    self.clip.eval()
+    self._class_cache = None
     return self
 
 @patch
 def set_class_names(self: EfficientPrompt, names: Sequence[str]) -> None:
     "Classify among `names` from now on (the zero-shot protocol swaps in classes never trained on)."
-    self.prompts.set_class_names(names); self._class_cache = None
+    self.prompts.set_class_names(names)
+    self._class_cache = None
 
 # %% ../nbs/11_temporal.ipynb #0b0195f0
 class PromptContrastLoss(ClassificationLoss):
@@ -132,19 +140,22 @@ class PromptContrastLoss(ClassificationLoss):
     to 400 class texts): every class of the batch, and a random sample of the others. With K <= max_contrast, all K."""
     def __init__(self, clip_shape: tuple, label_smoothing: float = 0.0, max_contrast: int = 400):
         super().__init__(clip_shape, label_smoothing)
-        if max_contrast < 1: raise ConfigError(f"method_args.max_contrast={max_contrast}: must be at least 1")
+        if max_contrast < 1:
+            raise ConfigError(f"method_args.max_contrast={max_contrast}: must be at least 1")
         self.max_contrast = max_contrast
 
     def __call__(self, model: nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict]:
         K = getattr(model, 'module', model).num_classes
-        if K <= self.max_contrast or batch['label'].numel() == 0: return super().__call__(model, batch, device)
+        if K <= self.max_contrast or batch['label'].numel() == 0:
+            return super().__call__(model, batch, device)
         label = batch['label'].to(device)
         seen = label.unique()                                              # sorted: the batch's own classes
         if len(seen) > self.max_contrast:
             raise ConfigError(f"method_args.max_contrast={self.max_contrast}: a batch holds {len(seen)} distinct classes, "
                               f"more than may be contrasted per step; set max_contrast to at least the batch size "
                               f"per process ({label.numel()}), or lower batch_size")
-        rest = torch.ones(K, dtype=torch.bool, device=device); rest[seen] = False
+        rest = torch.ones(K, dtype=torch.bool, device=device)
+        rest[seen] = False
         n_others = self.max_contrast - len(seen)                           # >= 0: the sample fills up to the cap
         others = rest.nonzero()[:, 0][torch.randperm(int(rest.sum()), device=device)[:n_others]]
         classes = torch.cat([seen, others])
@@ -199,7 +210,7 @@ _PAPER = dict(method='efficient-prompt', backbone='ViT-B-16', pretrained='openai
               lr=1e-4, weight_decay=0.01, batch_size=64, warmup_epochs=0.0, schedule='constant', test_views=5,
               test_crops=1, method_args=dict(prefix=16, postfix=16, temporal_layers=1, temporal_heads=8))
 register_preset('efficient-prompt-hmdb51', **_PAPER, data_format='hmdb51', epochs=20)
-register_preset('efficient-prompt-k400', **_PAPER, data_format='kinetics', epochs=30);
+register_preset('efficient-prompt-k400', **_PAPER, data_format='kinetics', epochs=30)
 
 # %% ../nbs/11_temporal.ipynb #11f58c81
 from .methods import FrameAverage
@@ -226,7 +237,8 @@ def build_first_last_mlp(backbone: str, num_classes: int, frames: int, pretraine
 # %% ../nbs/11_temporal.ipynb #130eb873
 def template_options(template: str, tokenizer) -> dict:
     "Efficient-Prompt options whose prompt vectors spell `template` ('a video of {}.': 'a video of' + name + '.')."
-    if template.count('{}') != 1: raise MethodError(f"template {template!r}: needs exactly one '{{}}' where the class name goes")
+    if template.count('{}') != 1:
+        raise MethodError(f"template {template!r}: needs exactly one '{{}}' where the class name goes")
     pre, post = (s.strip() for s in template.split('{}'))
     count = lambda s: len(tokenizer.encode(s)) if s else 0
     return dict(prefix=count(pre), postfix=count(post), init_prefix=pre or None, init_postfix=post or None)

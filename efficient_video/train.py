@@ -43,7 +43,8 @@ def load_config(preset: str | None = None, overrides: dict | Iterable[str] | Non
         if any(SAMPLES in str(v) for v in changes.values()):
             root = samples_dir()   # only tiny presets touch the samples folder (and raise a clear error if absent)
             changes = {k: _resolve(v, root) for k, v in changes.items()}
-        if changes.get('pretrained') == SAMPLE_CLIP: changes.update(sample_clip())
+        if changes.get('pretrained') == SAMPLE_CLIP:
+            changes.update(sample_clip())
         cfg = override(cfg, changes)
     cfg = override(cfg, overrides)
     return override(cfg, kwargs) if kwargs else cfg
@@ -51,7 +52,8 @@ def load_config(preset: str | None = None, overrides: dict | Iterable[str] | Non
 # %% ../nbs/09_train.ipynb #9d35446e
 def _register_beside(pretrained: str | None) -> None:
     "Register the open_clip config saved beside a local weights file (by `clip.save_clip`), so its name resolves."
-    if pretrained is None or not Path(pretrained).is_file(): return
+    if pretrained is None or not Path(pretrained).is_file():
+        return
     beside = config_beside(pretrained)
     if beside is not None and 'model_name' in (meta := json.loads(Path(beside).read_text())):
         register_config(meta['model_name'], read_clip_config(beside)[0])
@@ -68,7 +70,8 @@ def model_from_config(cfg: TrainConfig, num_classes: int, class_names: Sequence[
                               f"(its options: {sorted(method.options)}); set drop_path=0")
         options['drop_path'] = cfg.drop_path
     if 'text' in method.towers:
-        if not class_names: raise ConfigError(f"method {cfg.method!r} needs the class names: set class_names=FILE")
+        if not class_names:
+            raise ConfigError(f"method {cfg.method!r} needs the class names: set class_names=FILE")
         options['class_names'] = [class_text(n) for n in class_names]
     _register_beside(cfg.pretrained)
     return method(cfg.backbone, num_classes, cfg.frames, pretrained=cfg.pretrained, image_size=cfg.image_size, **options)
@@ -117,7 +120,8 @@ def test_model(model: nn.Module, cfg: TrainConfig, env: DistEnv, split: str = 't
     ds = split_dataset(cfg, split, model, env, views, crops, augment=False)
     res = evaluate_model(model, ds, K, env, batch_size, cfg.num_workers, resolve_amp(cfg.amp, env.device)[0],
                          desc=split, clip_ndim=2 if hasattr(ds, 'features') else 4, metrics=cfg.eval_metrics)
-    if out is not None and env.is_main: _save_eval(Path(out), split, res, names)
+    if out is not None and env.is_main:
+        _save_eval(Path(out), split, res, names)
     return res
 
 # %% ../nbs/09_train.ipynb #58a01d78
@@ -138,7 +142,8 @@ def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
         if cfg.pretrained is None and env.is_main:
             # random-init backbone: keep its frozen weights too, so `evaluate` rebuilds exactly this model
             init = Path(cfg.output_dir)/'init.safetensors'
-            try: save_model(model, str(init))
+            try:
+                save_model(model, str(init))
             except _WRITE_ERRORS as e:
                 raise CheckpointError(f"{init}: could not write the random-init weights ({type(e).__name__}: {e}); free "
                                       "some space or choose another output_dir") from None
@@ -156,9 +161,11 @@ def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
                 MetricLogger(cfg.output_dir, tensorboard=False).log({'kind': 'test', 'step': res['steps'], **{
                     k: v for k, v in test.items() if k not in ('confusion', 'per_class')}})
             res['test'] = {k: v for k, v in test.items() if k != 'confusion'}
-        if res.get('val'): res['val'] = {k: v for k, v in res['val'].items() if k != 'confusion'}
+        if res.get('val'):
+            res['val'] = {k: v for k, v in res['val'].items() if k != 'confusion'}
         res['feature_cache'] = uses_feature_cache(cfg, model)
-    if env.distributed and dist.is_initialized(): dist.destroy_process_group()
+    if env.distributed and dist.is_initialized():
+        dist.destroy_process_group()
     return res
 
 # %% ../nbs/09_train.ipynb #b416ac3c
@@ -166,10 +173,12 @@ def _results_folder(ck: Path, out: str | os.PathLike | None, split: str) -> Path
     "Where `evaluate` writes: `out` (it must be writable), else beside the checkpoint if writable, else nowhere (with a warning)."
     if out is not None:
         problem = folder_problem(out)
-        if problem: raise ConfigError(f"out={str(out)!r} is not a writable folder ({problem}); choose another folder")
+        if problem:
+            raise ConfigError(f"out={str(out)!r} is not a writable folder ({problem}); choose another folder")
         return Path(out)
     problem = folder_problem(ck)
-    if problem is None: return ck
+    if problem is None:
+        return ck
     warnings.warn(f"{ck} is not writable ({problem}): {split}.json and {split}_confusion.png are not written; pass "
                   f"--out FOLDER (out=FOLDER) to keep them")
     return None
@@ -183,9 +192,11 @@ def evaluate(checkpoint: str | os.PathLike, split: str = 'test', overrides: dict
     checkpoint when that folder is writable (a read-only one gets a warning, and the metrics are returned only)."""
     _check_views_crops(views, crops)
     ck = find_checkpoint(checkpoint)
-    if ck is None: raise FileNotFoundError(f"{checkpoint}: no checkpoint here (expected a step-* folder or a run folder with 'latest')")
+    if ck is None:
+        raise FileNotFoundError(f"{checkpoint}: no checkpoint here (expected a step-* folder or a run folder with 'latest')")
     cfg = override(config_from_json((ck/'config.json').read_text()), overrides)
-    if device is not None: cfg = override(cfg, device=device)
+    if device is not None:
+        cfg = override(cfg, device=device)
     views, crops = cfg.test_views if views is None else views, cfg.test_crops if crops is None else crops
     env = init_distributed(cfg.device)
     validate_config(cfg, env.world_size, check_files=False)
@@ -213,7 +224,8 @@ def extract_split_features(cfg: TrainConfig, splits: Sequence[str] = ('train', '
                           "changes its image tower, or the cache is switched off)")
     report = {}
     for split in splits:
-        if getattr(cfg, f'{split}_list') is None: continue
+        if getattr(cfg, f'{split}_list') is None:
+            continue
         views, crops = (cfg.test_views, cfg.test_crops) if split == 'test' else (1, 1)
         t0 = time.perf_counter()
         ds = cached_dataset(cfg, split, model.encode_frames, views, crops, env)

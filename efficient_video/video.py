@@ -51,10 +51,12 @@ class VideoDecodeError(RuntimeError):
     def __init__(self, path, reason=None):
         msg = None
         if reason is None:   # one argument: the message DataLoader builds from a worker's traceback
-            msg = str(path); path, reason = _parse_decode_message(msg)
+            msg = str(path)
+            path, reason = _parse_decode_message(msg)
         self.path, self.reason = Path(path), str(reason)
         super().__init__(f"{_DECODE_MSG}{self.path}: {self.reason}")
-        if msg and msg.strip() != str(self) and hasattr(self, 'add_note'): self.add_note(msg)  # Python >= 3.11
+        if msg and msg.strip() != str(self) and hasattr(self, 'add_note'):
+            self.add_note(msg)  # Python >= 3.11
     # Rebuild from (path, reason) when pickled from a DataLoader worker back to the main process.
     def __reduce__(self): return (VideoDecodeError, (self.path, self.reason))
 
@@ -78,24 +80,32 @@ class _PyAVIndex:
         self.path = _check_file(path)
         try:
             self._c = av.open(str(self.path))
-            if not self._c.streams.video: raise VideoDecodeError(self.path, "no video stream (an audio-only file?)")
+            if not self._c.streams.video:
+                raise VideoDecodeError(self.path, "no video stream (an audio-only file?)")
             s = self._c.streams.video[0]
             pts, key_pts, self.open_gop, last_key = [], [], False, None
             for pkt in self._c.demux(s):
                 t = pkt.pts if pkt.pts is not None else pkt.dts
-                if pkt.size == 0 or t is None: continue       # flush packets carry no frame
+                if pkt.size == 0 or t is None:
+                    continue       # flush packets carry no frame
                 pts.append(t)
-                if pkt.is_keyframe: key_pts.append(t); last_key = t
-                elif last_key is not None and t < last_key: self.open_gop = True  # a leading picture
+                if pkt.is_keyframe:
+                    key_pts.append(t)
+                    last_key = t
+                elif last_key is not None and t < last_key:
+                    self.open_gop = True  # a leading picture
         except Exception as e:  # FFmpeg errors come in many types; all mean "cannot decode this file"
             self.close()
-            if isinstance(e, VideoDecodeError): raise
+            if isinstance(e, VideoDecodeError):
+                raise
             raise VideoDecodeError(self.path, f"PyAV could not read the packet index: {e}") from e
         problem = ("no video frames found" if not pts else
                    # the demuxer stops quietly at a cut; the header knows how many frames there should be
                    f"only {len(pts)} of the {s.frames} frames in the header could be read (truncated file?)"
                    if s.frames and len(pts) < s.frames else None)
-        if problem: self.close(); raise VideoDecodeError(self.path, problem)
+        if problem:
+            self.close()
+            raise VideoDecodeError(self.path, problem)
         self.pts, self.key_pts = sorted(pts), sorted(key_pts) or [min(pts)]
         rate = s.average_rate or s.guessed_rate
         self.fps = float(rate) if rate else 0.0
@@ -106,19 +116,23 @@ class _PyAVIndex:
     def __len__(self): return len(self.pts)
 
     def close(self):
-        if getattr(self, '_c', None) is not None: self._c.close(); self._c = None
+        if getattr(self, '_c', None) is not None:
+            self._c.close()
+            self._c = None
 
 # %% ../nbs/01_video.ipynb #b675f7d0
 def _frame_matrix(frame) -> tuple[int, int, int, int] | None:
     "(a, b, c, d): the 2×2 part of a decoded PyAV `frame`'s display matrix (16.16 fixed point), None without one."
     sd = frame.side_data.get('DISPLAYMATRIX')
-    if sd is None: return None
+    if sd is None:
+        return None
     a, b, _, c, d = np.frombuffer(bytes(sd), np.int32)[:5].tolist()   # 3×3 row-major
     return a, b, c, d
 
 def _display_turns(m, path) -> int:
     "Counter-clockwise quarter turns that show frames with display matrix `m` = (a, b, c, d) upright (0 if None)."
-    if m is None: return 0
+    if m is None:
+        return 0
     a, b, c, d = m
     degrees = -math.degrees(math.atan2(b, a))                          # as FFmpeg's av_display_rotation_get
     turns = round(degrees / 90)
@@ -142,7 +156,8 @@ class _PyAVReader(_PyAVIndex):
     _turns, has_matrix = None, False   # from the first decoded frame: quarter turns; a (non-identity) display matrix?
     @property
     def turns(self) -> int:
-        if self._turns is None: self.get([0])
+        if self._turns is None:
+            self.get([0])
         return self._turns
     height = property(lambda self: self._hw[self.turns % 2])       # as displayed
     width = property(lambda self: self._hw[1 - self.turns % 2])
@@ -153,30 +168,39 @@ class _PyAVReader(_PyAVIndex):
         self._c.seek(key, stream=s, backward=True, any_frame=False)
         want, last = set(targets), targets[-1]
         for f in self._c.decode(s):
-            if f.pts is None or f.pts < key: continue  # leading pictures of an open GOP reference the previous GOP
+            if f.pts is None or f.pts < key:
+                continue  # leading pictures of an open GOP reference the previous GOP
             if self._turns is None:
                 m = _frame_matrix(f)
                 self._turns, self.has_matrix = _display_turns(m, self.path), m is not None
-            if f.pts in want: out[f.pts] = f.to_ndarray(format='rgb24', **_SWS_ARGS)
-            if f.pts >= last: return
+            if f.pts in want:
+                out[f.pts] = f.to_ndarray(format='rgb24', **_SWS_ARGS)
+            if f.pts >= last:
+                return
         missing = [t for t in targets if t not in out]
-        if missing: raise VideoDecodeError(self.path, f"stream ended before pts {missing[0]} (truncated file?)")
+        if missing:
+            raise VideoDecodeError(self.path, f"stream ended before pts {missing[0]} (truncated file?)")
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         "Frames at `indices` (presentation order) as uint8 (T,H,W,C) RGB, upright."
         idx = [int(i) for i in indices]
         bad = [i for i in idx if not 0 <= i < len(self.pts)]
-        if bad: raise IndexError(f"frame indices {bad[:5]} out of range for {self.path} ({len(self.pts)} frames)")
+        if bad:
+            raise IndexError(f"frame indices {bad[:5]} out of range for {self.path} ({len(self.pts)} frames)")
         groups: dict = {}   # wanted timestamps by the keyframe that starts their GOP: one seek per GOP
         for t in sorted({self.pts[i] for i in idx}):
             groups.setdefault(self.key_pts[max(bisect.bisect_right(self.key_pts, t) - 1, 0)], []).append(t)
         out: dict = {}
         try:
-            for k, ts in groups.items(): self._run(k, ts, out)
-        except VideoDecodeError: raise
-        except Exception as e: raise VideoDecodeError(self.path, f"PyAV failed while decoding: {e}") from e
+            for k, ts in groups.items():
+                self._run(k, ts, out)
+        except VideoDecodeError:
+            raise
+        except Exception as e:
+            raise VideoDecodeError(self.path, f"PyAV failed while decoding: {e}") from e
         missing = [i for i in idx if self.pts[i] not in out]
-        if missing: raise VideoDecodeError(self.path, f"frames {missing[:5]} were not produced by the decoder")
+        if missing:
+            raise VideoDecodeError(self.path, f"frames {missing[:5]} were not produced by the decoder")
         return _upright(np.stack([out[self.pts[i]] for i in idx]), self._turns)
 
 # %% ../nbs/01_video.ipynb #e534a99c
@@ -186,7 +210,8 @@ class _DecordReader:
         self.path = _check_file(path)
         if decord is None:
             raise ImportError("backend='decord' needs the decord package: `pip install decord` (x86-64 only), or use backend='pyav'")
-        try: self._vr = decord.VideoReader(str(self.path), num_threads=1)  # one thread: DataLoader workers parallelise
+        try:
+            self._vr = decord.VideoReader(str(self.path), num_threads=1)  # one thread: DataLoader workers parallelise
         except Exception as e:
             why = f"decord could not open it: {e}" if _has_video(self.path) else "no video stream (an audio-only file?)"
             raise VideoDecodeError(self.path, why) from e
@@ -202,16 +227,20 @@ class _DecordReader:
     @property
     def width(self): return self._shape()[1]
     def _shape(self):
-        if self._hw is None: self._hw = tuple(self.get([0]).shape[1:3])  # decord exposes the size only via a frame
+        if self._hw is None:
+            self._hw = tuple(self.get([0]).shape[1:3])  # decord exposes the size only via a frame
         return self._hw
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         "Frames at `indices` as uint8 (T,H,W,C) RGB, upright."
         idx = [int(i) for i in indices]
         bad = [i for i in idx if not 0 <= i < len(self)]
-        if bad: raise IndexError(f"frame indices {bad[:5]} out of range for {self.path} ({len(self)} frames)")
-        try: frames = self._vr.get_batch(idx).asnumpy()
-        except Exception as e: raise VideoDecodeError(self.path, f"decord failed while decoding: {e}") from e
+        if bad:
+            raise IndexError(f"frame indices {bad[:5]} out of range for {self.path} ({len(self)} frames)")
+        try:
+            frames = self._vr.get_batch(idx).asnumpy()
+        except Exception as e:
+            raise VideoDecodeError(self.path, f"decord failed while decoding: {e}") from e
         return _upright(frames, self._turns)
 
     def close(self): self._vr = None
@@ -220,25 +249,31 @@ def _first_matrix(path) -> tuple[int, int, int, int] | None:
     "The display matrix on the first frame PyAV decodes from `path` (None without one, or if PyAV cannot decode it)."
     try:
         with av.open(str(path)) as c:
-            for f in c.decode(c.streams.video[0]): return _frame_matrix(f)
-    except Exception: return None
+            for f in c.decode(c.streams.video[0]):
+                return _frame_matrix(f)
+    except Exception:
+        return None
 
 def _decord_turns(m) -> int:
     """The counter-clockwise quarter turns decord 0.6 gives frames with display matrix `m`: it takes the matrix's
     clockwise angle (FFmpeg 4's `rotate` tag, printed with '%g'), truncates it to whole degrees and turns only at
     exactly 90, 180 or 270; a mirror's angle counts like a rotation's."""
-    if m is None: return 0
+    if m is None:
+        return 0
     a, b, c, d = m
     sx, sy = math.hypot(a, c), math.hypot(b, d)
-    if not sx or not sy: return 0
+    if not sx or not sy:
+        return 0
     clockwise = float(f"{math.degrees(math.atan2(b / sy, a / sx)) % 360:g}")
     return {90: 3, 180: 2, 270: 1}.get(int(clockwise) % 360, 0)
 
 def _has_video(path) -> bool:
     "Whether PyAV finds a video stream in `path` (True when it cannot tell)."
     try:
-        with av.open(str(path)) as c: return bool(c.streams.video)
-    except Exception: return True
+        with av.open(str(path)) as c:
+            return bool(c.streams.video)
+    except Exception:
+        return True
 
 # %% ../nbs/01_video.ipynb #43becaab
 class _AutoReader:
@@ -250,8 +285,10 @@ class _AutoReader:
         p = self._pyav = _PyAVReader(self.path)
         # p.turns decodes frame 0; decord applies a display matrix its own way (e.g. a mirror as a half turn)
         if decord is not None and not p.open_gop and p.bits <= 8 and p.turns == 0 and not p.has_matrix:
-            try: self._decord = _DecordReader(self.path)
-            except VideoDecodeError as e: _warn_fallback(self.path, e.reason)
+            try:
+                self._decord = _DecordReader(self.path)
+            except VideoDecodeError as e:
+                _warn_fallback(self.path, e.reason)
             if self._decord is not None and len(self._decord) != len(p):  # frame i would mean two things
                 _warn_fallback(self.path, f"decord counts {len(self._decord)} frames, the packet index {len(p)}")
                 self._decord = None
@@ -264,7 +301,8 @@ class _AutoReader:
 
     def get(self, indices):
         if self._decord is not None:
-            try: return self._decord.get(indices)
+            try:
+                return self._decord.get(indices)
             except VideoDecodeError as e:   # e.g. a corrupt packet decord's FFmpeg rejects: retry with PyAV
                 _warn_fallback(self.path, e.reason)
                 self._decord = None
@@ -272,7 +310,8 @@ class _AutoReader:
 
     def close(self):
         for r in (self._pyav, self._decord):
-            if r is not None: r.close()
+            if r is not None:
+                r.close()
 
 def _warn_fallback(path, reason):
     warnings.warn(f"decord failed on {path}, falling back to PyAV: {reason.splitlines()[0][:200]}", stacklevel=3)
@@ -284,14 +323,17 @@ def open_video(path, backend: str = 'auto'):
     "Open `path` for frame access; the reader has `len()`, `fps`, `height`, `width`, `get(indices)`, `close()`; frames upright."
     if backend not in _BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {sorted(_BACKENDS)}")
-    if backend == 'auto' and decord is None: backend = 'pyav'
+    if backend == 'auto' and decord is None:
+        backend = 'pyav'
     return _BACKENDS[backend](path)
 
 def video_info(path, backend: str = 'auto') -> VideoInfo:
     "Frame count, frame rate and displayed frame size (after the display matrix) of the video at `path`."
     r = open_video(path, backend)
-    try: return VideoInfo(num_frames=len(r), fps=r.fps, height=r.height, width=r.width)
-    finally: r.close()
+    try:
+        return VideoInfo(num_frames=len(r), fps=r.fps, height=r.height, width=r.width)
+    finally:
+        r.close()
 
 def decode_frames(path, indices: Sequence[int] | None = None, backend: str = 'auto') -> torch.Tensor:
     "Frames of `path` at `indices` (presentation order; None = all) as a uint8 tensor (T,H,W,C), RGB, upright."
@@ -299,11 +341,13 @@ def decode_frames(path, indices: Sequence[int] | None = None, backend: str = 'au
     try:
         idx = range(len(r)) if indices is None else [int(i) for i in indices]
         return torch.from_numpy(np.ascontiguousarray(r.get(idx)))
-    finally: r.close()
+    finally:
+        r.close()
 
 # %% ../nbs/01_video.ipynb #19853d7d
 def _check_len(num_frames: int, what: str):
-    if num_frames < 1: raise ValueError(f"{what}: the video has {num_frames} frames; it needs at least one (empty or broken file?)")
+    if num_frames < 1:
+        raise ValueError(f"{what}: the video has {num_frames} frames; it needs at least one (empty or broken file?)")
 
 def segment_indices(num_frames: int, num_segments: int, train: bool, generator: torch.Generator | None = None,
                     view: int = 0, num_views: int = 1) -> torch.Tensor:
@@ -324,12 +368,16 @@ def dense_indices(num_frames: int, clip_len: int, interval: int, train: bool, ge
                   view: int = 0, num_views: int = 1, pad: str = 'loop') -> torch.Tensor:
     "Dense sampling: `clip_len` frames `interval` apart from a random (train) or view-centred (test) start."
     _check_len(num_frames, 'dense_indices')
-    if pad not in ('loop', 'repeat_last'): raise ValueError(f"pad={pad!r}: use 'loop' or 'repeat_last'")
+    if pad not in ('loop', 'repeat_last'):
+        raise ValueError(f"pad={pad!r}: use 'loop' or 'repeat_last'")
     span = (clip_len - 1) * interval + 1               # S: frames covered by one clip
     starts = num_frames - span + 1                     # number of possible start positions
-    if starts <= 0: start = 0                          # short video: start at 0, pad below
-    elif train: start = int(torch.randint(starts, (1,), generator=generator))
-    else: start = (2 * view + 1) * starts // (2 * num_views)   # floor((v+1/2) * starts / V)
+    if starts <= 0:
+        start = 0                          # short video: start at 0, pad below
+    elif train:
+        start = int(torch.randint(starts, (1,), generator=generator))
+    else:
+        start = (2 * view + 1) * starts // (2 * num_views)   # floor((v+1/2) * starts / V)
     idx = start + torch.arange(clip_len) * interval
     return idx % num_frames if pad == 'loop' else idx.clamp(max=num_frames - 1)
 
@@ -341,7 +389,8 @@ class SegmentSampler:
     train: bool = True
     num_views: int = 1          # temporal views at test time; Efficient-Prompt averages 5 clips
     def __call__(self, num_frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.train: return segment_indices(num_frames, self.num_segments, True, generator)
+        if self.train:
+            return segment_indices(num_frames, self.num_segments, True, generator)
         views = [segment_indices(num_frames, self.num_segments, False, view=v, num_views=self.num_views)
                  for v in range(self.num_views)]
         return views[0] if self.num_views == 1 else torch.stack(views)
@@ -355,7 +404,8 @@ class DenseSampler:
     num_views: int = 1         # AIM tests K400 with 3 temporal views (x 3 spatial crops)
     pad: str = 'loop'
     def __call__(self, num_frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.train: return dense_indices(num_frames, self.clip_len, self.interval, True, generator, pad=self.pad)
+        if self.train:
+            return dense_indices(num_frames, self.clip_len, self.interval, True, generator, pad=self.pad)
         views = [dense_indices(num_frames, self.clip_len, self.interval, False, view=v, num_views=self.num_views,
                                pad=self.pad) for v in range(self.num_views)]
         return views[0] if self.num_views == 1 else torch.stack(views)
@@ -376,7 +426,8 @@ def _size2(size) -> tuple[int, int]:
 
 def resize_clip(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     "Resize a uint8 T×H×W×C clip to `size`=(h, w) with antialiased bilinear interpolation."
-    if tuple(x.shape[1:3]) == tuple(size): return x
+    if tuple(x.shape[1:3]) == tuple(size):
+        return x
     y = rearrange(x, 't h w c -> t c h w').float()            # interpolate wants channels first
     y = F.interpolate(y, size=size, mode='bilinear', align_corners=False, antialias=True)
     return rearrange(y.round_().clamp_(0, 255).to(torch.uint8), 't c h w -> t h w c')
@@ -401,9 +452,12 @@ class RandomResizedCrop:
             if 0 < cw <= w and 0 < ch <= h:
                 return _randint(h - ch + 1, generator), _randint(w - cw + 1, generator), ch, cw
         # Fallback: the largest centred crop whose ratio is the frame's own, clamped into `ratio`.
-        if w / h < self.ratio[0]: cw, ch = w, round(w / self.ratio[0])
-        elif w / h > self.ratio[1]: cw, ch = round(h * self.ratio[1]), h
-        else: cw, ch = w, h
+        if w / h < self.ratio[0]:
+            cw, ch = w, round(w / self.ratio[0])
+        elif w / h > self.ratio[1]:
+            cw, ch = round(h * self.ratio[1]), h
+        else:
+            cw, ch = w, h
         return (h - ch) // 2, (w - cw) // 2, ch, cw
 
     def __call__(self, x: torch.Tensor, generator=None) -> torch.Tensor:
@@ -416,7 +470,8 @@ class HorizontalFlip:
     def __init__(self, p: float = 0.5, enabled: bool = True): self.p, self.enabled = p, enabled
     def __call__(self, x: torch.Tensor, generator=None) -> torch.Tensor:
         _check_clip(x, 'HorizontalFlip')
-        if self.enabled and float(torch.rand((), generator=generator)) < self.p: return x.flip(2)  # W axis
+        if self.enabled and float(torch.rand((), generator=generator)) < self.p:
+            return x.flip(2)  # W axis
         return x
 
 # %% ../nbs/01_video.ipynb #d2312e13
@@ -476,7 +531,8 @@ class Compose:
     "Apply transforms in order, passing the same `generator` to each."
     def __init__(self, transforms: Sequence[Callable]): self.transforms = list(transforms)
     def __call__(self, x, generator=None):
-        for t in self.transforms: x = t(x, generator=generator)
+        for t in self.transforms:
+            x = t(x, generator=generator)
         return x
     def __repr__(self): return f"Compose({[type(t).__name__ for t in self.transforms]})"
 
@@ -501,14 +557,17 @@ class VideoRecord:
     source: str = ''             # where it was read: 'list.txt:12' (line, 1-based) or 'train.json[3]' (entry)
 
 def _class_index(classes: Sequence[str], name: str, where: str) -> int:
-    try: return classes.index(name)
-    except ValueError: raise ValueError(f"{where}: class {name!r} is not in the class list ({len(classes)} classes); "
+    try:
+        return classes.index(name)
+    except ValueError:
+        raise ValueError(f"{where}: class {name!r} is not in the class list ({len(classes)} classes); "
                                         "pass the training split's classes to read the other splits") from None
 
 def read_utf8(path) -> str:
     "The text of `path` as UTF-8 (a BOM dropped); bytes that are not UTF-8 raise ValueError naming the file, line and byte."
     data = Path(path).read_bytes()
-    try: return data.decode('utf-8-sig')
+    try:
+        return data.decode('utf-8-sig')
     except UnicodeDecodeError as e:
         at = e.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)   # e.start: after the BOM
         line = data.count(b'\n', 0, at) + 1
@@ -520,15 +579,19 @@ def _lines(path, comments: bool = True):
     starting with `#` are left out (HMDB51's split files have none, and real clip names such as `#20_Rhythm_clap_…`
     start with `#`: they are read with `comments=False`)."""
     for n, line in enumerate(read_utf8(path).splitlines(), start=1):
-        if line.strip() and not (comments and line.lstrip().startswith('#')): yield n, line.strip()
+        if line.strip() and not (comments and line.lstrip().startswith('#')):
+            yield n, line.strip()
 
 def _warn_duplicates(recs: list[VideoRecord], where) -> list[VideoRecord]:
     "Return `recs`, after one warning naming both places of every video file listed twice."
     first, dups = {}, []
     for r in recs:
-        if r.path in first: dups.append(f"{r.path} at {first[r.path]} and {r.source}")
-        else: first[r.path] = r.source
-    if dups: warnings.warn(f"{where}: {len(dups)} video file(s) listed twice: {'; '.join(dups[:5])}"
+        if r.path in first:
+            dups.append(f"{r.path} at {first[r.path]} and {r.source}")
+        else:
+            first[r.path] = r.source
+    if dups:
+        warnings.warn(f"{where}: {len(dups)} video file(s) listed twice: {'; '.join(dups[:5])}"
                            f"{' ...' if len(dups) > 5 else ''} (each copy is sampled like another video)", stacklevel=3)
     return recs
 
@@ -543,7 +606,8 @@ def read_kinetics_csv(csv_path, video_root, classes: Sequence[str] | None = None
     have = set(rows[0][1]) if rows else set()
     if not need <= have:
         raise ValueError(f"{csv_path}: a Kinetics CSV needs columns {sorted(need)} (and 'label'), found {sorted(have)}")
-    if classes is None: classes = sorted({r['label'] for _, r in rows if r.get('label')})
+    if classes is None:
+        classes = sorted({r['label'] for _, r in rows if r.get('label')})
     classes = list(classes)
     recs = []
     for n, r in rows:
@@ -566,13 +630,15 @@ def read_ssv2_json(labels_json, annotations_json, video_root, ext: str = '.webm'
     classes = [name for name, _ in sorted(labels.items(), key=lambda kv: int(kv[1]))]
     recs = []
     for n, a in enumerate(json.loads(read_utf8(annotations_json))):
-        if 'id' not in a: raise ValueError(f"{annotations_json}: entry {n} has no 'id': {a}")
+        if 'id' not in a:
+            raise ValueError(f"{annotations_json}: entry {n} has no 'id': {a}")
         if 'template' in a:   # the template with its [something] brackets removed is the class name
             name = a['template'].replace('[', '').replace(']', '')
             if name not in labels:
                 raise ValueError(f"{annotations_json}: entry {n} template {name!r} is not in {labels_json}")
             label = int(labels[name])
-        else: name, label = None, -1   # the test set has ids only
+        else:
+            name, label = None, -1   # the test set has ids only
         recs.append(VideoRecord(Path(video_root)/f"{a['id']}{ext}", label, name, source=f"{annotations_json}[{n}]",
                                 meta={k: a[k] for k in ('label', 'placeholders') if k in a}))
     return _warn_duplicates(recs, annotations_json), classes
@@ -583,29 +649,35 @@ def read_ucf_hmdb_split(split_path, video_root, class_ind=None, subset: str = 't
     "UCF101 list file (`trainlist01.txt`, with `classInd.txt`) or HMDB51 split folder -> records, class names."
     split_path, root = Path(split_path), Path(video_root)
     if split_path.is_dir():   # HMDB51: <class>_test_split<k>.txt with `video.avi 0|1|2` (unused/train/test)
-        if subset not in ('train', 'test'): raise ValueError(f"subset={subset!r}: use 'train' or 'test'")
+        if subset not in ('train', 'test'):
+            raise ValueError(f"subset={subset!r}: use 'train' or 'test'")
         files = sorted(split_path.glob(f'*_test_split{split}.txt'))
-        if not files: raise FileNotFoundError(f"{split_path}: no HMDB51 files '*_test_split{split}.txt' in this folder")
+        if not files:
+            raise FileNotFoundError(f"{split_path}: no HMDB51 files '*_test_split{split}.txt' in this folder")
         classes = [f.name[:-len(f'_test_split{split}.txt')] for f in files]
         want = {'train': '1', 'test': '2'}[subset]
         recs = []
         for k, (f, c) in enumerate(zip(files, classes)):
             for n, line in _lines(f, comments=False):    # names may start with '#'
                 parts = line.split()
-                if len(parts) != 2: raise ValueError(f"{f}:{n}: expected 'video.avi 0|1|2', got {line!r}")
-                if parts[1] == want: recs.append(VideoRecord(root/c/parts[0], k, c, source=f"{f}:{n}"))
+                if len(parts) != 2:
+                    raise ValueError(f"{f}:{n}: expected 'video.avi 0|1|2', got {line!r}")
+                if parts[1] == want:
+                    recs.append(VideoRecord(root/c/parts[0], k, c, source=f"{f}:{n}"))
         return _warn_duplicates(recs, split_path), classes
     # UCF101: `Class/v_Class_g08_c01.avi 1` (1-based label) in train lists, no label in test lists
     entries = [(n, line.split()) for n, line in _lines(split_path)]
     if class_ind is not None:
         pairs = [line.split(maxsplit=1) for _, line in _lines(class_ind)]   # `1 ApplyEyeMakeup`
         classes = [name for _, name in sorted((int(i), name) for i, name in pairs)]
-    else: classes = sorted({p[0].replace('\\', '/').split('/')[0] for _, p in entries})
+    else:
+        classes = sorted({p[0].replace('\\', '/').split('/')[0] for _, p in entries})
     recs = []
     for n, p in entries:
         folder = p[0].replace('\\', '/').split('/')[0]
         label = int(p[1]) - 1 if len(p) > 1 else _class_index(classes, folder, f"{split_path}:{n}")
-        if not 0 <= label < len(classes): raise ValueError(f"{split_path}:{n}: label {p[1]} outside 1..{len(classes)}")
+        if not 0 <= label < len(classes):
+            raise ValueError(f"{split_path}:{n}: label {p[1]} outside 1..{len(classes)}")
         recs.append(VideoRecord(root/p[0], label, classes[label], source=f"{split_path}:{n}"))
     return _warn_duplicates(recs, split_path), classes
 
@@ -627,7 +699,8 @@ def check_labels(records: Sequence[VideoRecord], num_classes: int, what: str = '
     "Raise ValueError naming where (file:line) each label outside 0..num_classes-1 was read; -1 only if allowed."
     lo = -1 if allow_unlabelled else 0
     bad = [r for r in records if not lo <= r.label < num_classes]
-    if not bad: return
+    if not bad:
+        return
     where = ', '.join(f"{r.source or r.path} (label {r.label})" for r in bad[:5])
     where += f" and {len(bad) - 5} more" if len(bad) > 5 else ''
     head = f"{what}: " if what else ''
@@ -649,8 +722,10 @@ class DecodedClips:
     def get(self, key: tuple) -> np.ndarray | None: return self.clips.get(key)
     def put(self, key: tuple, whole: np.ndarray, budget_mb: float) -> bool:
         "Keep `whole` if the process's kept clips stay within `budget_mb` MB; True if kept."
-        if key in self.clips: return True
-        if self.bytes + whole.nbytes > budget_mb * 2**20: return False
+        if key in self.clips:
+            return True
+        if self.bytes + whole.nbytes > budget_mb * 2**20:
+            return False
         self.clips[key], self.bytes = whole, self.bytes + whole.nbytes
         return True
     def clear(self) -> None: self.clips, self.bytes = {}, 0
@@ -661,14 +736,17 @@ class VideoDataset(torch.utils.data.Dataset):
     "Records -> {'video', 'label', 'index', 'skipped'} items; unreadable files are skipped (counted) or raised."
     def __init__(self, records: Sequence[VideoRecord], sampler: Callable, transform: Callable | None = None,
                  on_error: str = 'skip', backend: str = 'auto', check_files: bool = True, keep_decoded_mb: int = 0):
-        if on_error not in ('skip', 'raise'): raise ValueError(f"on_error={on_error!r}: use 'skip' or 'raise'")
-        if backend not in _BACKENDS: raise ValueError(f"backend={backend!r} is not one of {sorted(_BACKENDS)}")
+        if on_error not in ('skip', 'raise'):
+            raise ValueError(f"on_error={on_error!r}: use 'skip' or 'raise'")
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend={backend!r} is not one of {sorted(_BACKENDS)}")
         self.records, self.sampler, self.transform = list(records), sampler, transform
         self.on_error, self.backend = on_error, backend
         self.keep_decoded_mb = keep_decoded_mb                 # short clips kept whole in `DECODED`, see `_load`
         if check_files:   # fail fast: all missing files in one message, before training starts
             missing = [str(r.path) for r in self.records if not Path(r.path).is_file()]
-            if missing: raise FileNotFoundError(f"{len(missing)} of {len(self.records)} video files are missing: "
+            if missing:
+                raise FileNotFoundError(f"{len(missing)} of {len(self.records)} video files are missing: "
                                                 f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
                                                 "(check video_root and the annotation file)")
 
@@ -677,7 +755,8 @@ class VideoDataset(torch.utils.data.Dataset):
     def _load(self, rec: VideoRecord) -> tuple[torch.Tensor, int]:
         "Decode the sampled frames of `rec` as uint8 (V*T, H, W, C) and return them with the view count V."
         key = DECODED.key(rec.path, self.backend) if self.keep_decoded_mb else None
-        if key is not None and (whole := DECODED.get(key)) is not None: return self._sample(whole)
+        if key is not None and (whole := DECODED.get(key)) is not None:
+            return self._sample(whole)
         r = open_video(rec.path, self.backend)
         try:
             n = len(r)
@@ -688,7 +767,8 @@ class VideoDataset(torch.utils.data.Dataset):
             idx = self.sampler(n)                   # (T,) or (V, T)
             views = idx.reshape(-1, idx.shape[-1])  # (V, T)
             frames = torch.from_numpy(np.ascontiguousarray(r.get(views.reshape(-1).tolist())))
-        finally: r.close()
+        finally:
+            r.close()
         return frames, views.shape[0]
 
     def _sample(self, whole: np.ndarray) -> tuple[torch.Tensor, int]:
@@ -699,16 +779,20 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         rec = self.records[i]
-        try: frames, V = self._load(rec)
+        try:
+            frames, V = self._load(rec)
         except (VideoDecodeError, FileNotFoundError) as e:   # FileNotFoundError: gone since __init__ checked
-            if self.on_error == 'raise': raise
+            if self.on_error == 'raise':
+                raise
             warnings.warn(f"skipping unreadable video {rec.path}: {getattr(e, 'reason', e)}")
             return {'video': None, 'label': rec.label, 'index': i, 'skipped': True, 'path': str(rec.path)}
         clips = rearrange(frames, '(v t) h w c -> v t h w c', v=V)
         out = [self.transform(c) if self.transform is not None else c for c in clips]
         video = torch.stack(out)                                       # (V, T, ...) or (V, S, T, ...) with S crops
-        if video.ndim == 6: video = rearrange(video, 'v s t c h w -> (v s) t c h w')   # views x crops
-        elif video.shape[0] == 1: video = video[0]                     # one view: T×C×H×W
+        if video.ndim == 6:
+            video = rearrange(video, 'v s t c h w -> (v s) t c h w')   # views x crops
+        elif video.shape[0] == 1:
+            video = video[0]                     # one view: T×C×H×W
         return {'video': video, 'label': rec.label, 'index': i, 'skipped': False, 'path': str(rec.path)}
 
 # %% ../nbs/01_video.ipynb #903fb45a
