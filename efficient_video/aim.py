@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .methods import (VideoBlock, VideoViT, register_method, register_preset, SAMPLES, SAMPLE_CLIP)
+from .methods import (VideoBlock, register_method, register_preset)
 from .petl import Adapter, VideoClassifier, vit_classifier, MOTION_VIT
 
 # %% auto #0

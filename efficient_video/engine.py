@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, errno, hashlib, json, math, os, random, re, shutil, socket, time, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ except ImportError:
     SafetensorError = RuntimeError
 from tqdm.auto import tqdm
 
-from .core import override, seed_everything, worker_init_fn, get_device, autocast_dtype, param_groups
+from .core import override, worker_init_fn, get_device, autocast_dtype, param_groups
 from .video import (VideoDataset, VideoRecord, SegmentSampler, DenseSampler, train_transform,
                                    eval_transform, read_path_label_list, read_kinetics_csv, read_ssv2_json,
                                    read_ucf_hmdb_split, collate_videos, check_labels, read_utf8)

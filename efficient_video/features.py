@@ -4,15 +4,13 @@
 
 # %% ../nbs/08_features.ipynb #7ae2758e
 from __future__ import annotations
-import hashlib, json, os, shutil, time, warnings
+import hashlib, json, os, warnings
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 

@@ -5,7 +5,7 @@
 # %% ../nbs/07_methods.ipynb #ee9010f1
 from __future__ import annotations
 import dataclasses, difflib, fnmatch, importlib, importlib.metadata, inspect, re, typing, warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 import torch

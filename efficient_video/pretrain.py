@@ -24,11 +24,8 @@ from .core import override
 from .samples import (
     FASHION_CLASSES, POSITIONS, load_fashion_mnist, load_backgrounds, sample_background, compose_image, caption_for,
     samples_dir, sha256, SamplesError)
-from .clip import (
-    ClipBundle, ClipLoadError, load_clip, register_config, config_beside, read_clip_config, to_pixels, encode_images,
-    encode_texts, ContrastiveLoss, clamp_logit_scale_, zero_shot_classifier)
-from .engine import (TrainConfig, ConfigError, fit, init_distributed, barrier, read_metrics,
-                                    find_checkpoint, accuracy)
+from .clip import (ClipBundle, ClipLoadError, load_clip, register_config, config_beside, read_clip_config, to_pixels, encode_images, ContrastiveLoss, clamp_logit_scale_, zero_shot_classifier)
+from .engine import (TrainConfig, ConfigError, fit, init_distributed, barrier, read_metrics, accuracy)
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'POSITION_TEMPLATE', 'POSITION_PROBE', 'GARMENT_TEMPLATE', 'SAMPLE_CLIP_DIR', 'CHECKPOINT_FILE',

@@ -4,8 +4,6 @@
 
 # %% ../nbs/06_prompts.ipynb #58a697be
 from __future__ import annotations
-import os
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -15,7 +13,7 @@ from torch import nn
 from einops import rearrange
 from open_clip import zero_shot_metadata
 
-from .clip import (ClipBundle, encode_images, check_template, zero_shot_classifier, zero_shot_logits,
+from .clip import (encode_images, check_template, zero_shot_classifier, zero_shot_logits,
                                   model_logit_scale)
 from .engine import accuracy
 from .pretrain import GARMENT_TEMPLATE, zero_shot_sets

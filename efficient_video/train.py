@@ -22,7 +22,7 @@ from .engine import (TrainConfig, ConfigError, DistEnv, validate_config, init_di
                                     find_checkpoint, load_checkpoint, config_from_json, unwrap, _atomic_write_text,
                                     CheckpointError, folder_problem, _prepare_output, _WRITE_ERRORS)
 from .pretrain import sample_clip
-from .methods import get_method, get_preset, list_presets, SAMPLES, SAMPLE_CLIP
+from .methods import get_method, get_preset, SAMPLES, SAMPLE_CLIP
 from .features import cached_dataset
 
 # %% auto #0
