@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from .core import override, count_flops, autocast_dtype
-from .methods import build_model, discover_methods, get_method, profile_method, _pair
+from .core import to_pair
+from .methods import build_model, discover_methods, get_method, profile_method
 from .demo import (DEMO_ROWS, DEMO_EPOCHS, REFERENCE, TOWER_ROWS, demo_config, train_and_test,
-                                  _zero_shot_top1, _atomic_json, zero_shot_config, run_key, kept_record, remove_run,
-                                  device_type, _names)
+                                  zero_shot_accuracy, atomic_json, zero_shot_config, run_key, kept_record, remove_run,
+                                  device_type, name_list)
 
 # %% auto #0
 __all__ = ['BENCH_ROWS', 'BENCH_SEEDS', 'BENCH_SHOTS', 'TEXT_ROWS', 'ZERO_SHOT_PRESET', 'REFERENCE_ROWS', 'REFERENCE_FRAMES',
@@ -89,9 +90,9 @@ def bench_run(row: str, out: str | os.PathLike, seed: int = 0, shots: int = 0, e
     result = {'top1': test['top1'], 'opposite_direction_acc': test['opposite_direction_acc'], 'seconds': round(seconds, 2),
               'params_trainable': params, 'seed': seed, 'shots': shots, 'epochs': cfg.epochs}
     if row in TEXT_ROWS and not shots:
-        result['zero_shot_top1'] = _zero_shot_top1(cfg, ZERO_SHOT_PRESET, trained=row != 'zero-shot')
+        result['zero_shot_top1'] = zero_shot_accuracy(cfg, ZERO_SHOT_PRESET, trained=row != 'zero-shot')
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    _atomic_json(done, {**result, 'key': key})
+    atomic_json(done, {**result, 'key': key})
     return result
 
 def motion_plan(rows: Sequence[str], seeds: Sequence[int], shots: Sequence[int]) -> list[tuple[str, int, int]]:
@@ -243,7 +244,7 @@ def measure_training(method: str, frames: int, device: str = 'cpu', batch: int =
                         **({'class_names': names} if names else {}), **options).to(dev).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    x = torch.randn(batch, frames, 3, *_pair(model.image_size), device=dev)
+    x = torch.randn(batch, frames, 3, *to_pair(model.image_size), device=dev)
     y = torch.randint(0, num_classes, (batch,), device=dev)
     dtype = autocast_dtype(dev)
     def step():
@@ -427,14 +428,14 @@ def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = BENC
         report['reference'] = {res['device_type']: {**res, **info}}
     if 'paper' in parts:
         report['paper'] = {'rows': paper_comparison([f for f in PAPER_FIGURES if not rows or f['method'] in rows]), **info}
-    _atomic_json(out/'bench.json', report)
+    atomic_json(out/'bench.json', report)
     if 'motion' in report:
         plot_motion(report['motion'], out/'motion.png')
     if record is not None:
         record = Path(record)
         old = json.loads(record.read_text()) if record.is_file() else {}
         record.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_json(record, merge_reports(old, report))
+        atomic_json(record, merge_reports(old, report))
     return report
 
 def format_bench(report: dict) -> str:
@@ -467,12 +468,12 @@ def describe_motion(motion: dict, blind: float = 0.05, sees: float = 0.8) -> str
     at_chance = [n for n in t if all(abs(v - 0.5) <= blind for v in opp[n])]
     timed = [n for n in t if min(opp[n]) >= sees]
     between = [n for n in t if n not in at_chance and n not in timed]
-    text = [f"- **Frame order.** On every seed, {_names(at_chance)} stay within {100 * blind:.0f} points of 50% "
-            f"opposite-direction accuracy; {_names(timed)} stay at {sees:.0%} or more"
-            + (f"; {_names(f'{n} ({_span(opp[n])})' for n in between)} in between." if between else '.')]
+    text = [f"- **Frame order.** On every seed, {name_list(at_chance)} stay within {100 * blind:.0f} points of 50% "
+            f"opposite-direction accuracy; {name_list(timed)} stay at {sees:.0%} or more"
+            + (f"; {name_list(f'{n} ({_span(opp[n])})' for n in between)} in between." if between else '.')]
     if len(seeds) > 1:
         wide = max(t, key=lambda n: t[n]['top1']['std'])
-        text.append(f"- **Spread over seeds {_names(map(str, seeds))}.** {wide} varies most with the seed: top-1 "
+        text.append(f"- **Spread over seeds {name_list(map(str, seeds))}.** {wide} varies most with the seed: top-1 "
                     f"{_span(t[wide]['top1']['values'])}, opposite-direction {_span(opp[wide])}.")
         ranked = sorted(t, key=mean, reverse=True)
         close = [f"{a} and {b}" for a, b in zip(ranked, ranked[1:])
@@ -498,7 +499,7 @@ def describe_motion(motion: dict, blind: float = 0.05, sees: float = 0.8) -> str
         curve = lambda n: [t[n]['few_shot_top1'][k]['mean'] for k in shots if k in t[n]['few_shot_top1']] + [mean(n)]
         rising = [n for n in few if curve(n) == sorted(curve(n))]
         line = (f"- **Few-shot** (K = {', '.join(shots)} clips per class, then all of them). Top-1 rises at every step "
-                f"for {_names(rising)}" + (f"; not for {_names(n for n in few if n not in rising)}" if len(rising) < len(few) else '') + '.')
+                f"for {name_list(rising)}" + (f"; not for {name_list(n for n in few if n not in rising)}" if len(rising) < len(few) else '') + '.')
         best = {k: max((n for n in few if k in t[n]['few_shot_top1']), key=lambda n: t[n]['few_shot_top1'][k]['mean']) for k in shots}
         at = lambda n, k: _pct(t[n]['few_shot_top1'][k]['mean'])
         k = shots[-1]
@@ -516,7 +517,7 @@ def describe_motion(motion: dict, blind: float = 0.05, sees: float = 0.8) -> str
                      f"with {shots[0]} clips per class (the frame average with all of its data: {_pct(mean('frame-average'))})")
             tt = [n for n in tower if n in timed and k in t[n]['few_shot_top1']]
             if tt:
-                line += f"; with {k}, those of them that see frame order ({_names(tt)}) reach {_span([t[n]['few_shot_top1'][k]['mean'] for n in tt])}"
+                line += f"; with {k}, those of them that see frame order ({name_list(tt)}) reach {_span([t[n]['few_shot_top1'][k]['mean'] for n in tt])}"
             line += '.'
         if {'efficient-prompt', 'temporal-transformer'} <= set(few):
             extra = t['efficient-prompt']['params_trainable'] - t['temporal-transformer']['params_trainable']

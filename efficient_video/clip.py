@@ -26,7 +26,7 @@ __all__ = ['TINY_CONFIGS', 'CHECKPOINT_SUFFIXES', 'INIT_LOGIT_SCALE', 'MAX_LOGIT
            'cached_pretrained', 'ClipBundle', 'read_clip_config', 'config_beside', 'load_clip', 'save_clip',
            'to_pixels', 'image_features', 'text_features', 'encode_images', 'encode_texts', 'clip_logits', 'clip_loss',
            'LogitScale', 'clamp_logit_scale_', 'all_gather_with_local_grad', 'ContrastiveLoss', 'check_template',
-           'fill_template', 'zero_shot_classifier', 'model_logit_scale', 'zero_shot_logits']
+           'fill_template', 'check_classnames', 'zero_shot_classifier', 'model_logit_scale', 'zero_shot_logits']
 
 # %% ../nbs/03_clip.ipynb #1ec6a8a8
 TINY_CONFIGS: dict[str, dict] = {
@@ -551,7 +551,7 @@ def fill_template(template: str, classname: str) -> str:
     "The prompt for `classname`: `template` with its `{}` replaced (`str.replace`, so braces in names are safe)."
     return check_template(template).replace('{}', classname)
 
-def _check_classnames(classnames: Sequence[str]) -> list[str]:
+def check_classnames(classnames: Sequence[str]) -> list[str]:
     "A list of non-empty, distinct class names (a duplicate would make two classes tie on every input)."
     if isinstance(classnames, str):
         raise TypeError("classnames: pass a list of class names, not one string")
@@ -575,7 +575,7 @@ def zero_shot_classifier(model: nn.Module, tokenizer: Callable, classnames: Sequ
     templates = (templates,) if isinstance(templates, str) else tuple(templates)
     if not templates:
         raise ValueError("templates: empty; pass at least one template, e.g. ('a photo of a {}.',)")
-    names = _check_classnames(classnames)
+    names = check_classnames(classnames)
     prompts = [fill_template(t, c) for c in names for t in templates]             # K·M prompts, class-major
     feats = encode_texts(model, tokenizer, prompts, batch_size, device, progress)   # (K·M, D): g^_km, unit rows
     feats = rearrange(feats, '(k m) d -> k m d', k=len(names))                       # (K, M, D)

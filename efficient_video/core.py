@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 __all__ = ['NO_DECAY_NAMES', 'NO_DECAY_PREFIXES', 'NO_DECAY_SUFFIXES', 'fmt_num', 'override', 'seed_everything', 'worker_init_fn',
            'get_device', 'autocast_dtype', 'ParamRow', 'ParamReport', 'count_params', 'freeze', 'unfreeze',
            'trainable_parameter_names', 'name_matches', 'set_trainable', 'no_decay', 'param_groups',
-           'extra_flop_formulas', 'FlopRow', 'FlopReport', 'count_flops', 'vit_flop_terms', 'vit_flops']
+           'extra_flop_formulas', 'FlopRow', 'FlopReport', 'count_flops', 'to_pair', 'vit_flop_terms', 'vit_flops']
 
 # %% ../nbs/00_core.ipynb #cae34024
 def fmt_num(n: float, digits: int = 2) -> str:
@@ -439,7 +439,7 @@ def count_flops(model: nn.Module | Callable, *args, depth: int = 1, **kwargs) ->
     return FlopReport(total, rows, by_op)
 
 # %% ../nbs/00_core.ipynb #bf795e1b
-def _pair(x: int | tuple[int, int]) -> tuple[int, int]:
+def to_pair(x: int | tuple[int, int]) -> tuple[int, int]:
     "`224 -> (224, 224)`; a pair stays a pair."
     return (x, x) if isinstance(x, int) else tuple(x)
 
@@ -451,7 +451,7 @@ def vit_flop_terms(image_size: int | tuple[int, int], patch_size: int | tuple[in
     `layers` blocks Q/K/V, QKᵀ, AV, output projection and MLP, plus the final projection to `output_dim`. With
     `temporal_attention`, each block also attends along time over `frames` frames with its own projections again
     (AIM's T-MSA): the `t_*` terms."""
-    (h, w), (ph, pw) = _pair(image_size), _pair(patch_size)
+    (h, w), (ph, pw) = to_pair(image_size), to_pair(patch_size)
     if h % ph or w % pw:
         raise ValueError(f"vit_flop_terms: image_size {(h, w)} is not a multiple of patch_size {(ph, pw)}")
     n_patches = (h // ph) * (w // pw)

@@ -18,15 +18,16 @@ import torch
 
 from .core import override, get_device
 from .engine import (DistEnv, TrainConfig, read_metrics, read_class_names, read_records, infer_num_classes,
-                                    _atomic_write_text, _class_spec)
+                                    atomic_write_text, split_class_spec)
 from .methods import profile_method, clip_model
 from .temporal import template_options
 from .train import load_config, train, model_from_config, test_model
 
 # %% auto #0
 __all__ = ['DEMO_TEMPLATE', 'DEMO_ROWS', 'TOWER_ROWS', 'DEMO_EPOCHS', 'REFERENCE', 'REFERENCE_ARGS', 'DemoError', 'demo_config',
-           'file_digest', 'device_type', 'run_key', 'key_changes', 'kept_record', 'remove_run', 'train_and_test',
-           'zero_shot_config', 'demo_key', 'run_row', 'run_demo', 'format_demo', 'plot_demo', 'describe_demo']
+           'file_digest', 'device_type', 'run_key', 'key_changes', 'kept_record', 'remove_run', 'atomic_json',
+           'train_and_test', 'zero_shot_config', 'zero_shot_accuracy', 'demo_key', 'run_row', 'run_demo', 'format_demo',
+           'plot_demo', 'name_list', 'describe_demo']
 
 # %% ../nbs/16_demo.ipynb #2d89df54
 DEMO_TEMPLATE = 'a video of {}.'
@@ -109,7 +110,7 @@ def run_key(cfg: TrainConfig) -> dict:
     key = {k: v for k, v in asdict(cfg).items() if k not in ('output_dir', 'video_root')}   # where, not what
     for name in _FILE_FIELDS:
         if key[name] is not None:
-            path, part = _class_spec(key[name]) if name.endswith('class_names') else (Path(key[name]), None)
+            path, part = split_class_spec(key[name]) if name.endswith('class_names') else (Path(key[name]), None)
             key[name] = file_digest(path) + (f':{part}' if part else '')
     if cfg.pretrained is not None and Path(cfg.pretrained).exists():
         key['pretrained'] = 'file ' + file_digest(cfg.pretrained)
@@ -164,7 +165,7 @@ def remove_run(folder: str | os.PathLike) -> None:
         shutil.rmtree(part, ignore_errors=True)
 
 # %% ../nbs/16_demo.ipynb #d468ff3f
-def _atomic_json(path: Path, obj) -> None: _atomic_write_text(path, json.dumps(obj, indent=1) + '\n')
+def atomic_json(path: Path, obj) -> None: atomic_write_text(path, json.dumps(obj, indent=1) + '\n')
 
 def train_and_test(cfg: TrainConfig, trains: bool = True) -> tuple[dict, int, float]:
     """`(test metrics, trainable parameters, training seconds)` of `cfg`: trained by `train` then tested, or (with
@@ -180,7 +181,7 @@ def zero_shot_config(cfg: TrainConfig, preset: str) -> TrainConfig:
     return load_config(preset, output_dir=cfg.output_dir + '-zero-shot', device=cfg.device, method_args=cfg.method_args,
                        seed=cfg.seed)
 
-def _zero_shot_top1(cfg: TrainConfig, preset: str, trained: bool) -> float:
+def zero_shot_accuracy(cfg: TrainConfig, preset: str, trained: bool) -> float:
     "Top-1 on the unseen garments: the row's method trained on the seen ones (or, untrained, its fixed template)."
     return train_and_test(zero_shot_config(cfg, preset), trained)[0]['top1']
 
@@ -204,12 +205,12 @@ def run_row(row: str, out: Path, epochs: int = DEMO_EPOCHS, device: str | None =
     sample = profile_method(cfg.method, cfg.backbone, cfg.frames, K, image_size=cfg.image_size, **cfg.method_args)
     ref = profile_method(cfg.method, **REFERENCE, **_reference_options(cfg))
     result = {'top1': test['top1'], 'opposite_direction_acc': test['opposite_direction_acc'],
-              'zero_shot_top1': _zero_shot_top1(cfg, zero_shot, row != 'zero-shot') if zero_shot else None,
+              'zero_shot_top1': zero_shot_accuracy(cfg, zero_shot, row != 'zero-shot') if zero_shot else None,
               'params_trainable': params, 'gflops_per_view': sample['gflops_per_view'],
               'gflops_per_view_vitb16': ref['gflops_per_view'], 'seconds': round(seconds, 2),
               'wall_seconds': round(time.perf_counter() - t0, 2), 'method': cfg.method, 'preset_epochs': cfg.epochs}
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    _atomic_json(Path(cfg.output_dir)/'row.json', {**result, 'key': key})
+    atomic_json(Path(cfg.output_dir)/'row.json', {**result, 'key': key})
     return result
 
 def run_demo(out: str | os.PathLike = 'runs/demo', rows: Sequence[str] | None = None, epochs: int = DEMO_EPOCHS,
@@ -244,7 +245,7 @@ def run_demo(out: str | os.PathLike = 'runs/demo', rows: Sequence[str] | None = 
         log(f"{step}: top-1 {r['top1']:.1%}, opposite-direction {r['opposite_direction_acc']:.1%}, {r['seconds']:.0f} s")
     report = {'methods': results, 'out': str(out), 'seconds': round(time.perf_counter() - t0, 1), 'epochs': epochs,
               'device': device_type(device), 'template': DEMO_TEMPLATE, 'reference': REFERENCE}
-    _atomic_json(out/'results.json', report)
+    atomic_json(out/'results.json', report)
     plot_demo(report, out/'results.png')
     return report
 
@@ -288,7 +289,7 @@ def plot_demo(report: dict, path: str | os.PathLike | None = None):
     return fig
 
 # %% ../nbs/16_demo.ipynb #c0984532
-def _names(names) -> str:
+def name_list(names) -> str:
     "'a', 'a and b', 'a, b and c' ('none' for no names)."
     names = list(names)
     return 'none' if not names else names[0] if len(names) == 1 else ', '.join(names[:-1]) + ' and ' + names[-1]
@@ -303,9 +304,9 @@ def describe_demo(report: dict, blind: float = 0.05, sees: float = 0.9) -> str:
     between = [n for n in r if n not in at_chance and n not in timed]
     ref = lambda n: r[n]['gflops_per_view_vitb16']
     text = (f"Within {100 * blind:.0f} points of 50% opposite-direction accuracy, no better than blind to frame order: "
-            f"{_names(at_chance)}. At {sees:.0%} or more, telling a clip from its time reversal: {_names(timed)}.")
+            f"{name_list(at_chance)}. At {sees:.0%} or more, telling a clip from its time reversal: {name_list(timed)}.")
     if between:
-        text += f" In between: {_names(f'{n} ({opp[n]:.1%})' for n in between)}."
+        text += f" In between: {name_list(f'{n} ({opp[n]:.1%})' for n in between)}."
     if timed:
         cheap = min(timed, key=ref)
         text += (f"\n\nThe cheapest at the reference scale of the rows at {sees:.0%} or more is {cheap} "

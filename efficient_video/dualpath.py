@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from einops import rearrange, repeat
 
-from .core import _pair
+from .core import to_pair
 from .methods import (MethodError, FrozenBlock, FrozenViT, register_method, register_preset,
                                      clip_image_encoder)
 from .petl import Adapter, MOTION_VIT
@@ -26,7 +26,7 @@ __all__ = ['parse_grid', 'GridGeometry', 'grid_geometry', 'frames_to_grid', 'gri
 def parse_grid(grid: str | int | tuple[int, int]) -> tuple[int, int]:
     "(w, h): frames across and down a grid frame set, from `'WxH'` (`'4x4'`), `'W'` or an int (square), or a pair."
     try:
-        parts = [int(p) for p in grid.lower().replace('×', 'x').split('x')] if isinstance(grid, str) else list(_pair(grid))
+        parts = [int(p) for p in grid.lower().replace('×', 'x').split('x')] if isinstance(grid, str) else list(to_pair(grid))
         if len(parts) == 1:
             parts = parts * 2
         if len(parts) == 2 and min(parts) >= 1:
@@ -59,7 +59,7 @@ def grid_geometry(image_size: int | tuple[int, int], patch_size: int | tuple[int
     """The grid frame set of `grid` (w×h frames) for frames of `image_size` and a ViT of `patch_size`. `align='patch'`:
     every tile a whole number of patches (the grid image may be a little smaller than a frame); `'none'`: tiles of
     exactly 1/w × 1/h of a frame, whatever the patches (the paper and its code: 56-pixel tiles at 224)."""
-    (H, W), (ph, pw), (w, h) = _pair(image_size), _pair(patch_size), parse_grid(grid)
+    (H, W), (ph, pw), (w, h) = to_pair(image_size), to_pair(patch_size), parse_grid(grid)
     if align == 'patch':
         th, tw = H // h // ph * ph, W // w // pw * pw
         if not th or not tw:

@@ -42,17 +42,18 @@ except ImportError:
 
 # %% auto #0
 __all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'CKPT_PREFIX', 'CKPT_MANIFEST', 'RUN_LOCK', 'TMP_SUFFIX',
-           'EVAL_METRICS', 'RESUME_FIELDS', 'TrainConfig', 'ConfigError', 'validate_config', 'DistEnv',
+           'WRITE_ERRORS', 'EVAL_METRICS', 'RESUME_FIELDS', 'TrainConfig', 'ConfigError', 'validate_config', 'DistEnv',
            'init_distributed', 'all_reduce_sum', 'barrier', 'item_seed', 'EpochSeeded', 'ResumableSampler',
-           'ShardSampler', 'read_class_names', 'class_text', 'read_records', 'few_shot_subset', 'frame_sampler',
-           'build_dataset', 'infer_num_classes', 'check_split_labels', 'WarmupCosine', 'resolve_amp',
+           'ShardSampler', 'split_class_spec', 'read_class_names', 'class_text', 'read_records', 'few_shot_subset',
+           'frame_sampler', 'build_dataset', 'infer_num_classes', 'check_split_labels', 'WarmupCosine', 'resolve_amp',
            'set_grad_checkpointing', 'unwrap', 'trainable_state', 'buffer_state', 'rng_state', 'set_rng_state',
-           'config_to_json', 'config_from_json', 'CheckpointError', 'CheckpointDamaged', 'clean_debris',
-           'checkpoint_bytes', 'RunFolderBusy', 'RunLock', 'folder_problem', 'save_checkpoint', 'verify_checkpoint',
-           'find_checkpoint', 'load_checkpoint', 'accuracy', 'multiview_probs', 'metrics_from_confusion',
-           'evaluate_model', 'confusion_figure', 'MetricLogger', 'read_metrics', 'ClassificationLoss',
-           'micro_batch_size', 'Run', 'start_run', 'epoch_batches', 'DivergedError', 'train_step', 'log_train',
-           'save_run', 'checkpoint', 'validation_due', 'validate', 'finish_run', 'fit']
+           'config_to_json', 'config_from_json', 'CheckpointError', 'CheckpointDamaged', 'atomic_write_text',
+           'clean_debris', 'checkpoint_bytes', 'RunFolderBusy', 'RunLock', 'folder_problem', 'save_checkpoint',
+           'verify_checkpoint', 'find_checkpoint', 'load_checkpoint', 'accuracy', 'multiview_probs',
+           'metrics_from_confusion', 'evaluate_model', 'confusion_figure', 'MetricLogger', 'read_metrics',
+           'ClassificationLoss', 'micro_batch_size', 'Run', 'prepare_output', 'start_run', 'epoch_batches',
+           'DivergedError', 'train_step', 'log_train', 'save_run', 'checkpoint', 'validation_due', 'validate',
+           'finish_run', 'fit']
 
 # %% ../nbs/04_engine.ipynb #f3ae0135
 AMP_MODES = ('auto', 'bf16', 'fp16', 'none')
@@ -200,7 +201,7 @@ def _file_problems(cfg: TrainConfig) -> list[str]:
     p = [] if cfg.train_list is not None else ["train_list is not set: pass the training annotation file, e.g. train_list=PATH"]
     for name in ('train_list', 'val_list', 'test_list', 'class_names', 'test_class_names', 'video_root'):
         v = getattr(cfg, name)
-        path = _class_spec(v)[0] if name.endswith('class_names') and v is not None else v
+        path = split_class_spec(v)[0] if name.endswith('class_names') and v is not None else v
         if v is not None and not Path(path).exists():
             p.append(f"{name}={v!r}: no such file or folder ({Path(path).absolute()})")
     if cfg.resume not in (None, 'auto') and not Path(cfg.resume).exists():
@@ -293,14 +294,14 @@ class ShardSampler(Sampler):
     def __len__(self) -> int: return len(range(self.rank, self.n, self.world))
 
 # %% ../nbs/04_engine.ipynb #c1d22302
-def _class_spec(spec: str) -> tuple[Path, str | None]:
+def split_class_spec(spec: str) -> tuple[Path, str | None]:
     "`file.json:key` -> (file, key); any other spec -> (the file, None)."
     m = re.fullmatch(r'(.+\.json):(\w+)', spec)
     return (Path(m.group(1)), m.group(2)) if m else (Path(spec), None)
 
 def _read_class_file(spec: str) -> list[str]:
     "Class names from a file: one per line, `index name` lines (classInd.txt), a JSON list, an SSv2 `{name: index}` dict, or `file.json:key`."
-    path, key = _class_spec(spec)
+    path, key = split_class_spec(spec)
     if not path.is_file():
         raise FileNotFoundError(f"class_names={spec!r}: no such file ({path.absolute()})")
     if path.suffix != '.json':
@@ -512,7 +513,7 @@ TMP_SUFFIX = '.ev-tmp'            # files and folders written first, then rename
 _HOST = re.sub(r'\W', '_', socket.gethostname()) or 'localhost'
 _TMP_NAME = re.compile(r'\.(?P<name>.+)\.(?P<host>\w+)-(?P<pid>\d+)' + re.escape(TMP_SUFFIX))
 _OLD_TMP_CKPT = re.compile(r'\.tmp-step-\d+-(?P<pid>\d+)')   # temporary checkpoints as earlier versions named them
-_WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)     # a failed write: torch.save raises RuntimeError on a full disk
+WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)     # a failed write: torch.save raises RuntimeError on a full disk
 
 class CheckpointError(ValueError):
     "A checkpoint that is missing, damaged, unwritable or does not fit the model; the message names the file and the fix."
@@ -527,7 +528,7 @@ def _tmp_path(path: Path) -> Path:
     "Where `path` is written before its atomic rename: a hidden name beside it saying which host and process write it."
     return path.with_name(f'.{path.name}.{_HOST}-{os.getpid()}{TMP_SUFFIX}')
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     tmp = _tmp_path(path)
     try:
         tmp.write_text(text)
@@ -727,10 +728,10 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: nn.Module, opt
         if final.exists():
             shutil.rmtree(final)   # the same step written again (a resumed run): replace it
         os.replace(tmp, final)
-        _atomic_write_text(out/'latest', final.name)
+        atomic_write_text(out/'latest', final.name)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not isinstance(e, _WRITE_ERRORS):
+        if not isinstance(e, WRITE_ERRORS):
             raise    # e.g. Ctrl-C: nothing half-written stays; the interrupt goes on
         raise _write_error(e, out, f'the checkpoint of step {step}', checkpoint_bytes(model, optimizer)) from None
     if keep > 0:
@@ -1085,7 +1086,7 @@ def _loader(train_set: Dataset, cfg: TrainConfig, env: DistEnv, collate_fn: Call
                         generator=gen, persistent_workers=False)
     return data, sampler, loader, gen, micro
 
-def _prepare_output(out: Path) -> RunLock:
+def prepare_output(out: Path) -> RunLock:
     """Before any work: `out` must be a writable folder that no other live run writes in. Returns its lock, taken;
     what dead runs of this package left there is removed (in a folder a run has used before)."""
     problem = folder_problem(out)
@@ -1104,7 +1105,7 @@ def start_run(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: C
     env = env or init_distributed(cfg.device)
     validate_config(cfg, env.world_size, check_files=False)
     with contextlib.ExitStack() as undo:   # a run that fails to start gives its folder back
-        lock = _prepare_output(Path(cfg.output_dir)) if env.is_main else None
+        lock = prepare_output(Path(cfg.output_dir)) if env.is_main else None
         if lock is not None:
             undo.callback(lock.release)
         loss_fn = loss_fn or ClassificationLoss((cfg.frames, 3, cfg.image_size, cfg.image_size), cfg.label_smoothing)
@@ -1129,7 +1130,7 @@ def start_run(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: C
                   MetricLogger(cfg.output_dir, enabled=env.is_main), lock=lock, **hooks)
         _resume(run)
         if env.is_main:
-            _atomic_write_text(Path(cfg.output_dir)/'config.json', config_to_json(cfg))
+            atomic_write_text(Path(cfg.output_dir)/'config.json', config_to_json(cfg))
             run.log.log({'kind': 'start', 'step': run.step, 'resumed_from': run.resumed_from, 'world_size': env.world_size,
                          'steps_per_epoch': steps_per_epoch, 'total_steps': total, 'micro_batch': micro,
                          'params_trainable': sum(p.numel() for p in run.trainable)})

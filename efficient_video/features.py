@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .core import worker_init_fn
 from .video import VideoDataset, collate_videos
-from .engine import TrainConfig, DistEnv, build_dataset, barrier, check_split_labels, _atomic_write_text
+from .engine import TrainConfig, DistEnv, build_dataset, barrier, check_split_labels, atomic_write_text
 
 # %% auto #0
 __all__ = ['CACHE_ENV', 'CACHE_FORMAT', 'cache_root', 'file_digest', 'weights_id', 'cache_key', 'cache_dir', 'FeatureCacheError',
@@ -204,7 +204,7 @@ def _start(folder: Path, key: dict, clear: bool) -> None:
         if clear and folder.is_dir():
             _clear(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(folder/'key.json', json.dumps(key, indent=1, sort_keys=True))
+        atomic_write_text(folder/'key.json', json.dumps(key, indent=1, sort_keys=True))
     except OSError as e:
         raise FeatureCacheError(folder, f"not writable ({e.strerror or e})", "choose a writable folder with "
                                 f"feature_cache=FOLDER (or ${CACHE_ENV} for 'auto'), or fix its permissions") from None
@@ -291,7 +291,7 @@ def _flush(arrays: dict, folder: Path, done: int) -> None:
         arrays['features'].flush()
     _atomic_save(folder/'labels.npy', arrays['labels'])
     _atomic_save(folder/'valid.npy', arrays['valid'])
-    _atomic_write_text(folder/'progress.json', json.dumps({'done': done}))
+    atomic_write_text(folder/'progress.json', json.dumps({'done': done}))
 
 def _finish(folder: Path, dataset: VideoDataset, arrays: dict, N: int) -> FeatureDataset:
     if arrays['features'] is None:
@@ -299,9 +299,9 @@ def _finish(folder: Path, dataset: VideoDataset, arrays: dict, N: int) -> Featur
     skipped = int(N - arrays['valid'].sum())
     if skipped:
         warnings.warn(f"feature cache {folder.name}: {skipped} undecodable videos will be skipped")
-    _atomic_write_text(folder/'paths.json', json.dumps(_batch_paths(dataset, range(N))))
+    atomic_write_text(folder/'paths.json', json.dumps(_batch_paths(dataset, range(N))))
     record = {'videos': N, 'skipped': skipped, 'shape': list(arrays['features'].shape), 'files': _manifest(folder)}
-    _atomic_write_text(folder/'complete', json.dumps(record))       # last: from here on the cache is trusted
+    atomic_write_text(folder/'complete', json.dumps(record))       # last: from here on the cache is trusted
     return FeatureDataset(folder, checksums=False)                  # the checksums were just computed from these files
 
 # %% ../nbs/08_features.ipynb #3a0a3839

@@ -17,16 +17,17 @@ import open_clip
 from open_clip.model import _build_vision_tower, set_model_preprocess_cfg
 from open_clip.transform import PreprocessCfg
 
-from .core import count_flops, count_params, fmt_num, freeze, set_trainable, override, name_matches
+from .core import (count_flops, count_params, fmt_num, freeze, set_trainable, override, name_matches,
+                                  to_pair)
 from .clip import check_model_name, load_clip, register_tiny_configs
 from .engine import TrainConfig
 
 # %% auto #0
 __all__ = ['TOWERS', 'ENTRY_POINT_GROUP', 'METHODS', 'SAMPLES', 'SAMPLE_CLIP', 'PRESETS', 'PROFILE_KEYS', 'MethodError', 'Method',
            'discover_methods', 'register_method', 'list_methods', 'get_method', 'build_model', 'register_preset',
-           'list_presets', 'get_preset', 'backbone_config', 'clip_image_encoder', 'clip_model', 'FrameAverage',
-           'build_frame_average', 'profile_method', 'format_profile', 'inject', 'DropPath', 'FrozenBlock', 'VideoBlock',
-           'FrozenViT', 'VideoViT', 'zero_init_', 'identity_at_init']
+           'list_presets', 'get_preset', 'backbone_config', 'clip_image_encoder', 'clip_model', 'check_video',
+           'FrameAverage', 'build_frame_average', 'profile_method', 'format_profile', 'inject', 'DropPath',
+           'FrozenBlock', 'VideoBlock', 'FrozenViT', 'VideoViT', 'zero_init_', 'identity_at_init']
 
 # %% ../nbs/07_methods.ipynb #ac216d78
 TOWERS = ('image', 'text')   # the CLIP towers a method may use
@@ -208,9 +209,6 @@ def backbone_config(backbone: str) -> dict:
     register_tiny_configs()   # so the test-sized 'ev-tiny-*' configs resolve like built-in names
     return open_clip.get_model_config(check_model_name(backbone))
 
-def _pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else tuple(size)
-
 def _check_image_size(backbone: str, image_size: int | None) -> None:
     "A `MethodError` naming the nearest valid size when `image_size` is not a whole number of `backbone`'s patches."
     if image_size is None:
@@ -242,7 +240,7 @@ def clip_image_encoder(backbone: str, pretrained: str | None = None, image_size:
         vision_cfg['image_size'] = image_size
     visual = _build_vision_tower(cfg['embed_dim'], vision_cfg, quick_gelu=cfg.get('quick_gelu', False))
     # what open_clip.create_model sets: clip.to_pixels and open_clip's transforms read the size, mean and std from here
-    set_model_preprocess_cfg(visual, asdict(PreprocessCfg(size=_pair(visual.image_size))))
+    set_model_preprocess_cfg(visual, asdict(PreprocessCfg(size=to_pair(visual.image_size))))
     return visual, int(cfg['embed_dim'])
 
 # %% ../nbs/07_methods.ipynb #cc518c8a
@@ -258,11 +256,11 @@ def clip_model(backbone: str, pretrained: str | None = None, image_size: int | N
     if 'hf_model_name' in cfg['text_cfg']:
         raise MethodError(f"{backbone}: a Hugging Face text tower; prompt methods need an open_clip text Transformer")
     model = open_clip.model.CLIP(cfg['embed_dim'], vision_cfg, cfg['text_cfg'], quick_gelu=cfg.get('quick_gelu', False))
-    set_model_preprocess_cfg(model, asdict(PreprocessCfg(size=_pair(model.visual.image_size))))
+    set_model_preprocess_cfg(model, asdict(PreprocessCfg(size=to_pair(model.visual.image_size))))
     return model, open_clip.tokenizer.SimpleTokenizer(context_length=model.context_length)
 
 # %% ../nbs/07_methods.ipynb #d6a1b884
-def _check_video(video: torch.Tensor, image_size: tuple[int, int], who: str) -> None:
+def check_video(video: torch.Tensor, image_size: tuple[int, int], who: str) -> None:
     "Raise a `ValueError` that says what to do if `video` is not a float `B×T×C×H×W` batch of `image_size` frames."
     if not isinstance(video, torch.Tensor) or video.ndim != 5:
         shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
@@ -289,7 +287,7 @@ class FrameAverage(nn.Module):
     @property
     def image_size(self) -> tuple[int, int]:
         "`(H, W)` of the frames the image encoder takes."
-        return _pair(self.visual.image_size)
+        return to_pair(self.visual.image_size)
 
     @property
     def accepts_features(self) -> bool:
@@ -305,7 +303,7 @@ class FrameAverage(nn.Module):
 
     def encode_frames(self, video: torch.Tensor) -> torch.Tensor:
         "The frozen encoder's output for every frame, `B×T×C×H×W -> B×T×D` (what a feature cache stores)."
-        _check_video(video, self.image_size, type(self).__name__)
+        check_video(video, self.image_size, type(self).__name__)
         frames = rearrange(video, 'b t c h w -> (b t) c h w')        # every frame is an image for g
         tower_trains = any(p.requires_grad for p in self.visual.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and tower_trains):
@@ -369,7 +367,7 @@ def profile_method(method: str | Method, backbone: str, frames: int, num_classes
     model, device = _build_for_profile(m, backbone=backbone, num_classes=num_classes, frames=frames, pretrained=None,
                                        image_size=image_size, class_names=names, **options)
     model.eval()
-    video = torch.zeros(1, frames, 3, *_pair(model.image_size), device=device)   # (B=1, T, C, H, W): one view
+    video = torch.zeros(1, frames, 3, *to_pair(model.image_size), device=device)   # (B=1, T, C, H, W): one view
     text = {}
     with torch.no_grad():
         if callable(getattr(model, 'class_features', None)):   # the K class prompts: encoded once, kept in eval mode
@@ -479,7 +477,7 @@ class FrozenViT(nn.Module):
         self.blocks = [visual.transformer.resblocks[i] for i in range(L)]   # a plain list: registered under visual only
 
     @property
-    def image_size(self) -> tuple[int, int]: return _pair(self.visual.image_size)
+    def image_size(self) -> tuple[int, int]: return to_pair(self.visual.image_size)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         "Recompute each block's activations in backward instead of storing them (the engine's `grad_checkpointing`)."

@@ -13,7 +13,7 @@ from torch import nn
 from einops import rearrange, repeat
 import open_clip
 
-from .clip import _check_classnames
+from .clip import check_classnames
 
 # %% auto #0
 __all__ = ['TAU', 'SOT_ID', 'EOT_ID', 'PAD_ID', 'encode_text_embeddings', 'name_room', 'fit_class_names', 'prompt_layout',
@@ -173,7 +173,7 @@ class PromptLearner(nn.Module):
                              "each name length would need the phrase at another offset; use one of the two")
         rows = prefix + postfix + (self.room - 1 if postfix_by_position else 0)
         vectors = initial_vectors(token_embedding, tokenizer, rows, prefix, postfix, std, init_prefix, init_postfix)
-        names = _check_classnames(class_names)                           # a non-empty list of distinct names
+        names = check_classnames(class_names)                           # a non-empty list of distinct names
         if class_specific:
             vectors = repeat(vectors, 'm d -> k m d', k=len(names)).clone()   # (K, p+q, D)
         self.prompt_vectors = nn.Parameter(vectors.to(token_embedding.weight.device))
@@ -202,7 +202,7 @@ class PromptLearner(nn.Module):
         if self.class_specific:
             raise ValueError(f"set_class_names: this learner has class-specific vectors for its {self.num_classes} "
                              f"classes, which cannot carry over to another class list; build a new PromptLearner")
-        self._build(_check_classnames(names))
+        self._build(check_classnames(names))
         return self
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ from open_clip.transformer import QuickGELU, ResidualAttentionBlock
 from .core import freeze
 from .engine import TrainConfig, ClassificationLoss, ConfigError
 from .methods import (MethodError, register_method, register_preset, clip_model, clip_image_encoder,
-                                     SAMPLES, SAMPLE_CLIP, _check_video)
+                                     SAMPLES, SAMPLE_CLIP, check_video)
 from .prompt_learning import PromptLearner, encode_text_embeddings
 
 # %% auto #0
@@ -90,7 +90,7 @@ class EfficientPrompt(nn.Module):
 @patch
 def encode_frames(self: EfficientPrompt, video: torch.Tensor) -> torch.Tensor:
     "Frame features `f_t` of clips `B×T×C×H×W` through the frozen image tower: `B×T×D` (what the feature cache stores)."
-    _check_video(video, self.image_size, type(self).__name__)
+    check_video(video, self.image_size, type(self).__name__)
     with torch.no_grad():
         x = self.clip.visual(rearrange(video, 'b t c h w -> (b t) c h w'))       # every frame is an image
     return rearrange(x, '(b t) d -> b t d', b=video.shape[0])

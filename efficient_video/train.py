@@ -19,8 +19,8 @@ from .clip import config_beside, read_clip_config, register_config
 from .engine import (TrainConfig, ConfigError, DistEnv, validate_config, init_distributed, build_dataset,
                                     read_records, infer_num_classes, check_split_labels, read_class_names, class_text, fit, resolve_amp,
                                     micro_batch_size, evaluate_model, confusion_figure, MetricLogger, ClassificationLoss,
-                                    find_checkpoint, load_checkpoint, config_from_json, unwrap, _atomic_write_text,
-                                    CheckpointError, folder_problem, _prepare_output, _WRITE_ERRORS)
+                                    find_checkpoint, load_checkpoint, config_from_json, unwrap, atomic_write_text,
+                                    CheckpointError, folder_problem, prepare_output, WRITE_ERRORS)
 from .pretrain import sample_clip
 from .methods import get_method, get_preset, SAMPLES, SAMPLE_CLIP
 from .features import cached_dataset
@@ -96,7 +96,7 @@ def clip_shape(cfg: TrainConfig, dataset) -> tuple:
 def _save_eval(out: Path, name: str, res: dict, class_names: Sequence[str] | None) -> None:
     "Write `name`.json (metrics) and `name`_confusion.png."
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out/f'{name}.json', json.dumps(res, indent=1))
+    atomic_write_text(out/f'{name}.json', json.dumps(res, indent=1))
     confusion_figure(res['confusion'], class_names, title=f'{name}: confusion (row-normalised)').savefig(out/f'{name}_confusion.png', dpi=80)
 
 def _check_views_crops(views: int | None, crops: int | None) -> None:
@@ -135,7 +135,7 @@ def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
     cfg = override(cfg, num_classes=K)
     # rank 0 holds output_dir from here to the test's results: a writable folder (checked before any model is built)
     # that no other live run writes in
-    with _prepare_output(Path(cfg.output_dir)) if env.is_main else contextlib.nullcontext():
+    with prepare_output(Path(cfg.output_dir)) if env.is_main else contextlib.nullcontext():
         model = model_from_config(cfg, K, read_class_names(cfg))
         # dropout etc. draw per rank; data draws are seeded per item (EpochSeeded), so this does not change the data
         torch.manual_seed(cfg.seed + env.rank)
@@ -144,7 +144,7 @@ def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
             init = Path(cfg.output_dir)/'init.safetensors'
             try:
                 save_model(model, str(init))
-            except _WRITE_ERRORS as e:
+            except WRITE_ERRORS as e:
                 raise CheckpointError(f"{init}: could not write the random-init weights ({type(e).__name__}: {e}); free "
                                       "some space or choose another output_dir") from None
         model.to(env.device)
