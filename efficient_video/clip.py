@@ -58,7 +58,8 @@ def register_config(name: str, cfg: dict) -> str:
     if existing is not None:
         if _normalised(existing) == cfg:
             return name
-        raise ValueError(f"register_config({name!r}): that name already holds a different open_clip config; pick another name")
+        raise ValueError(f"register_config({name!r}): that name already holds a different open_clip config; "
+                         f"pick another name")
     if _CONFIG_DIR is None:
         _CONFIG_DIR = Path(tempfile.mkdtemp(prefix='efficient_video-open_clip-configs-'))
         atexit.register(shutil.rmtree, _CONFIG_DIR, True)
@@ -90,6 +91,7 @@ def check_model_name(model: str) -> str:
     raise ClipLoadError(f"model={model!r} is not an open_clip model name: {hint} "
                         f"(or pass pretrained=PATH to a checkpoint with its config JSON beside it)")
 
+# %% ../nbs/03_clip.ipynb #561d1bb2-2
 def _tag_is_quickgelu(model: str, tag: str) -> bool | None:
     "Whether `open_clip` says tag `tag` of `model` was trained with QuickGELU; None if it does not know the pair."
     cfg = get_pretrained_cfg(model, tag)
@@ -236,13 +238,15 @@ def _quiet_random_init(on: bool):
 
 def _preprocess_kwargs(pp: dict) -> dict:
     "Map an `open_clip` preprocess_cfg to `create_model_and_transforms` keyword arguments."
-    keys = {'mean': 'image_mean', 'std': 'image_std', 'interpolation': 'image_interpolation', 'resize_mode': 'image_resize_mode'}
+    keys = {'mean': 'image_mean', 'std': 'image_std', 'interpolation': 'image_interpolation',
+            'resize_mode': 'image_resize_mode'}
     return {keys[k]: (tuple(v) if isinstance(v, list) else v) for k, v in pp.items() if k in keys}
 
 # %% ../nbs/03_clip.ipynb #56d6f593
 def _build(name: str, pretrained: str | None, config: dict, device, precision: str, cache_dir: str | None,
            force_quick_gelu: bool = False, tokenizer_name: str | None = None, **kwargs) -> ClipBundle:
-    "Create model and transforms with open_clip and wrap them in a `ClipBundle` (tokenizer of `tokenizer_name` or `name`)."
+    """Create model and transforms with open_clip and wrap them in a `ClipBundle` (tokenizer of `tokenizer_name`
+    or `name`)."""
     with _quiet_random_init(pretrained is None):
         model, train_tf, eval_tf = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device=device, precision=precision, cache_dir=cache_dir,
@@ -278,13 +282,15 @@ def _load_file(path: Path, model: str | None, device, precision: str, **kwargs) 
     if model is not None:
         name = check_model_name(model)
         if 'openai' in path.name.lower() and not name.endswith('-quickgelu') and f'{name}-quickgelu' in _all_names():
-            warnings.warn(f"{path.name} looks like OpenAI weights, which need QuickGELU: consider model={name + '-quickgelu'!r}")
+            warnings.warn(f"{path.name} looks like OpenAI weights, which need QuickGELU: "
+                          f"consider model={name + '-quickgelu'!r}")
         pp = read_clip_config(cfg_path)[1] if cfg_path is not None else {}
         return _build(name, str(path), open_clip.get_model_config(name), device, precision, None,
                       **_preprocess_kwargs(pp), **kwargs)
     if cfg_path is None:
-        raise ClipLoadError(f"pretrained={str(path)!r}: no config beside it (looked for {path.with_suffix('.json').name} "
-                            f"and open_clip_config.json in {path.parent}); pass the architecture it was trained with, "
+        raise ClipLoadError(f"pretrained={str(path)!r}: no config beside it "
+                            f"(looked for {path.with_suffix('.json').name} and open_clip_config.json "
+                            f"in {path.parent}); pass the architecture it was trained with, "
                             f"e.g. model='ViT-B-16' (`--model ViT-B-16`)")
     model_cfg, pp = read_clip_config(cfg_path)
     stem = json.loads(cfg_path.read_text()).get('model_name') or path.stem
@@ -293,7 +299,8 @@ def _load_file(path: Path, model: str | None, device, precision: str, **kwargs) 
 
 # %% ../nbs/03_clip.ipynb #c1a0e7f0
 def _check_tag(name: str, tag: str, cache_dir: str | None) -> str:
-    "`tag` if it is a pretrained tag of `name` that can be loaded now; else `ClipLoadError` (close matches, or offline)."
+    """`tag` if it is a pretrained tag of `name` that can be loaded now; else `ClipLoadError` (close matches, or
+    offline)."""
     if not get_pretrained_cfg(name, tag):
         tags = list_pretrained_tags_by_model(name)
         close = difflib.get_close_matches(tag, tags, n=3, cutoff=0.4)
@@ -318,8 +325,9 @@ def load_clip(model: str | None = None, pretrained: str | os.PathLike | None = N
     if pretrained is not None and _looks_like_path(str(pretrained)):
         path = Path(pretrained).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"pretrained={str(pretrained)!r}: no such file or folder ({path.absolute()}); pass an "
-                                    f"existing weights file or open_clip folder, or an open_clip tag such as 'openai'")
+            raise FileNotFoundError(f"pretrained={str(pretrained)!r}: no such file or folder ({path.absolute()}); "
+                                    f"pass an existing weights file or open_clip folder, "
+                                    f"or an open_clip tag such as 'openai'")
         if path.is_dir():
             return _load_dir(path, device, precision, **kwargs)
         return _load_file(path, model, device, precision, force_quick_gelu=force_quick_gelu, **kwargs)
@@ -461,7 +469,8 @@ def clip_logits(image_features: torch.Tensor, text_features: torch.Tensor,
     logits_per_image = logit_scale * torch.einsum('id,jd->ij', image_features, text_features)   # (B, B): L
     return logits_per_image, logits_per_image.T                                                 # L^T: rows = texts
 
-def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
+def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor,
+              logit_scale: torch.Tensor | float) -> torch.Tensor:
     "CLIP's symmetric InfoNCE loss: the mean of image->text and text->image cross-entropy over the `B×B` logits."
     logits_per_image, logits_per_text = clip_logits(image_features, text_features, logit_scale)
     labels = torch.arange(logits_per_image.shape[0], device=logits_per_image.device)   # pair i matches pair i
@@ -469,7 +478,8 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
 
 # %% ../nbs/03_clip.ipynb #820344a3
 class LogitScale(nn.Module):
-    "Learned temperature tau, held as t = ln(1/tau) (init ln(1/0.07)); returns the logit scale e^t = 1/tau. `clamp_()` clamps t."
+    """Learned temperature tau, held as t = ln(1/tau) (init ln(1/0.07)); returns the logit scale e^t = 1/tau.
+    `clamp_()` clamps t."""
     def __init__(self, init: float = INIT_LOGIT_SCALE, max_value: float = MAX_LOGIT_SCALE, learnable: bool = True):
         super().__init__()
         self.t = nn.Parameter(torch.tensor(float(init)), requires_grad=learnable)   # t, a scalar
@@ -486,8 +496,9 @@ class LogitScale(nn.Module):
 
 @torch.no_grad()
 def clamp_logit_scale_(obj: nn.Module | torch.Tensor, max_value: float = MAX_LOGIT_SCALE) -> torch.Tensor:
-    """Clamp t = ln(1/tau), the log of the logit scale, to [0, `max_value`] in place: `obj` is an open_clip model (its `logit_scale`), a
-    `LogitScale`, or the parameter itself. Call after each optimiser step, as open_clip's trainer does."""
+    """Clamp t = ln(1/tau), the log of the logit scale, to [0, `max_value`] in place: `obj` is an open_clip model
+    (its `logit_scale`), a `LogitScale`, or the parameter itself. Call after each optimiser step, as open_clip's
+    trainer does."""
     if isinstance(obj, LogitScale):
         t = obj.t
     elif isinstance(obj, nn.Module):

@@ -34,7 +34,8 @@ def fmt_num(n: float, digits: int = 2) -> str:
 
 # %% ../nbs/00_core.ipynb #5aed89a7
 def _parse_value(text: str, typ: Any, key: str) -> Any:
-    "Convert the string `text` to the annotated type `typ` of config field `key` (bool/int/float/str, Optional, literals)."
+    """Convert the string `text` to the annotated type `typ` of config field `key`
+    (bool/int/float/str, Optional, literals)."""
     if typing.get_origin(typ) in (typing.Union, types.UnionType):  # `int | None`, Optional[int]
         if text.lower() in ('none', 'null') and type(None) in typing.get_args(typ):
             return None
@@ -112,7 +113,8 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
 # %% ../nbs/00_core.ipynb #4bf53e81
 def worker_init_fn(worker_id: int) -> None:
     "`DataLoader(worker_init_fn=...)`: seed NumPy and `random` in worker `worker_id` from torch's per-worker seed."
-    # Inside a worker, torch.initial_seed() is base_seed + worker_id: distinct per worker, fixed by the loader's generator.
+    # Inside a worker, torch.initial_seed() is base_seed + worker_id: distinct per worker, fixed by the loader's
+    # generator.
     seed = torch.initial_seed()
     # NumPy gets a SeedSequence-mixed state, so its stream is unrelated to `random`'s and to nearby workers' seeds.
     np.random.seed(np.random.SeedSequence(seed).generate_state(4))
@@ -217,7 +219,8 @@ def count_params(model: nn.Module, depth: int = 1) -> ParamReport:
     groups: OrderedDict[str, list[int]] = OrderedDict()
     total = trainable = 0
     for name, p in model.named_parameters():  # remove_duplicate=True: tied/shared tensors appear once
-        key = '.'.join(name.split('.')[:depth])  # 'transformer.resblocks.0.attn.in_proj_weight' -> 'transformer' at depth 1
+        # 'transformer.resblocks.0.attn.in_proj_weight' -> 'transformer' at depth 1
+        key = '.'.join(name.split('.')[:depth])
         g = groups.setdefault(key, [0, 0])
         g[0] += p.numel()
         g[1] += p.numel() if p.requires_grad else 0
@@ -245,7 +248,8 @@ def trainable_parameter_names(model: nn.Module) -> list[str]:
 
 # %% ../nbs/00_core.ipynb #0624ed62
 def name_matches(name: str, pattern: str) -> bool:
-    "Does parameter `name` match `pattern`: a glob on the name or a module prefix of it, or `re:<regex>` searched in it?"
+    """Does parameter `name` match `pattern`: a glob on the name or a module prefix of it, or `re:<regex>` searched
+    in it?"""
     if pattern.startswith('re:'):
         return re.search(pattern[3:], name) is not None
     parts = name.split('.')
@@ -253,7 +257,8 @@ def name_matches(name: str, pattern: str) -> bool:
 
 def set_trainable(model: nn.Module, patterns: str | Iterable[str]) -> list[str]:
     """Freeze all of `model`, then unfreeze parameters whose name matches any of `patterns` (globs, or `re:` regexes).
-    Raises `ValueError` naming any pattern that matches nothing (before changing the model). Returns the trainable names."""
+    Raises `ValueError` naming any pattern that matches nothing (before changing the model). Returns the trainable
+    names."""
     if isinstance(patterns, str):
         patterns = [patterns]  # a lone string must not be iterated character by character
     patterns = list(patterns)
@@ -287,7 +292,8 @@ def no_decay(name: str, p: torch.Tensor, names: Sequence[str] = NO_DECAY_NAMES,
     if p.ndim <= 1:
         return True
     prefixes, suffixes = tuple(prefixes), tuple(suffixes)
-    return any(part in names or part.startswith(prefixes) or part.endswith(suffixes) for part in name.lower().split('.'))
+    return any(part in names or part.startswith(prefixes) or part.endswith(suffixes)
+               for part in name.lower().split('.'))
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     "Two AdamW groups over the trainable parameters: decayed weights, and norms/biases/embeddings without decay."

@@ -17,40 +17,46 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import open_clip
+from fastcore.basics import patch
 from safetensors.torch import save_file
 from torch.utils.data import Dataset, default_collate
 
 from .core import override
 from .samples import (
-    FASHION_CLASSES, POSITIONS, load_fashion_mnist, load_backgrounds, sample_background, compose_image, caption_for,
+    FASHION_CLASSES, POSITIONS, load_fashion_mnist, load_backgrounds, compose_image, compose_scene, caption_for,
     samples_dir, sha256, SamplesError)
-from .clip import (ClipBundle, ClipLoadError, load_clip, register_config, config_beside, read_clip_config, to_pixels, encode_images, ContrastiveLoss, clamp_logit_scale_, zero_shot_classifier)
+from .clip import (
+    ClipBundle, ClipLoadError, load_clip, register_config, config_beside, read_clip_config, to_pixels, encode_images,
+    ContrastiveLoss, clamp_logit_scale_, zero_shot_classifier)
 from .engine import (TrainConfig, ConfigError, fit, init_distributed, barrier, read_metrics, accuracy)
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'POSITION_TEMPLATE', 'POSITION_PROBE', 'GARMENT_TEMPLATE', 'SAMPLE_CLIP_DIR', 'CHECKPOINT_FILE',
            'LICENSE_FILE', 'CHECKPOINT_LICENSE', 'PretrainConfig', 'model_config', 'build_clip', 'make_caption',
-           'CaptionPairs', 'zero_shot_sets', 'evaluate_zero_shot', 'scale_grad', 'CLIPPretrainLoss', 'write_license',
-           'save_pretrained', 'add_to_manifest', 'sample_clip_path', 'default_clip', 'sample_clip', 'pretrain_config',
-           'pretrain_clip']
+           'compose_pair', 'CaptionPairs', 'zero_shot_sets', 'evaluate_zero_shot', 'scale_grad', 'CLIPPretrainLoss',
+           'write_license', 'save_pretrained', 'add_to_manifest', 'sample_clip_path', 'default_clip', 'sample_clip',
+           'pretrain_config', 'pretrain_clip']
 
 # %% ../nbs/05_pretrain.ipynb #595f929f
 @dataclass
 class PretrainConfig:
     "Recipe for the tiny sample CLIP; every default is a measured choice (see the recipe table at the end)."
     image_size: int = 64          # the canvas of the composed samples (garments 28 px on it), as in data_samples/
-    patch_size: int = 16          # 4×4 = 16 tokens: 15 MFLOPs per image vs 57 with 8-px patches, ~4× the steps per minute
+    patch_size: int = 16          # 4×4 = 16 tokens: 15 MFLOPs per image vs 57 with 8-px patches,
+                                  # ~4× the steps per minute
     vision_width: int = 128       # D of the ViT; ~0.9M parameters are plenty for 10 garments × 5 positions
     vision_layers: int = 4
     vision_head_width: int = 32   # 4 heads
-    pos_embed: str = 'sin_cos_2d' # fixed 2-D sine-cosine positions: position is readable from step 0 (learned ones lagged)
+    pos_embed: str = 'sin_cos_2d' # fixed 2-D sine-cosine positions: position is readable from step 0
+                                  # (learned ones lagged)
     text_width: int = 48          # the 49408×width token table dominates the checkpoint: 48 in fp16 = 4.7 MB
     text_layers: int = 3
     text_heads: int = 4
     context_length: int = 32      # captions are ≤ 16 tokens; 32 leaves room for learned prompt vectors later
     embed_dim: int = 64           # the shared embedding space
     batch_size: int = 128         # negatives per step; only 50 (garment, position) pairs exist, so more adds little
-    steps: int = 4000             # the budget, in optimizer steps: ~28 minutes at ~0.42 s/step on one core of our machine
+    steps: int = 4000             # the budget, in optimizer steps: ~28 minutes at ~0.42 s/step on one core of
+                                  # our machine
     lr: float = 1e-3              # 5e-3 (and 2e-3 with sine-cosine positions) collapsed to loss = ln B
     warmup_frac: float = 0.05     # linear warm-up over the first 5% of the steps, then cosine to 0
     weight_decay: float = 0.1     # CLIP's value; not on norms, biases, embeddings, logit_scale
@@ -116,6 +122,18 @@ def make_caption(garment: int, position: str, rng: np.random.Generator, p_garmen
     return caption_for(int(garment), position, rng)
 
 # %% ../nbs/05_pretrain.ipynb #131beadb
+def compose_pair(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray, photos: dict,
+                 rng: np.random.Generator, i: int) -> dict:
+    """Pair `i` drawn from `rng`: garment `i` (a random one with `cfg.pool`), a position (the centre with probability
+    `cfg.p_centre`, else a side), its scene (`compose_scene`) and a caption (`make_caption`); as numpy: the uint8
+    image, the caption, the garment label and the position name."""
+    g = int(rng.integers(len(images))) if cfg.pool else i      # an epoch shows every garment once
+    pos = 'centre' if rng.random() < cfg.p_centre else ('left', 'right', 'top', 'bottom')[rng.integers(4)]
+    image = compose_scene(images[g], pos, rng, photos, cfg.image_size, cfg.plain_prob, cfg.jitter)[0]
+    return dict(image=image, caption=make_caption(int(labels[g]), pos, rng, cfg.p_garment, cfg.p_position),
+                label=int(labels[g]), position=pos)
+
+# %% ../nbs/05_pretrain.ipynb #131beadb-2
 class CaptionPairs(Dataset):
     """(image, caption) pairs composed on demand from the 60,000 official training garments (`cfg.pool` = n > 0: n
     pairs, fixed). Item `i` of epoch `e` is drawn from a generator seeded by `(seed, e, i)` (`(seed, i)` for a pool).
@@ -148,25 +166,20 @@ class CaptionPairs(Dataset):
         "Item `i` as numpy: the composed uint8 image, its caption, garment label and position name."
         if not 0 <= i < len(self):
             raise IndexError(f"CaptionPairs: index {i} outside 0..{len(self) - 1}")
-        cfg, rng = self.cfg, self.rng(i)
-        g = int(rng.integers(len(self.images))) if cfg.pool else i      # an epoch shows every garment once
-        pos = 'centre' if rng.random() < cfg.p_centre else ('left', 'right', 'top', 'bottom')[rng.integers(4)]
-        bg = sample_background(rng, self.photos, cfg.image_size, cfg.plain_prob)
-        jit = rng.integers(-cfg.jitter, cfg.jitter + 1, size=2)
-        image = compose_image(self.images[g], bg.image, pos, cfg.image_size, jitter=tuple(jit))
-        return dict(image=image, caption=make_caption(int(self.labels[g]), pos, rng, cfg.p_garment, cfg.p_position),
-                    label=int(self.labels[g]), position=pos)
+        return compose_pair(self.cfg, self.images, self.labels, self.photos, self.rng(i), i)
 
     def __getitem__(self, i: int) -> dict:
         d = self.compose(i)
         return dict(image=torch.from_numpy(d['image']), text=self.tokenize(d['caption']), label=d['label'],
                     position=list(POSITIONS).index(d['position']), caption=d['caption'], index=i)
 
-    def sample(self, indices) -> dict:
-        "Items `indices` as a batch: uint8 `images` n×H×W×3 (numpy), `captions`, `labels`, `positions` (names)."
-        items = [self.compose(int(i)) for i in indices]
-        return dict(images=np.stack([d['image'] for d in items]), captions=[d['caption'] for d in items],
-                    labels=np.array([d['label'] for d in items]), positions=[d['position'] for d in items])
+# %% ../nbs/05_pretrain.ipynb #131beadb-4
+@patch
+def sample(self: CaptionPairs, indices) -> dict:
+    "Items `indices` as a batch: uint8 `images` n×H×W×3 (numpy), `captions`, `labels`, `positions` (names)."
+    items = [self.compose(int(i)) for i in indices]
+    return dict(images=np.stack([d['image'] for d in items]), captions=[d['caption'] for d in items],
+                labels=np.array([d['label'] for d in items]), positions=[d['position'] for d in items])
 
 # %% ../nbs/05_pretrain.ipynb #6876dcf8
 def zero_shot_sets(image_size: int = 64, n: int | None = None, seed: int = 0, plain_prob: float = 0.3,
@@ -187,11 +200,11 @@ def zero_shot_sets(image_size: int = 64, n: int | None = None, seed: int = 0, pl
     pos_labels = np.arange(len(x)) % 4
     position = []
     for s, p in zip(x, pos_labels):
-        bg = sample_background(rng, photos, image_size, plain_prob)
-        jit = rng.integers(-jitter, jitter + 1, size=2)
-        position.append(compose_image(s, bg.image, names[p], image_size, jitter=tuple(jit)))
-    return dict(garment=garment, garment_labels=y.astype(np.int64), position=np.stack(position), position_labels=pos_labels)
+        position.append(compose_scene(s, names[p], rng, photos, image_size, plain_prob, jitter)[0])
+    return dict(garment=garment, garment_labels=y.astype(np.int64), position=np.stack(position),
+                position_labels=pos_labels)
 
+# %% ../nbs/05_pretrain.ipynb #6876dcf8-2
 def evaluate_zero_shot(model: torch.nn.Module, tokenizer=None, sets: dict | None = None, n: int | None = None,
                        templates: str | Sequence[str] = GARMENT_TEMPLATE, positions: bool = True) -> dict:
     """The library's zero-shot evaluation of an `open_clip` CLIP on the official Fashion-MNIST test garments:
@@ -224,7 +237,8 @@ class CLIPPretrainLoss:
     `full_batch_grad=True` scales the features' gradients by W so the average *is* the full-batch gradient, as for
     one process with the whole batch. `False` keeps `open_clip`'s convention."""
     def __init__(self, full_batch_grad: bool = True):
-        self.contrastive, self.full_batch_grad = ContrastiveLoss(), full_batch_grad   # world size from the process group
+        # ContrastiveLoss takes the world size from the process group
+        self.contrastive, self.full_batch_grad = ContrastiveLoss(), full_batch_grad
 
     def __call__(self, model: torch.nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict]:
         clip = getattr(model, 'module', model)                  # the CLIP inside a DDP wrapper
@@ -269,7 +283,8 @@ def save_pretrained(bundle: ClipBundle, cfg: PretrainConfig, out: str | Path, hi
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in bundle.model.state_dict().items()}
     save_file(state, str(out/CHECKPOINT_FILE))
     pp = bundle.model.visual.preprocess_cfg
-    pp = {k: list(pp[k]) if isinstance(pp[k], tuple) else pp[k] for k in ('mean', 'std', 'interpolation', 'resize_mode')}
+    pp = {k: list(pp[k]) if isinstance(pp[k], tuple) else pp[k]
+          for k in ('mean', 'std', 'interpolation', 'resize_mode')}
     files = {'open_clip_config.json': dict(model_name=bundle.name, model_cfg=bundle.config, preprocess_cfg=pp),
              'pretrain_config.json': asdict(cfg)}
     if history is not None:

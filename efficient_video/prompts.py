@@ -57,7 +57,8 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 # %% ../nbs/06_prompts.ipynb #850ac34d
 def get_templates(templates: str | Sequence[str | Callable[[str], str]] = 'default') -> tuple[str, ...]:
     """A tuple of template strings from: a set name in `TEMPLATE_SETS` ('default', 'single', 'openai', 'video'),
-    one template string with `{}`, or a sequence of templates (strings, or callables `c -> str` as `open_clip` keeps them)."""
+    one template string with `{}`, or a sequence of templates (strings, or callables `c -> str` as `open_clip` keeps
+    them)."""
     if isinstance(templates, str):
         if templates in TEMPLATE_SETS:
             return TEMPLATE_SETS[templates]
@@ -87,8 +88,9 @@ def encode_videos(model: nn.Module, videos: torch.Tensor | np.ndarray, batch_siz
 def zero_shot_predict(model: nn.Module, classifier: torch.Tensor, inputs: torch.Tensor | np.ndarray,
                       logit_scale: float | None = None, batch_size: int = 256,
                       device: str | torch.device | None = None, progress: bool = False) -> torch.Tensor:
-    """Zero-shot logits `B×K` (CPU) for images (`B×H×W×3` uint8 or float `B×3×H×W`) or videos (`B×T×H×W×3` uint8 or
-    float `B×T×3×H×W`, frame features averaged); `logit_scale` defaults to the model's (it never changes the argmax)."""
+    """Zero-shot logits `B×K` (CPU) for images (`B×H×W×3` uint8 or float `B×3×H×W`) or videos (`B×T×H×W×3` uint8
+    or float `B×T×3×H×W`, frame features averaged); `logit_scale` defaults to the model's (it never changes the
+    argmax)."""
     if inputs.ndim == 5:
         feats = encode_videos(model, inputs, batch_size, device, progress)
     elif inputs.ndim == 4:
@@ -113,7 +115,8 @@ def template_sensitivity(model: nn.Module, tokenizer: Callable, features: torch.
                          classnames: Sequence[str], templates: Sequence[str] = SINGLE_TEMPLATES,
                          ensembles: dict[str, str | Sequence[str]] | None = None) -> list[dict]:
     """Zero-shot accuracy of each single template in `templates`, then of each ensemble in `ensembles` (default: all
-    of `templates`, and OpenAI's 80), on precomputed normalised `features` `B×D`: rows `{name, templates, top1, top5}`."""
+    of `templates`, and OpenAI's 80), on precomputed normalised `features` `B×D`: rows
+    `{name, templates, top1, top5}`."""
     ensembles = {'ensemble of these': templates, 'OpenAI 80': 'openai'} if ensembles is None else ensembles
     runs = [(t, (t,)) for t in get_templates(templates)] + [(k, get_templates(v)) for k, v in ensembles.items()]
     rows = []

