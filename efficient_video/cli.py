@@ -34,7 +34,8 @@ class Subcommand:
     run: Callable                  # run(args) -> dict | None; a dict is the subcommand's report
     reports: bool = True           # True if it prints figures (then `--json` is added automatically)
     human: Callable|None = None    # human(report) -> str for the terminal; default: aligned `key : value` lines
-    config: str|None = None        # 'module:Class': the dataclass its KEY=VALUE overrides change (checked before imports)
+    # 'module:Class': the dataclass its KEY=VALUE overrides change (checked before imports)
+    config: str|None = None
     check: Callable|None = None    # check(args): raise CLIError for bad options, before any heavy import
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
@@ -48,8 +49,9 @@ def subcommand(name:str, help:str, configure:Callable=lambda p: None, reports:bo
     return _register
 
 # %% ../nbs/99_cli.ipynb #35163648
-READING_ORDER = ('demo', 'bench', 'samples', 'pretrain-clip', 'zero-shot', 'profile', 'extract-features', 'train', 'eval',
-                 'retrieval', 'docs', 'readme')   # how `--help` lists the subcommands: the order a reader meets them
+# how `--help` lists the subcommands: the order a reader meets them
+READING_ORDER = ('demo', 'bench', 'samples', 'pretrain-clip', 'zero-shot', 'profile', 'extract-features', 'train',
+                 'eval', 'retrieval', 'docs', 'readme')
 
 def ordered_subcommands() -> list[Subcommand]:
     "The registered subcommands in `READING_ORDER` (any others after them, in registration order)."
@@ -77,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 # %% ../nbs/99_cli.ipynb #343c901e
-_USER_ERRORS = (CLIError, OSError, ValueError, KeyError)   # OSError: a missing, unreadable or unwritable path, a full disk
+# OSError: a missing, unreadable or unwritable path, a full disk
+_USER_ERRORS = (CLIError, OSError, ValueError, KeyError)
 
 def _is_user_error(e:Exception) -> bool:
     "Errors a user can fix: the common built-in ones, and every exception class defined by this package"
@@ -96,10 +99,16 @@ def _print_human(report:dict, indent:int=0):
 # %% ../nbs/99_cli.ipynb #h6pre1
 @functools.lru_cache(maxsize=None)
 def _config_fields(spec: str) -> dict[str, str]:
-    "The fields of dataclass `spec` ('module:Class' of this package) with their annotations, read from the module's source (not imported)."
+    """The fields of dataclass `spec` ('module:Class' of this package) with their annotations, read from the module's
+    source (not imported); a class the module imports from another module of the package is read there."""
     module, cls = spec.split(':')
     tree = ast.parse(Path(importlib.util.find_spec(f'efficient_video.{module}').origin).read_text(encoding='utf-8'))
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    if cls not in classes:   # imported, as `engine` takes `TrainConfig` from the module that defines it
+        origin = next((n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module
+                       and any(a.name == cls for a in n.names)), None)
+        if origin:
+            return _config_fields(f"{origin.rpartition('.')[2]}:{cls}")
     def fields(name: str) -> dict[str, str]:
         node, out = classes[name], {}
         for base in node.bases:                       # TrainConfig(_Optimisation(_Data(_What))): bases' fields first
@@ -111,10 +120,12 @@ def _config_fields(spec: str) -> dict[str, str]:
         return out
     return fields(cls)
 
+# %% ../nbs/99_cli.ipynb #0960e274
 _BOOLS = ('1', 'true', 'yes', 'on', '0', 'false', 'no', 'off')   # what `core.override` reads as a bool
 
 def _value_problem(key: str, text: str, annotation: str) -> str | None:
-    "Why `text` cannot be the value of a field annotated `annotation` (int, float, bool, optionally `| None`), as `core.override` would say; else None."
+    """Why `text` cannot be the value of a field annotated `annotation` (int, float, bool, optionally `| None`), as
+    `core.override` would say; else None."""
     kinds = [k.strip() for k in annotation.split('|')]
     if 'None' in kinds and text.lower() in ('none', 'null'):
         return None
@@ -131,8 +142,6 @@ def _value_problem(key: str, text: str, annotation: str) -> str | None:
         return f"override: {key}={text!r} is not a valid {kind}" + (": give a value" if not text else '')
     return None
 
-_PATH_FIELDS = ('train_list', 'val_list', 'test_list', 'video_root', 'class_names', 'test_class_names')
-
 def _writable_problem(path: str | os.PathLike, what: str) -> str | None:
     "Why `path` cannot become a folder this process writes in (read from the filesystem, nothing created); else None."
     p = Path(path)
@@ -144,6 +153,9 @@ def _writable_problem(path: str | os.PathLike, what: str) -> str | None:
     if not os.access(base, os.W_OK | os.X_OK):
         return f"{what}={str(path)!r}: {base} is not writable (read-only or no permission); choose another {what}"
     return None
+
+# %% ../nbs/99_cli.ipynb #c8853972
+_PATH_FIELDS = ('train_list', 'val_list', 'test_list', 'video_root', 'class_names', 'test_class_names')
 
 def _check_overrides(spec: str, overrides: list[str]) -> None:
     "Every `KEY=VALUE` of `overrides` names a field of `spec` with a value of its type, and the paths among them exist."
@@ -171,8 +183,10 @@ def _check_overrides(spec: str, overrides: list[str]) -> None:
         if key == 'output_dir' and (problem := _writable_problem(text, 'output_dir')):
             raise CLIError(problem)
 
+# %% ../nbs/99_cli.ipynb #e9f7eb5b
 def _as_overrides(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    "`--key value` and `--key=value` after a subcommand that takes overrides become `key=value`, unless `--key` is an option of it."
+    """`--key value` and `--key=value` after a subcommand that takes overrides become `key=value`, unless `--key` is an
+    option of it."""
     i = next((i for i, a in enumerate(argv) if a in SUBCOMMANDS), None)
     if i is None or SUBCOMMANDS[argv[i]].config is None:
         return argv
@@ -211,9 +225,20 @@ def _writable(path: str | os.PathLike, option: str) -> None:
     if path is not None and (problem := _writable_problem(path, option)):
         raise CLIError(problem)
 
-# %% ../nbs/99_cli.ipynb #93623fc9
-def main(argv:list[str]|None=None) -> int:
-    "Entry point of the `efficient-video` console script; returns the exit status."
+def _words(text: str) -> list[str]:
+    "The items of a comma-separated option (`--methods aim,vpt`), stripped, empty ones left out."
+    return [v.strip() for v in text.split(',') if v.strip()]
+
+def _ints(text: str, what: str) -> list[int]:
+    "The integers of a comma-separated option (`--seeds 0,1,2`); CLIError naming the option `what` otherwise."
+    try:
+        return [int(v) for v in _words(text)]
+    except ValueError:
+        raise CLIError(f'{what} {text!r}: comma-separated integers, e.g. 0,1,2') from None
+
+# %% ../nbs/99_cli.ipynb #10c68878
+def _parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    "The parser and the parsed `argv` (default: `sys.argv[1:]`), overrides gathered wherever they stand."
     parser = build_parser()
     argv = _as_overrides(parser, sys.argv[1:] if argv is None else list(argv))
     args, extra = parser.parse_known_args(argv)
@@ -222,6 +247,12 @@ def main(argv:list[str]|None=None) -> int:
         args.overrides += extra
     elif extra:
         parser.parse_args(argv)   # argparse's own one-line error for what it does not know
+    return parser, args
+
+# %% ../nbs/99_cli.ipynb #93623fc9
+def main(argv:list[str]|None=None) -> int:
+    "Entry point of the `efficient-video` console script; returns the exit status."
+    parser, args = _parse(argv)
     if args.command is None:
         parser.print_help()
         return 2
@@ -259,9 +290,11 @@ def _samples_options(p):
     mode.add_argument('--check', action='store_true',
                       help='verify data_samples/ against MANIFEST.json and decode a real clip (the default)')
     mode.add_argument('--build', action='store_true',
-                      help='rebuild data_samples/ from offline sources (needs the dev extras and Debian\'s dataset-fashion-mnist)')
+                      help='rebuild data_samples/ from offline sources (needs the dev extras and Debian\'s '
+                           'dataset-fashion-mnist)')
     p.add_argument('--root', default=None,
-                   help='the data_samples folder (default: $EFFICIENT_VIDEO_SAMPLES, else the repository\'s data_samples/)')
+                   help='the data_samples folder (default: $EFFICIENT_VIDEO_SAMPLES, else the repository\'s '
+                        'data_samples/)')
     p.add_argument('--no-decode', action='store_true', help='with --check: verify hashes only, decode no video')
     p.add_argument('--seed', type=int, default=0, help='with --build: seed of every random choice')
 
@@ -291,7 +324,8 @@ def _profile_options(p):
     p.add_argument('--frames', type=_at_least(1), required=True, help='frames per view (T)')
     p.add_argument('--num-classes', type=_at_least(1), required=True, help='classes of the head (K)')
     p.add_argument('--image-size', type=int, default=None, help='input size in pixels (default: the backbone\'s)')
-    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='the method\'s own options, e.g. temporal_layers=2')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
+                   help='the method\'s own options, e.g. temporal_layers=2')
 
 def _format_profile(report): 
     from efficient_video.methods import format_profile
@@ -306,34 +340,44 @@ def run_profile(args):
         raise CLIError('--frames and --num-classes must be positive integers')
     sample_clip()   # registers the committed sample CLIP's config, so `--backbone ev-samples-clip` resolves too
     options = get_method(args.method).parse_options(args.overrides)
-    return profile_method(args.method, args.backbone, args.frames, args.num_classes, image_size=args.image_size, **options)
+    return profile_method(args.method, args.backbone, args.frames, args.num_classes, image_size=args.image_size,
+                          **options)
 
 # %% ../nbs/99_cli.ipynb #57795876
 def _pretrain_options(p):
-    p.add_argument('--steps', type=_at_least(1), default=None, help='optimizer steps (default: the recipe\'s 4,000, ~28 minutes on one CPU core)')
-    p.add_argument('--out', default='runs/tiny_clip', help='model folder to write (weights, open_clip_config.json, history, metrics)')
+    p.add_argument('--steps', type=_at_least(1), default=None,
+                   help='optimizer steps (default: the recipe\'s 4,000, ~28 minutes on one CPU core)')
+    p.add_argument('--out', default='runs/tiny_clip',
+                   help='model folder to write (weights, open_clip_config.json, history, metrics)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing checkpoint in --out')
-    p.add_argument('--resume', action='store_true', help='continue a stopped run from the engine checkpoints in --run-dir')
-    p.add_argument('--run-dir', default=None, help='where the engine writes its checkpoints and metrics.jsonl (default: OUT/run)')
-    p.add_argument('--eval-every', type=_at_least(0), default=None, help='steps between zero-shot evaluations on 1,000 test images (0: none)')
+    p.add_argument('--resume', action='store_true',
+                   help='continue a stopped run from the engine checkpoints in --run-dir')
+    p.add_argument('--run-dir', default=None,
+                   help='where the engine writes its checkpoints and metrics.jsonl (default: OUT/run)')
+    p.add_argument('--eval-every', type=_at_least(0), default=None,
+                   help='steps between zero-shot evaluations on 1,000 test images (0: none)')
     p.add_argument('--model', default=None, help='train this open_clip architecture instead of the recipe\'s tiny CLIP')
-    p.add_argument('--pretrained', default=None, help='start from these weights: an open_clip tag, a checkpoint file or a model folder')
+    p.add_argument('--pretrained', default=None,
+                   help='start from these weights: an open_clip tag, a checkpoint file or a model folder')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: a GPU if there is one)')
-    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='PretrainConfig fields, e.g. lr=5e-4 batch_size=256')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
+                   help='PretrainConfig fields, e.g. lr=5e-4 batch_size=256')
 
 def _pretrain_check(args):
     _writable(args.out, '--out')
     _writable(args.run_dir, '--run-dir')
 
-@subcommand('pretrain-clip', 'pretrain the tiny sample CLIP on the shipped image-caption data (CPU, ~30 minutes)', _pretrain_options,
-            config='pretrain:PretrainConfig', check=_pretrain_check)
+# %% ../nbs/99_cli.ipynb #6f363933
+@subcommand('pretrain-clip', 'pretrain the tiny sample CLIP on the shipped image-caption data (CPU, ~30 minutes)',
+            _pretrain_options, config='pretrain:PretrainConfig', check=_pretrain_check)
 def run_pretrain_clip(args):
     from efficient_video import pretrain
     from efficient_video.pretrain import pretrain_clip
     from efficient_video.core import override
     out = Path(args.out)
     if (out/pretrain.CHECKPOINT_FILE).exists() and not (args.overwrite or args.resume):
-        raise CLIError(f'{out/pretrain.CHECKPOINT_FILE} exists; pass --overwrite to replace it, or choose another --out')
+        raise CLIError(f'{out/pretrain.CHECKPOINT_FILE} exists; pass --overwrite to replace it, '
+                       f'or choose another --out')
     cfg = override(pretrain.PretrainConfig(), args.overrides)
     if args.steps is not None:
         cfg = override(cfg, steps=args.steps)
@@ -351,13 +395,16 @@ def run_pretrain_clip(args):
 # %% ../nbs/99_cli.ipynb #2b564067
 def _zero_shot_options(p):
     p.add_argument('--model', default=None, help='open_clip architecture name (default: the committed sample CLIP)')
-    p.add_argument('--pretrained', default=None, help='open_clip tag (online), a checkpoint file or an open_clip model folder')
+    p.add_argument('--pretrained', default=None,
+                   help='open_clip tag (online), a checkpoint file or an open_clip model folder')
     p.add_argument('--templates', default='a photo of a {}.',
                    help="one template with '{}', or a set name: default, single, openai (the 80 ImageNet ones), video")
-    p.add_argument('-n', type=_at_least(1), default=None, help='evaluate on the first n test images (default: all 10,000)')
+    p.add_argument('-n', type=_at_least(1), default=None,
+                   help='evaluate on the first n test images (default: all 10,000)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: cpu)')
 
-@subcommand('zero-shot', 'zero-shot accuracy on the official Fashion-MNIST test set with a template ensemble', _zero_shot_options)
+@subcommand('zero-shot', 'zero-shot accuracy on the official Fashion-MNIST test set with a template ensemble',
+            _zero_shot_options)
 def run_zero_shot(args):
     from efficient_video import prompts, pretrain
     from efficient_video.clip import load_clip
@@ -373,9 +420,11 @@ def run_zero_shot(args):
 
 # %% ../nbs/99_cli.ipynb #e871f55f
 def _demo_options(p):
-    p.add_argument('--out', default='runs/demo', help='output folder: results.json, results.png, a run folder per method')
+    p.add_argument('--out', default='runs/demo',
+                   help='output folder: results.json, results.png, a run folder per method')
     p.add_argument('--methods', default=None, help='comma-separated subset of: zero-shot, temporal-transformer, '
-                   'efficient-prompt, frame-average, vpt, adaptformer, pro-tuning, st-adapter, aim, dualpath (default: all)')
+                   'efficient-prompt, frame-average, vpt, adaptformer, pro-tuning, st-adapter, aim, dualpath '
+                   '(default: all)')
     p.add_argument('--epochs', type=_at_least(1), default=None,
                    help='epochs for the methods that train through the image tower (default: demo.DEMO_EPOCHS, 14)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
@@ -385,24 +434,27 @@ def _demo_human(report: dict) -> str:
     return (format_demo(report) + f"\n\n{report['seconds'] / 60:.1f} minutes; wrote {report['out']}/results.json "
             f"and {report['out']}/results.png")
 
+@contextlib.contextmanager
+def _interruptible():
+    "A Ctrl-C in the block ends the command with the interruption's own message (what was kept, how to continue)."
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        raise CLIError(str(e) or 'interrupted') from None
+
+def _to_stderr(message: str):
+    print(message, file=sys.stderr)
+
 @subcommand('demo', 'train every method briefly on the shipped motion benchmark and print one table (start here)',
             _demo_options, human=_demo_human, check=lambda args: _writable(args.out, '--out'))
 def run_demo(args):
     from efficient_video import demo
     epochs = demo.DEMO_EPOCHS if args.epochs is None else args.epochs
-    rows = [m.strip() for m in args.methods.split(',') if m.strip()] if args.methods else None
-    try:
-        return demo.run_demo(args.out, rows, epochs, args.device, log=lambda m: print(m, file=sys.stderr))
-    except KeyboardInterrupt as e:
-        raise CLIError(str(e) or 'interrupted') from None
+    rows = _words(args.methods) if args.methods else None
+    with _interruptible():
+        return demo.run_demo(args.out, rows, epochs, args.device, log=_to_stderr)
 
 # %% ../nbs/99_cli.ipynb #7a0d2554
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(',') if v.strip()]
-    except ValueError:
-        raise CLIError(f'{what} {text!r}: comma-separated integers, e.g. 0,1,2') from None
-
 def _bench_options(p):
     p.add_argument('--part', default='motion,reference,paper',
                    help='comma-separated parts: motion (seeds, few-shot, zero-shot), reference (ViT-B/16 speed and '
@@ -411,10 +463,13 @@ def _bench_options(p):
     p.add_argument('--seeds', default='0,1,2', help='motion part: seeds (default 0,1,2)')
     p.add_argument('--shots', default='2,4,8', help='motion part: few-shot clips per class (default 2,4,8)')
     p.add_argument('--epochs', type=_at_least(1), default=None,
-                   help='motion part: epochs of the methods that train through the image tower (default: the demo\'s 14)')
+                   help='motion part: epochs of the methods that train through the image tower '
+                        '(default: the demo\'s 14)')
     p.add_argument('--frames', default='8,16', help='reference part: frame counts (default 8,16)')
-    p.add_argument('--batch', type=_at_least(1), default=None, help='reference part: clips per step (default 2 on CPU, 16 on GPU)')
-    p.add_argument('--steps', type=_at_least(1), default=None, help='reference part: timed steps (default 2 on CPU, 10 on GPU)')
+    p.add_argument('--batch', type=_at_least(1), default=None,
+                   help='reference part: clips per step (default 2 on CPU, 16 on GPU)')
+    p.add_argument('--steps', type=_at_least(1), default=None,
+                   help='reference part: timed steps (default 2 on CPU, 10 on GPU)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
     p.add_argument('--out', default='runs/bench', help='folder of the runs and of bench.json (default runs/bench)')
     p.add_argument('--record', default=None, help='also merge the parts into this JSON report')
@@ -423,6 +478,7 @@ def _bench_human(report: dict) -> str:
     from efficient_video.bench import format_bench
     return format_bench(report)
 
+# %% ../nbs/99_cli.ipynb #38c537f0
 def _bench_check(args):
     for option in ('seeds', 'shots', 'frames'):
         _ints(getattr(args, option), f'--{option}')
@@ -433,79 +489,85 @@ def _bench_check(args):
 def run_bench(args):
     from efficient_video import bench, demo
     epochs = demo.DEMO_EPOCHS if args.epochs is None else args.epochs
-    rows = [m.strip() for m in args.methods.split(',') if m.strip()] if args.methods else None
-    parts = [p.strip() for p in args.part.split(',') if p.strip()]
-    try:
-        return bench.run_bench(args.out, parts, rows, _ints(args.seeds, '--seeds'), _ints(args.shots, '--shots'), epochs,
-                               _ints(args.frames, '--frames'), args.device, args.batch, args.steps, args.record,
-                               log=lambda m: print(m, file=sys.stderr))
-    except KeyboardInterrupt as e:
-        raise CLIError(str(e) or 'interrupted') from None
+    rows = _words(args.methods) if args.methods else None
+    parts = _words(args.part)
+    with _interruptible():
+        return bench.run_bench(args.out, parts, rows, _ints(args.seeds, '--seeds'), _ints(args.shots, '--shots'),
+                               epochs, _ints(args.frames, '--frames'), args.device, args.batch, args.steps,
+                               args.record, log=_to_stderr)
 
 # %% ../nbs/99_cli.ipynb #23f6f9fb
 def _is_rank0() -> bool: return os.environ.get('RANK', '0') == '0'
+
+def _rank0_report(report):
+    "`report` on rank 0; every other rank ends here, quietly (each holds the same metrics, rank 0 reports them)."
+    if not _is_rank0():
+        sys.exit(0)
+    return report
 
 def _train_options(p):
     p.add_argument('--preset', default='frame-average-tiny',
                    help='a registered recipe (methods.list_presets()); the tiny presets run on data_samples/ on a CPU')
     p.add_argument('--method', default=None, help='override the preset\'s method (a registered method name)')
     p.add_argument('--resume', default=None, help="'auto' (latest checkpoint in output_dir) or a checkpoint folder")
-    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='TrainConfig fields, e.g. lr=1e-3 epochs=5 output_dir=runs/x')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
+                   help='TrainConfig fields, e.g. lr=1e-3 epochs=5 output_dir=runs/x')
 
 def _train_check(args):
     if args.resume not in (None, 'auto') and not Path(args.resume).exists():
         raise CLIError(f"--resume {args.resume}: no such checkpoint folder (use 'auto' or a folder written by train)")
 
 @subcommand('train', 'train a method with a named preset (CPU toy runs and multi-GPU torchrun alike)', _train_options,
-            config='engine:TrainConfig', check=_train_check)
+            config='config:TrainConfig', check=_train_check)
 def run_train(args):
     from efficient_video import train
     kw = {k: v for k, v in (('method', args.method), ('resume', args.resume)) if v is not None}
-    report = train.train(train.load_config(args.preset, args.overrides, **kw))
-    if not _is_rank0():
-        sys.exit(0)   # every rank holds the same metrics; rank 0 reports them
-    return report
+    return _rank0_report(train.train(train.load_config(args.preset, args.overrides, **kw)))
 
+# %% ../nbs/99_cli.ipynb #a87f6fca
 def _eval_options(p):
-    p.add_argument('--checkpoint', required=True, help='a run folder (its latest checkpoint) or a step-* folder written by train')
-    p.add_argument('--split', default='test', choices=['test', 'val'], help='which list of the run\'s config to test on')
-    p.add_argument('--views', type=_at_least(1), default=None, help='temporal views (default: the config\'s test_views)')
+    p.add_argument('--checkpoint', required=True,
+                   help='a run folder (its latest checkpoint) or a step-* folder written by train')
+    p.add_argument('--split', default='test', choices=['test', 'val'],
+                   help='which list of the run\'s config to test on')
+    p.add_argument('--views', type=_at_least(1), default=None,
+                   help='temporal views (default: the config\'s test_views)')
     p.add_argument('--crops', type=int, choices=(1, 3), default=None,
                    help='spatial crops: 1 (centre) or 3 (along the longer side) (default: the config\'s test_crops)')
     p.add_argument('--out', default=None, help='folder for {split}.json and the confusion figure (default: beside the '
                    'checkpoint, when that folder is writable)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
-    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='change the stored config, e.g. test_list=/data/test.txt')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
+                   help='change the stored config, e.g. test_list=/data/test.txt')
 
 def _eval_check(args):
     if not Path(args.checkpoint).exists():
         raise CLIError(f"--checkpoint {args.checkpoint}: no such folder")
     _writable(args.out, '--out')
 
-@subcommand('eval', 'test a checkpoint with multi-view testing: top-1/top-5, per-class accuracy, confusion matrix', _eval_options,
-            config='engine:TrainConfig', check=_eval_check)
+@subcommand('eval', 'test a checkpoint with multi-view testing: top-1/top-5, per-class accuracy, confusion matrix',
+            _eval_options, config='config:TrainConfig', check=_eval_check)
 def run_eval(args):
     from efficient_video import train
-    report = train.evaluate(args.checkpoint, args.split, args.overrides, args.views, args.crops, args.device, args.out)
-    if not _is_rank0():
-        sys.exit(0)
-    return report
+    return _rank0_report(train.evaluate(args.checkpoint, args.split, args.overrides, args.views, args.crops,
+                                        args.device, args.out))
 
 # %% ../nbs/99_cli.ipynb #42e0a477
 def _extract_options(p):
     p.add_argument('--preset', default='frame-average-tiny', help='a registered recipe (methods.list_presets())')
     p.add_argument('--splits', default='train,val,test', help='comma-separated splits of the config to extract')
-    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='TrainConfig fields, e.g. feature_cache=/data/cache')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
+                   help='TrainConfig fields, e.g. feature_cache=/data/cache')
 
 def _splits(args) -> list[str]:
-    splits = [s.strip() for s in args.splits.split(',') if s.strip()]
+    splits = _words(args.splits)
     bad = [s for s in splits if s not in ('train', 'val', 'test')]
     if bad:
         raise CLIError(f'--splits: {bad} are not among train, val, test')
     return splits
 
-@subcommand('extract-features', 'compute a frozen image tower\'s frame features once and cache them on disk', _extract_options,
-            config='engine:TrainConfig', check=_splits)
+@subcommand('extract-features', 'compute a frozen image tower\'s frame features once and cache them on disk',
+            _extract_options, config='config:TrainConfig', check=_splits)
 def run_extract_features(args):
     from efficient_video import train
     splits = _splits(args)
@@ -514,11 +576,13 @@ def run_extract_features(args):
 # %% ../nbs/99_cli.ipynb #c87bfc18
 def _retrieval_options(p):
     p.add_argument('--preset', default='efficient-prompt-tiny',
-                   help="the recipe whose CLIP, lists and schedule retrieval uses (every clip of its train/test lists needs sentences)")
+                   help="the recipe whose CLIP, lists and schedule retrieval uses (every clip of its train/test "
+                        "lists needs sentences)")
     p.add_argument('--captions', default=None,
-                   help='a captions.jsonl, one {"path": ..., "captions": [...]} per line, paths relative to its folder\'s parent '
-                        '(default: the shipped data_samples/retrieval/captions.jsonl)')
-    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='TrainConfig fields, e.g. epochs=10 output_dir=runs/retrieval')
+                   help='a captions.jsonl, one {"path": ..., "captions": [...]} per line, paths relative to its '
+                        'folder\'s parent (default: the shipped data_samples/retrieval/captions.jsonl)')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
+                   help='TrainConfig fields, e.g. epochs=10 output_dir=runs/retrieval')
 
 def _retrieval_human(report: dict) -> str:
     from efficient_video.retrieval import format_retrieval
@@ -529,15 +593,14 @@ def _retrieval_check(args):
     if args.captions is not None and not Path(args.captions).is_file():
         raise CLIError(f"--captions {args.captions}: no such file")
 
-@subcommand('retrieval', 'text-video retrieval: zero-shot and trained prompts + temporal model, R@K / MedR / MeanR both ways',
-            _retrieval_options, human=_retrieval_human, config='engine:TrainConfig', check=_retrieval_check)
+@subcommand('retrieval',
+            'text-video retrieval: zero-shot and trained prompts + temporal model, R@K / MedR / MeanR both ways',
+            _retrieval_options, human=_retrieval_human, config='config:TrainConfig', check=_retrieval_check)
 def run_retrieval(args):
     from efficient_video import retrieval
     captions = retrieval.read_captions(args.captions) if args.captions else None
     _, report = retrieval.train_retrieval(retrieval.retrieval_config(*args.overrides, preset=args.preset), captions)
-    if not _is_rank0():
-        sys.exit(0)
-    return report
+    return _rank0_report(report)
 
 # %% ../nbs/99_cli.ipynb #8141dcba
 def _readme_options(p):

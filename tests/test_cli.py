@@ -197,7 +197,34 @@ def test_the_early_check_reads_the_configs_own_fields():
     "The field table the CLI reads from the source without importing it is exactly each dataclass's fields."
     import dataclasses
     from efficient_video.cli import _config_fields
-    from efficient_video.engine import TrainConfig
+    from efficient_video.config import TrainConfig
     from efficient_video.pretrain import PretrainConfig
-    for spec, cls in (("engine:TrainConfig", TrainConfig), ("pretrain:PretrainConfig", PretrainConfig)):
+    for spec, cls in (("config:TrainConfig", TrainConfig), ("pretrain:PretrainConfig", PretrainConfig)):
         assert _config_fields(spec) == {f.name: f.type for f in dataclasses.fields(cls)}, spec
+
+
+def test_code_cells_fit_a_screen():
+    "Every code cell of the chapter is at most 40 lines (issue #21)."
+    nb = json.loads((Path(__file__).resolve().parents[1]/"nbs"/"99_cli.ipynb").read_text())
+    sizes = [len("".join(c["source"]).splitlines()) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert max(sizes) <= 40, [(i, n) for i, n in enumerate(sizes) if n > 40]
+
+
+def test_option_lists_and_interruptions_are_handled_in_one_place():
+    "Comma-separated options are split, Ctrl-C is turned into an error and non-zero ranks leave, each in one place."
+    import efficient_video.cli as cli
+    src = Path(cli.__file__).read_text()
+    counts = {s: src.count(s) for s in (".split(',')", "except KeyboardInterrupt", "sys.exit(0)")}
+    assert counts == dict.fromkeys(counts, 1), counts
+
+
+def test_every_subcommands_config_is_found():
+    "The dataclass each subcommand's overrides change is read from its spec, also where the module only imports it."
+    import dataclasses
+    import importlib
+    from efficient_video.cli import SUBCOMMANDS, _config_fields
+    for sc in SUBCOMMANDS.values():
+        if sc.config:
+            module, name = sc.config.split(":")
+            cls = getattr(importlib.import_module(f"efficient_video.{module}"), name)
+            assert _config_fields(sc.config) == {f.name: f.type for f in dataclasses.fields(cls)}, sc.name

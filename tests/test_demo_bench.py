@@ -187,6 +187,20 @@ def test_chapters_do_not_assert_the_record(nb):
     assert not bad, f"{nb}: assertions on the recorded report: {bad}"
 
 
+@pytest.mark.parametrize('nb', ['16_demo.ipynb', '17_bench.ipynb'])
+def test_code_cells_fit_a_screen(nb):
+    "Every code cell is at most 40 lines (issue #21): a long one is split, with prose between, or calls functions."
+    long = [(i, n) for i, src in enumerate(_code_cells(nb)) if (n := len(src.splitlines())) > 40]
+    assert not long, f"{nb}: code cells over 40 lines (index among code cells, lines): {long}"
+
+
+def test_record_keeping_and_figures_live_once():
+    "Keeping or redoing a finished run, and the figures' set-up and bars, are written once (demo) and used by bench."
+    src = [Path(m.__file__).read_text() for m in (demo, bench)]
+    for phrase in ("run the same command again", "{why}: training it again", "matplotlib.use('Agg')", "'#4c72b0'"):
+        assert sum(s.count(phrase) for s in src) == 1, phrase
+
+
 def test_readme_claims_what_is_true():
     "The README names the demo's rows and the full-scale presets as the code has them, and claims no UCF101 training."
     from efficient_video.methods import list_presets, get_preset

@@ -154,6 +154,13 @@ def test_progress_lines_and_only(tmp_path):
     test = lambda o: [p.name for p in select_notebooks(sorted(nbs.glob('*.ipynb')), nbs, o)]
     assert test(['b.html']) == test('01_b.ipynb') == test(['nbs/01_b.ipynb']) == ['01_b.ipynb']
 
+def test_code_cells_fit_a_screen():
+    "Every code cell of the chapter is at most 40 lines (issue #21): long functions are split into steps with prose."
+    import json
+    nb = json.loads((REPO/'nbs'/'90_docs.ipynb').read_text())
+    sizes = [len(''.join(c['source']).splitlines()) for c in nb['cells'] if c['cell_type'] == 'code']
+    assert max(sizes) <= 40, [(i, n) for i, n in enumerate(sizes) if n > 40]
+
 def test_cli_options():
     "The options `efficient-video docs` gets from `add_docs_options`"
     import argparse

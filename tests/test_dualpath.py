@@ -37,7 +37,11 @@ def reference_outputs() -> dict:
     options (SSv2's fifth adapter, the code's serial adapters without a skip, random positions, no projection; the
     paper's unaligned tiles), and every state-dict key with its shape."""
     from safetensors.torch import load_file
-    from efficient_video.engine import build_dataset, read_class_names
+    import efficient_video
+    if (Path(efficient_video.__file__).parent / "data.py").exists():    # the engine split into rooms (03a-03f)
+        from efficient_video.data import build_dataset, read_class_names
+    else:                                                                  # the code before: all in the engine
+        from efficient_video.engine import build_dataset, read_class_names
     from efficient_video.methods import build_model
     from efficient_video.train import load_config, model_from_config
     torch.use_deterministic_algorithms(True)
@@ -110,7 +114,8 @@ def test_outputs_equal_those_before_the_refactor(before):
 def test_the_recorded_trained_run_loads(tmp_path):
     "benchmarks/results/dualpath-tiny's weights load through the engine's `load_checkpoint` (every key, every shape)."
     from safetensors.torch import load_file
-    from efficient_video.engine import load_checkpoint, read_class_names
+    from efficient_video.data import read_class_names
+    from efficient_video.checkpoints import load_checkpoint
     from efficient_video.train import load_config, model_from_config
     ck = tmp_path / "step-000360"
     ck.mkdir()
@@ -199,8 +204,13 @@ def test_every_public_method_of_DualPathBlock_works_or_refuses():
     code = DualPathBlock(copy.deepcopy(frozen), serial_skip=False).eval()
     x = torch.randn(3, 17, 32)                                         # (rows, tokens, D)
     with torch.no_grad():
+        u = frozen.ln_1(x)
+        z = x + frozen.ls_1(frozen.attn(u, u, u, need_weights=False)[0])   # the open_clip block's first residual step
         checks = {
             "attention": lambda: torch.testing.assert_close(blk.attention(x), frozen.attn(x, x, x, need_weights=False)[0]),
+            # the frozen branches (inherited from FrozenBlock): x + each of them, in turn, is CLIP's block
+            "attn_branch": lambda: torch.testing.assert_close(x + blk.attn_branch(blk.ln_1(x)), z),
+            "mlp_branch": lambda: torch.testing.assert_close(z + blk.mlp_branch(blk.ln_2(z)), frozen(x)),
             "spatial": lambda: torch.testing.assert_close(blk.spatial(x), frozen(x)),       # adapters at zero: CLIP's block
             "temporal": lambda: (torch.testing.assert_close(blk.temporal(x), frozen(x)),    # identity serial adapters
                                  torch.testing.assert_close(code.temporal(x), x)),          # no skip: the block adds 0

@@ -20,8 +20,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from efficient_video.core import override
-from efficient_video.engine import (TrainConfig, ConfigError, CheckpointError, ClassificationLoss, fit, find_checkpoint,
-                                    read_metrics, trainable_state)
+from efficient_video.config import TrainConfig, ConfigError
+from efficient_video.run_folder import read_metrics
+from efficient_video.checkpoints import CheckpointError, find_checkpoint, trainable_state
+from efficient_video.engine import ClassificationLoss, fit
 from efficient_video.samples import samples_dir
 
 EXE = shutil.which("efficient-video") or str(Path(sys.executable).parent / "efficient-video")
@@ -128,8 +130,8 @@ def dead_pid() -> int:
 
 def debris_of_a_dead_writer(folder: Path, name: str) -> Path:
     "The temporary file a process killed while writing `folder/name` leaves: written by a process that then exits."
-    code = ("import sys; from pathlib import Path; from efficient_video.engine import _tmp_path; "
-            "p = _tmp_path(Path(sys.argv[1])); p.write_text(''); print(p.name)")
+    code = ("import sys; from pathlib import Path; from efficient_video.run_folder import temporary_path; "
+            "p = temporary_path(Path(sys.argv[1])); p.write_text(''); print(p.name)")
     p = subprocess.run([sys.executable, "-c", code, str(folder / name)], capture_output=True, text=True, check=True)
     return folder / p.stdout.strip()
 
@@ -464,7 +466,7 @@ def test_cli_unwritable_output_folders_are_one_line(tmp_path):
     ("classes.txt", "zumba\ncafé\n", "classes.txt:2"),
     ("classes.json", '["zumba",\n "café"]', "classes.json:2")])
 def test_a_class_file_that_is_not_utf8_is_named_with_its_line(tmp_path, name, data, where):
-    from efficient_video.engine import read_class_names
+    from efficient_video.data import read_class_names
     path = tmp_path / name
     path.write_bytes(data.encode("latin-1"))
     with pytest.raises(ValueError) as ei:

@@ -115,7 +115,8 @@ def test_a_short_training_run_checkpoints_and_loads_back(tmp_path):
     "Efficient-Prompt on 16 clips of the motion benchmark, one epoch: feature cache, engine, safetensors, tqdm."
     import torch
     from safetensors.torch import load_file
-    from efficient_video.engine import load_checkpoint, read_class_names, trainable_state
+    from efficient_video.data import read_class_names
+    from efficient_video.checkpoints import load_checkpoint, trainable_state
     from efficient_video.samples import samples_dir
     from efficient_video.train import load_config, model_from_config, train
     motion = samples_dir()/'motion'

@@ -1,19 +1,14 @@
 """`prompt_learning` on the open_clip variants the notebook does not show: every kind of text projection, no causal
 mask, both Transformer layouts (open_clip >= 2.26 and the sequence-first one of older versions), CustomTextCLIP,
-bf16 towers, towers that are refused, and a learner inside a parent module (copy, checkpoint round trip). Also: the
-symbol tables of the prompt-learning and temporal chapters name code that exists."""
-import ast
-import builtins
+bf16 towers, towers that are refused, a learner inside a parent module (copy, checkpoint round trip) and one whose
+vectors are fixed (`learn=False`)."""
 import copy
 import inspect
-import json
-import re
-from pathlib import Path
 
 import open_clip
 import pytest
 import torch
-from open_clip.transformer import TextTransformer, Transformer
+from open_clip.transformer import CustomResidualAttentionBlock, ResidualAttentionBlock, TextTransformer, Transformer
 from torch import nn
 
 import efficient_video.prompt_learning as pl
@@ -53,28 +48,59 @@ def test_transformer_with_batch_first_false_is_still_called_batch_first():
     assert_matches_encode_text(t)
 
 
-class OldTransformer(nn.Module):
-    "open_clip < 2.26: no `batch_first` attribute, expects L×K×D (emulated around a current Transformer)."
-    def __init__(self, inner):
+class TransformerBefore226(nn.Module):
+    """open_clip's Transformer before 2.26: no `batch_first` attribute, blocks built sequence-first, and a forward that
+    hands its input to them as it is, so the caller must pass L×K×D (2.24's forward, around current blocks)."""
+    def __init__(self, resblocks: nn.ModuleList):
         super().__init__()
-        self.inner = inner
-    def get_cast_dtype(self): return self.inner.get_cast_dtype()
+        self.resblocks = resblocks
+    def get_cast_dtype(self): return self.resblocks[0].mlp.c_fc.weight.dtype
     def forward(self, x, attn_mask=None):
-        assert x.shape[1] == len(SENTENCES), "an old Transformer must receive L×K×D"
-        return self.inner(x.transpose(0, 1), attn_mask=attn_mask).transpose(0, 1)
+        for r in self.resblocks:
+            x = r(x, attn_mask=attn_mask)
+        return x
 
 
-def test_old_open_clip_layout_is_permuted(monkeypatch):
+def transformer_before_226(t: TextTransformer) -> TransformerBefore226:
+    "`t`'s Transformer, the same weights, as open_clip before 2.26 built it."
+    seq_first = Transformer(32, 2, 2, batch_first=False)
+    seq_first.load_state_dict(t.transformer.state_dict())
+    assert seq_first.resblocks[0].attn.batch_first is False
+    return TransformerBefore226(seq_first.resblocks)
+
+
+@pytest.mark.parametrize('has_version', [False, True], ids=['no-__version__-as-2.24', 'a-current-__version__'])
+def test_a_transformer_from_before_2_26_gets_l_k_d(monkeypatch, has_version):
+    "The layout is read from the model: open_clip 2.24 has no `open_clip.__version__`, and a version says nothing."
     t = tower()
     with torch.no_grad():
         ids = open_clip.tokenize(SENTENCES, context_length=16)
         ref = t(ids)
-        t.transformer = OldTransformer(t.transformer)
-        monkeypatch.setattr(open_clip, '__version__', '2.24.0')
+        t.transformer = transformer_before_226(t)
+        if not has_version:
+            monkeypatch.delattr(open_clip, '__version__')
         out = encode_text_embeddings(t, t.token_embedding(ids), ids.argmax(-1))
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
-    monkeypatch.setattr(open_clip, '__version__', '4.2.0.dev0')   # 4.x: no attribute, but batch-first again
-    assert not pl._sequence_first(t.transformer)
+
+
+class BlocksOnly(nn.Module):
+    "A Transformer without the `batch_first` attribute, as in open_clip 4.x: it runs its blocks on what it is given."
+    def __init__(self, *blocks):
+        super().__init__()
+        self.resblocks = nn.ModuleList(blocks)
+
+
+def test_the_layout_is_read_from_the_model():
+    "`takes_batch_first` on every kind of Transformer and block, whatever the installed version."
+    t = tower()
+    assert pl.takes_batch_first(Transformer(32, 1, 2))                        # 2.26 to 3.x: batch-first ...
+    assert pl.takes_batch_first(Transformer(32, 1, 2, batch_first=False))     # ... whatever the flag says
+    assert not pl.takes_batch_first(transformer_before_226(t))                # before 2.26: what its blocks take
+    assert pl.takes_batch_first(ResidualAttentionBlock(32, 2))
+    assert not pl.takes_batch_first(ResidualAttentionBlock(32, 2, batch_first=False))
+    assert pl.takes_batch_first(CustomResidualAttentionBlock(32, 2))          # open_clip's own attention
+    assert pl.takes_batch_first(BlocksOnly(CustomResidualAttentionBlock(32, 2)))   # 4.x: no flag anywhere
+    assert pl.takes_batch_first(BlocksOnly())                                 # no blocks: nothing to permute for
 
 
 def test_custom_text_clip_uses_its_text_tower():
@@ -110,13 +136,19 @@ def test_bf16_tower_matches_encode_text():
     assert ours.dtype == torch.bfloat16 and torch.equal(ours, ref)
 
 
-def test_learner_inside_a_parent_module():
-    "What the video model will do: own the CLIP and the learner; copy it, save and reload its trainable state."
+def _parent(names, **kw):
+    "What the video model does: a module that owns the frozen CLIP and a prompt learner on its token embedding."
     bundle = load_clip('ev-tiny-vit')
-    names = ['t-shirt', 'coat', 'bag']
     parent = nn.Module()
     parent.clip = freeze(bundle.model)
-    parent.prompts = PromptLearner(parent.clip.token_embedding, bundle.tokenizer, 32, names, prefix=2, postfix=2)
+    parent.prompts = PromptLearner(parent.clip.token_embedding, bundle.tokenizer, 32, names, prefix=2, postfix=2, **kw)
+    return bundle, parent
+
+
+def test_learner_inside_a_parent_module():
+    "What the video model will do: own the CLIP and the learner; copy it, save and reload its trainable state."
+    names = ['t-shirt', 'coat', 'bag']
+    bundle, parent = _parent(names)
     twin = copy.deepcopy(parent)
     assert twin.prompts.token_embedding is twin.clip.token_embedding   # the reference follows the copy
     assert twin.prompts.token_embedding is not parent.clip.token_embedding
@@ -128,40 +160,24 @@ def test_learner_inside_a_parent_module():
         assert torch.equal(a, b)
 
 
+def test_fixed_vectors_inside_a_parent_module():
+    "`learn=False`: a buffer under the same key, so a checkpoint of either kind loads into the other; nothing trains it."
+    names = ['t-shirt', 'coat', 'bag']
+    bundle, parent = _parent(names, init_prefix='a photo', learn=False)
+    assert [n for n, p in parent.named_parameters() if p.requires_grad] == []
+    assert [k for k in parent.state_dict() if k.startswith('prompts.')] == ['prompts.prompt_vectors']
+    twin = copy.deepcopy(parent)
+    assert 'prompt_vectors' in dict(twin.prompts.named_buffers())
+    learned = PromptLearner(bundle.model.token_embedding, bundle.tokenizer, 32, names, prefix=2, postfix=2)
+    learned.load_state_dict({'prompt_vectors': parent.prompts.prompt_vectors})
+    parent.prompts.load_state_dict(learned.state_dict())
+    assert torch.equal(parent.prompts.prompt_vectors, learned.prompt_vectors)
+    x, _ = parent.prompts()
+    assert not x.requires_grad
+    assert not encode_text_embeddings(parent.clip, *parent.prompts()).requires_grad
+
+
 def test_tokenizer_without_encode_is_refused():
     bundle = load_clip('ev-tiny-vit')
     with pytest.raises(TypeError, match='has no .encode'):
         PromptLearner(bundle.model.token_embedding, lambda texts: None, 32, ['coat'], prefix=2, postfix=2)
-
-
-def _symbol_table_names(nb_name: str) -> tuple[list[str], set[str]]:
-    "(the Python names used in the `code` column of notebook `nb_name`'s symbol table, every name its code defines or uses)"
-    cells = json.loads((Path(__file__).parents[1]/'nbs'/nb_name).read_text())['cells']
-    known = set(dir(builtins))
-    for c in cells:
-        if c['cell_type'] != 'code': continue
-        src = '\n'.join(l for l in ''.join(c['source']).splitlines() if not l.lstrip().startswith(('%', '!', '#|')))
-        for node in ast.walk(ast.parse(src)):
-            if isinstance(node, ast.Name): known.add(node.id)
-            elif isinstance(node, ast.Attribute): known.add(node.attr)
-            elif isinstance(node, ast.arg): known.add(node.arg)
-            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)): known.add(node.name)
-            elif isinstance(node, ast.alias): known.add((node.asname or node.name).split('.')[0])
-    table = next(''.join(c['source']) for c in cells if c['cell_type'] == 'markdown' and '| symbol |' in ''.join(c['source']))
-    used = []
-    for row in table.split('| symbol |', 1)[1].splitlines()[2:]:
-        if not row.startswith('|'): break
-        for span in re.findall(r'`([^`]+)`', row.rstrip(' |').rsplit('|', 1)[-1]):
-            try: tree = ast.parse(span)
-            except SyntaxError: continue                  # a shape such as `K×L×D`, not code
-            used += [n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(tree)
-                     if isinstance(n, (ast.Name, ast.Attribute))]
-    return used, known
-
-
-@pytest.mark.parametrize('nb_name', ['10_prompt_learning.ipynb', '11_temporal.ipynb'])
-def test_symbol_table_names_real_code(nb_name):
-    "Every name in the `code` column of the notebook's symbol table is defined or used by the notebook's code."
-    used, known = _symbol_table_names(nb_name)
-    assert used, 'no symbol table found'
-    assert [n for n in used if n not in known] == []

@@ -14,7 +14,7 @@ import pytest
 from efficient_video.samples import (REHEARSAL_FOLDERS, REHEARSAL_FORMATS, K400_CLASSES, K400_GOP, HMDB51_CLASSES,
                                      SSV2_CLASSES, UCF101_CLASSES, SamplesError, probe_video, sha256, write_rehearsal)
 from efficient_video.video import decord, open_video, read_kinetics_csv, read_ssv2_json, read_ucf_hmdb_split
-from efficient_video.engine import build_dataset, check_split_labels
+from efficient_video.data import build_dataset, check_split_labels
 from efficient_video.train import load_config
 
 VIDEO_SUFFIXES = ('.mp4', '.webm', '.avi')

@@ -90,3 +90,15 @@ def test_every_registering_module_is_an_entry_point():
                    if re.search(r"^@register_method\(", p.read_text(), re.M)}
     assert registering, "no module registers a method?"
     assert registering <= listed, f"add to [project.entry-points.\"efficient_video.methods\"]: {registering - listed}"
+
+
+def test_module_lines_fit_120_columns():
+    "Every line of the package is at most 120 characters, except the first line of the `__all__` nbdev writes"
+    long = []
+    for py in sorted((ROOT / "efficient_video").glob('*.py')):
+        if py.name == '_modidx.py':
+            continue   # nbdev's index: one generated dict literal
+        for n, line in enumerate(py.read_text(encoding='utf-8').splitlines(), 1):
+            if len(line) > 120 and not line.startswith('__all__ = ['):
+                long.append(f'{py.name}:{n} ({len(line)})')
+    assert not long, f'lines over 120 characters: {long}'

@@ -8,7 +8,7 @@ import torch
 from open_clip.transformer import QuickGELU, ResidualAttentionBlock
 from torch import nn
 
-from efficient_video.engine import ConfigError
+from efficient_video.config import ConfigError
 from efficient_video.temporal import PromptContrastLoss, TemporalTransformer
 
 

@@ -14,7 +14,10 @@ from safetensors.torch import load_file
 from efficient_video.samples import samples_dir
 from efficient_video.core import override
 from efficient_video.pretrain import PretrainConfig, build_clip
-from efficient_video.engine import ClassificationLoss, fit, build_dataset, read_metrics, trainable_state
+from efficient_video.data import build_dataset
+from efficient_video.run_folder import read_metrics
+from efficient_video.checkpoints import trainable_state
+from efficient_video.engine import ClassificationLoss, fit
 from efficient_video.train import load_config
 from train_worker import TinyVideoNet   # tests/ is on sys.path (pytest's rootdir-relative import of test modules)
 
@@ -199,7 +202,9 @@ import torch
 import torch.distributed as dist
 sys.path.insert(0, sys.argv[1])
 from train_worker import TinyVideoNet
-from efficient_video.engine import ClassificationLoss, build_dataset, fit, init_distributed
+from efficient_video.distributed import init_distributed
+from efficient_video.data import build_dataset
+from efficient_video.engine import ClassificationLoss, fit
 from efficient_video.train import load_config
 
 out, overrides = Path(sys.argv[2]), sys.argv[3:]

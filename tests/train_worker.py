@@ -19,7 +19,10 @@ from torch import nn
 import torch.distributed as dist
 from safetensors.torch import save_file
 
-from efficient_video.engine import fit, init_distributed, build_dataset, trainable_state, read_class_names
+from efficient_video.distributed import init_distributed
+from efficient_video.data import build_dataset, read_class_names
+from efficient_video.checkpoints import trainable_state
+from efficient_video.engine import fit
 from efficient_video.train import load_config
 from efficient_video.methods import build_model, get_method
 
