@@ -1,23 +1,34 @@
-"""Run `nbdev-test` (slow/cuda cells skipped) and record how many notebooks passed and failed.
+"""Run every notebook's cells as tests (cells flagged notest/slow/cuda skipped, as nbdev-test does) and record how
+many notebooks passed and failed.
 
-nbdev-test prints only "Success." or the names of failing notebooks, so we list the notebooks it tests the same way
-it does and count. Writes .ci/.work/nbtest.json; exits with nbdev-test's status."""
-import json, re, subprocess, sys, time
+The notebooks run once, through the docs builder (`efficient_video.docs.build_site`, what `efficient-video docs`
+calls), which executes each notebook's cells as nbdev-test does and fails a notebook on any cell's error; the pages it
+writes are cached in .ci/.work/site/.cache, so the docs-site tests (tests/test_docs_site.py, pointed at that cache by
+EV_DOCS_CACHE) check the pages of this very run instead of executing every notebook a second time. `--keep-going`:
+one failing notebook does not hide the others. Writes .ci/.work/nbtest.json; exits 1 when any notebook failed."""
+import json
+import sys
+import time
 from pathlib import Path
+
 from nbdev.config import get_config
-from nbdev.doclinks import nbglob
-from nbdev.test import _keep_file
+from efficient_video.docs import DocsBuildError, build_site, list_notebooks
 
 cfg = get_config()
-files = [f for f in sorted(nbglob(cfg.nbs_path, as_path=True)) if _keep_file(f, '.notest')]
+nbs = list_notebooks(cfg.config_path / cfg.nbs_path)
+work = Path('.ci/.work')
 t0 = time.time()
-proc = subprocess.run(['nbdev-test', '--timing', '--n-workers', '2'], capture_output=True, text=True)
-sys.stdout.write(proc.stdout); sys.stderr.write(proc.stderr)
-failed = set()
-if proc.returncode != 0:
-    m = re.search(r'Failed On The Following Notebooks:\n=+\n(.*)', proc.stderr, re.S)
-    failed = {l.strip() for l in m.group(1).splitlines() if l.strip()} if m else {f.name for f in files}
-res = {'notebooks': len(files), 'failed': sorted(failed), 'passed': len(files) - len(failed), 'seconds': round(time.time() - t0)}
-Path('.ci/.work/nbtest.json').write_text(json.dumps(res))
-print(f"nbdev-test: {res['passed']} notebooks passed, {len(failed)} failed in {res['seconds']} s")
-sys.exit(proc.returncode)
+failed, status = [], 0
+try:
+    build_site(out=work / 'site', cache=work / 'site' / '.cache', keep_going=True, n_workers=2)
+except DocsBuildError as e:
+    print(e, file=sys.stderr)
+    failed, status = e.failed, 1
+except Exception as e:                       # the builder itself broke: every notebook counts as not passed
+    print(f'the notebooks could not be run: {type(e).__name__}: {e}', file=sys.stderr)
+    failed, status = [p.name for p in nbs], 1
+res = {'notebooks': len(nbs), 'failed': sorted(failed), 'passed': len(nbs) - len(failed),
+       'seconds': round(time.time() - t0)}
+(work / 'nbtest.json').write_text(json.dumps(res))
+print(f"notebooks: {res['passed']} passed, {len(failed)} failed in {res['seconds']} s")
+sys.exit(status)
