@@ -295,12 +295,23 @@ def _samples_options(p):
     p.add_argument('--root', default=None,
                    help='the data_samples folder (default: $EFFICIENT_VIDEO_SAMPLES, else the repository\'s '
                         'data_samples/)')
+    mode.add_argument('--rehearsal', metavar='DIR', default=None,
+                      help='write rehearsal copies of Kinetics-400, SSv2, UCF101 and HMDB51 into DIR, each in its '
+                           'real on-disk layout and encoding, cut from the shipped clips (seconds; nothing committed)')
+    p.add_argument('--formats', nargs='+', default=None, metavar='FORMAT',
+                   help='with --rehearsal: the sets to write (kinetics ssv2 ucf101 hmdb51; default: all)')
     p.add_argument('--no-decode', action='store_true', help='with --check: verify hashes only, decode no video')
-    p.add_argument('--seed', type=int, default=0, help='with --build: seed of every random choice')
+    p.add_argument('--seed', type=int, default=0, help='with --build or --rehearsal: seed of every random choice')
 
-@subcommand('samples', 'check or rebuild the shipped sample data (data_samples/)', _samples_options)
+@subcommand('samples', 'check or rebuild the shipped sample data (data_samples/), or write rehearsal data in the '
+            'real datasets\' layouts', _samples_options)
 def run_samples(args):
     from efficient_video import samples
+    if args.formats is not None and not args.rehearsal:
+        raise CLIError('--formats goes with --rehearsal DIR')
+    if args.rehearsal:
+        return samples.write_rehearsal(args.rehearsal, formats=args.formats or samples.REHEARSAL_FORMATS,
+                                       seed=args.seed, root=args.root)
     if args.build:
         out = samples.build_samples(out=args.root, seed=args.seed)
         return samples.check_samples(out, decode=not args.no_decode)

@@ -245,3 +245,21 @@ def test_same_seed_same_bytes_and_nothing_foreign_removed(rehearsal, tmp_path):
     assert json.loads((tmp_path/'rehearsal.json').read_text())['sets']['hmdb51']['seed'] == 1   # checked before writing
     with pytest.raises(SamplesError, match="choose from"):
         write_rehearsal(tmp_path, formats=('kinetics700',))
+
+
+def test_cli_writes_the_sets_it_is_asked_for(tmp_path):
+    "`efficient-video samples --rehearsal DIR --formats ucf101 --json`: one set, its summary on stdout; bad input: one line."
+    import subprocess
+    import sys
+    exe = [sys.executable, '-m', 'efficient_video.cli']
+    env_run = lambda *a: subprocess.run([*exe, 'samples', *a], capture_output=True, text=True, timeout=600)
+    p = env_run('--rehearsal', str(tmp_path/'r'), '--formats', 'ucf101', '--json')
+    assert p.returncode == 0, p.stderr[-2000:]
+    report = json.loads(p.stdout)
+    assert list(report['sets']) == ['ucf101'] and report['sets']['ucf101']['videos'] == 30, report
+    assert sorted(q.name for q in (tmp_path/'r').iterdir()) == ['LICENSES.md', 'README.md', 'rehearsal.json', 'ucf101']
+    for args, says in ((('--formats', 'ucf101'), '--formats goes with --rehearsal'),
+                       (('--rehearsal', str(tmp_path/'s'), '--formats', 'kinetic'), 'choose from'),
+                       (('--rehearsal', str(tmp_path/'r'), '--build'), 'not allowed with')):
+        bad = env_run(*args)
+        assert bad.returncode == 2 and says in bad.stderr and 'Traceback' not in bad.stderr, (args, bad.stderr)
