@@ -176,19 +176,20 @@ def _few_shot_curves(ax, m: dict, names: Sequence[str]):
     ax.set_xlabel('training clips per class')
     ax.set_ylabel('top-1')
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=6.5, ncol=2, loc='upper left', frameon=False)
+    ax.legend(fontsize=8, ncol=2, loc='upper left', frameon=False)
 
 def plot_motion(motion: dict, path: str | os.PathLike | None = None):
     "Closed-set top-1 and opposite-direction accuracy (± std) per method, and top-1 against clips per class."
     plt = pyplot_for(path)
     m = motion['methods']
     names = list(m)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 0.42 * len(names) + 1.6), gridspec_kw={'width_ratios': [1, 1.1]})
+    fig, (a, b) = plt.subplots(2, 1, figsize=(6.5, 0.42 * len(names) + 5),
+                           gridspec_kw={'height_ratios': [0.42 * len(names) + 1, 3]})
     stat = lambda key, s: [m[n][key][s] for n in names]
     order_bars(a, names, stat('top1', 'mean'), stat('opposite_direction_acc', 'mean'),
                stat('top1', 'std'), stat('opposite_direction_acc', 'std'))
     a.set_xlabel('test accuracy (mean ± std over seeds)')
-    a.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+    a.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     _few_shot_curves(b, m, names)
     fig.suptitle(f"motion benchmark, {len(motion['seeds'])} seeds", fontsize=9)
     fig.tight_layout()

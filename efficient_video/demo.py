@@ -330,12 +330,12 @@ def plot_demo(report: dict, path: str | os.PathLike | None = None):
     "Top-1 and opposite-direction accuracy per method, a bar each; saved to `path` (PNG) if given."
     plt = pyplot_for(path)
     names = list(report['methods'])
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(names) + 1.2))
     order_bars(ax, names, [report['methods'][n]['top1'] for n in names],
                [report['methods'][n]['opposite_direction_acc'] for n in names])
-    ax.text(0.505, len(names) - 0.4, 'order-blind: 50%', fontsize=7, color='0.3')
+    ax.text(0.505, len(names) - 0.4, 'order-blind: 50%', fontsize=8, color='0.3')
     ax.set_xlabel('test accuracy')
-    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     ax.set_title('every method on the motion benchmark (efficient-video demo)', fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
