@@ -635,8 +635,11 @@ def read_kinetics_csv(csv_path, video_root, classes: Sequence[str] | None = None
         t0, t1 = int(float(r['time_start'])), int(float(r['time_end']))
         name = f"{r['youtube_id']}_{t0:06d}_{t1:06d}{ext}"
         lab = r.get('label') or None
-        # Downloaders store files flat (cvdfoundation) or in one folder per class (ActivityNet crawler).
-        cands = [root/name] + ([root/lab/name, root/lab.replace(' ', '_')/name] if lab else [])
+        # Downloaders store files flat, in one folder per split (cvdfoundation's k400/train, val, test: named by the
+        # row's split or the CSV's stem) or in one folder per class (ActivityNet crawler).
+        splits = dict.fromkeys(s for s in (r.get('split'), csv_path.stem) if s)
+        cands = [root/name] + [root/s/name for s in splits] + (
+            [root/lab/name, root/lab.replace(' ', '_')/name] if lab else [])
         path = next((c for c in cands if c.exists()), cands[0])
         label = _class_index(classes, lab, f"{csv_path}:{n}") if lab else -1
         recs.append(VideoRecord(path, label, lab, float(r['time_start']), float(r['time_end']),

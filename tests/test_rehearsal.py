@@ -68,6 +68,8 @@ def test_kinetics_csv(rehearsal):
         recs, classes = read_kinetics_csv(k/'annotations'/f'{split}.csv', k/split)
         assert classes == list(K400_CLASSES)
         assert len(recs) == {'train': 15, 'val': 5, 'test': 5}[split] and all(r.path.is_file() for r in recs)
+        # the dataset's root works as video_root too: each split's folder is found from the row's split column
+        assert [r.path for r in read_kinetics_csv(k/'annotations'/f'{split}.csv', k)[0]] == [r.path for r in recs]
         assert all(re.fullmatch(r'[A-Za-z0-9_-]{11}_\d{6}_\d{6}\.mp4', r.path.name) for r in recs)
         assert all(r.meta['split'] == split and r.end - r.start == 10 for r in recs)
         truth = {r['path']: r['label'] for r in record['sets']['kinetics']['videos'] if r['split'] == split}
