@@ -279,9 +279,17 @@ def short_signature(code:str, limit:int=60, names:dict|None=None) -> str:
 _re_fence = re.compile(r'^```python\n(.*?)\n```', re.S | re.M)
 _re_md_block = re.compile(r'^\s*([-*+>|#]|\d+[.)]\s|```)')   # a line that starts a list, quote, table, heading or code
 
+# nbdev's source link: `[source](git_url/blob/branch/path#Ln){target=… style=…}`
+_re_source_link = re.compile(r'^\[source\]\(([^)\s]*)\)(?:\{[^}\n]*\})?[ \t]*\n*', re.M)
+
+def _source_link(m) -> str:
+    "A source link kept only when it points at a repository (a `git_url` is set), without Quarto's attribute block"
+    return f'[source]({m.group(1)})\n\n' if re.match(r'[a-z]+://', m.group(1)) else ''
+
 def tidy_show_doc(md:str, limit:int=60, names:dict|None=None) -> str:
-    """show_doc's markdown with long default values shortened (`short_signature`), and its docstring's whole first
-    paragraph in italics"""
+    """show_doc's markdown with long default values shortened (`short_signature`), its docstring's whole first
+    paragraph in italics, and no source link that leads nowhere (a project without a `git_url`)"""
+    md = _re_source_link.sub(_source_link, md)
     md = _re_fence.sub(lambda m: f'```python\n{short_signature(m.group(1), limit, names)}\n```', md)
     # nbdev puts `*…*` around the first *line* of a docstring only: italics stop mid-sentence.
     # Extend them to the paragraph.
