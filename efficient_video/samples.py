@@ -25,22 +25,24 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['SAMPLES_ENV', 'FASHION_CLASSES', 'DEBIAN_FASHION_MNIST', 'FASHION_MNIST_ENV', 'BACKGROUND_PHOTOS', 'PLAIN_COLOURS',
-           'PLAIN_PROB', 'BACKGROUND_SIDE', 'POSITIONS', 'SPRITE_SCALE', 'ALPHA_GAIN', 'POSITION_WORDS', 'DIRECTIONS',
-           'OPPOSITE', 'MAX_JITTER', 'BBB_EXCERPTS', 'BBB_SIZE', 'BBB_FRAMES', 'N_TRAIN_PER_CLASS',
-           'N_SHIPPED_PER_CLASS', 'N_CAPTIONS', 'MOTION_PAIRS', 'MOTION_FRAMES', 'MOTION_FPS', 'MOTION_SIZE',
-           'UNSEEN_GARMENTS', 'N_UNTRIMMED', 'UNTRIMMED_FRAMES', 'UNTRIMMED_TEST', 'PARTS', 'MOTION_CLASSES',
-           'REHEARSAL_FORMATS', 'REHEARSAL_FOLDERS', 'K400_CLASSES', 'UCF101_CLASSES', 'HMDB51_CLASSES', 'SSV2_CLASSES',
-           'K400_FPS', 'K400_SIZES', 'K400_SIZE_P', 'K400_SECONDS', 'K400_GOP', 'K400_SPLITS', 'SSV2_SPLITS',
-           'SSV2_FPS', 'SSV2_HEIGHT', 'SSV2_WIDTHS', 'SSV2_SECONDS', 'UCF101_FPS', 'UCF101_SIZE', 'UCF101_SECONDS',
-           'UCF101_GROUPS', 'UCF101_CLIPS', 'HMDB51_FPS', 'HMDB51_HEIGHT', 'HMDB51_WIDTHS', 'HMDB51_SECONDS',
-           'HMDB51_SPLIT_TAGS', 'HMDB51_TITLES', 'REHEARSAL_ENCODINGS', 'SamplesError', 'default_samples_dir',
-           'samples_dir', 'fashion_mnist_dir', 'has_full_fashion_mnist', 'read_idx', 'load_fashion_mnist',
-           'load_backgrounds', 'Background', 'sample_background', 'paste_sprite', 'compose_image', 'caption_for',
-           'motion_path', 'motion_clip', 'save_npz', 'write_video', 'sha256', 'motion_label', 'build_clips',
-           'build_fashion_mnist', 'build_backgrounds', 'compose_scene', 'build_captions', 'build_motion',
-           'sentence_for', 'build_untrimmed', 'build_retrieval', 'write_manifest', 'build_samples', 'check_samples',
-           'motion_frames', 'twin_class', 'opposite_direction_correct', 'RehearsalScene', 'rehearsal_scenes',
-           'RehearsalShot', 'render_shot', 'encode_rehearsal_video', 'probe_video', 'write_rehearsal']
+           'PLAIN_PROB', 'BACKGROUND_SIDE', 'SHIFT_PHOTOS', 'SHIFT_FOLDER', 'POSITIONS', 'SPRITE_SCALE', 'ALPHA_GAIN',
+           'POSITION_WORDS', 'DIRECTIONS', 'OPPOSITE', 'MAX_JITTER', 'BBB_EXCERPTS', 'BBB_SIZE', 'BBB_FRAMES',
+           'N_TRAIN_PER_CLASS', 'N_SHIPPED_PER_CLASS', 'N_CAPTIONS', 'MOTION_PAIRS', 'MOTION_FRAMES', 'MOTION_FPS',
+           'MOTION_SIZE', 'UNSEEN_GARMENTS', 'N_UNTRIMMED', 'UNTRIMMED_FRAMES', 'UNTRIMMED_TEST', 'SHIFT_PAIRS',
+           'SHIFT_SIDES', 'SHIFT_SPANS', 'PARTS', 'MOTION_CLASSES', 'REHEARSAL_FORMATS', 'REHEARSAL_FOLDERS',
+           'K400_CLASSES', 'UCF101_CLASSES', 'HMDB51_CLASSES', 'SSV2_CLASSES', 'K400_FPS', 'K400_SIZES', 'K400_SIZE_P',
+           'K400_SECONDS', 'K400_GOP', 'K400_SPLITS', 'SSV2_SPLITS', 'SSV2_FPS', 'SSV2_HEIGHT', 'SSV2_WIDTHS',
+           'SSV2_SECONDS', 'UCF101_FPS', 'UCF101_SIZE', 'UCF101_SECONDS', 'UCF101_GROUPS', 'UCF101_CLIPS', 'HMDB51_FPS',
+           'HMDB51_HEIGHT', 'HMDB51_WIDTHS', 'HMDB51_SECONDS', 'HMDB51_SPLIT_TAGS', 'HMDB51_TITLES',
+           'REHEARSAL_ENCODINGS', 'SamplesError', 'default_samples_dir', 'samples_dir', 'fashion_mnist_dir',
+           'has_full_fashion_mnist', 'read_idx', 'load_fashion_mnist', 'load_backgrounds', 'gradient_background',
+           'Background', 'sample_background', 'paste_sprite', 'compose_image', 'caption_for', 'motion_path',
+           'motion_clip', 'save_npz', 'write_video', 'sha256', 'motion_label', 'build_clips', 'build_fashion_mnist',
+           'build_backgrounds', 'compose_scene', 'build_captions', 'build_motion', 'shift_background', 'shift_frames',
+           'build_motion_shift', 'sentence_for', 'build_untrimmed', 'build_retrieval', 'write_manifest',
+           'build_samples', 'check_samples', 'motion_frames', 'twin_class', 'opposite_direction_correct',
+           'RehearsalScene', 'rehearsal_scenes', 'RehearsalShot', 'render_shot', 'encode_rehearsal_video',
+           'probe_video', 'write_rehearsal']
 
 # %% ../nbs/02_samples.ipynb #d35e5ab0
 SAMPLES_ENV = 'EFFICIENT_VIDEO_SAMPLES'
@@ -194,6 +196,22 @@ PLAIN_COLOURS = {'black': (0, 0, 0), 'dark grey': (60, 60, 60), 'navy': (20, 30,
 PLAIN_PROB = 0.3        # share of plain backgrounds: pure photo backgrounds stalled tiny-CLIP training
 BACKGROUND_SIDE = 128   # side of the shipped photos
 
+# Kept out of every training set (the sample CLIP's pretraining and the motion benchmark's clips): shift probes only
+SHIFT_PHOTOS = {
+    'clock': ('clock', 'a photo of a clock', 'public domain (Stefan van der Walt)', 'scikit-image `data.clock`'),
+    'gravel': ('gravel', 'a photo of gravel', 'CC0', 'https://cc0textures.com/view.php?tex=Gravel04'),
+    'horse': ('horse', 'a silhouette of a horse', 'CC0 (Andreas Preuss)',
+              'http://openclipart.org/detail/158377/horse-by-marauder'),
+    'fundus detail': ('microaneurysms', 'a photo of the back of an eye', 'CC0 (Andreas Maier)',
+                      'https://www5.cs.fau.de/research/data/fundus-images/'),
+    'retina': ('retina', 'a photo of a retina', 'CC0 (Mikael Häggström)',
+               'https://commons.wikimedia.org/wiki/File:Fundus_photograph_of_normal_left_eye.jpg'),
+    'text': ('text', 'a picture of printed text', 'public domain', 'https://en.wikipedia.org/wiki/File:Corner.png'),
+    'cell': ('cell', 'a microscope image of a cell', 'CC0 (Müller et al., Optics Express 2018)',
+             'scikit-image `data.cell`'),
+}
+SHIFT_FOLDER = 'backgrounds/shift'   # where the shipped copies live, inside data_samples/
+
 # %% ../nbs/02_samples.ipynb #e482697e
 def _resize(img: np.ndarray, side: int) -> np.ndarray:
     "Resize a uint8 H×W(×3) image to side×side with Pillow's antialiased bicubic filter."
@@ -201,10 +219,12 @@ def _resize(img: np.ndarray, side: int) -> np.ndarray:
         return img
     return np.asarray(Image.fromarray(img).resize((side, side), Image.Resampling.BICUBIC))
 
-def _photo_from_skimage(name: str, side: int = BACKGROUND_SIDE) -> np.ndarray:
-    "One of `BACKGROUND_PHOTOS` from scikit-image, centre-cropped to a square, resized, RGB uint8."
+def _photo_from_skimage(name: str, side: int = BACKGROUND_SIDE, table: dict | None = None) -> np.ndarray:
+    "One of `table`'s photos (`BACKGROUND_PHOTOS`) from scikit-image, centre-cropped to a square, resized, RGB uint8."
     import skimage.data  # a build-time (dev) dependency only
-    img = getattr(skimage.data, BACKGROUND_PHOTOS[name][0])()
+    img = getattr(skimage.data, (table or BACKGROUND_PHOTOS)[name][0])()
+    if img.dtype == bool:                       # a silhouette: white and black
+        img = img.astype(np.uint8) * 255
     if img.ndim == 2:
         img = repeat(img, 'h w -> h w c', c=3)
     h, w = img.shape[:2]
@@ -214,29 +234,43 @@ def _photo_from_skimage(name: str, side: int = BACKGROUND_SIDE) -> np.ndarray:
 
 # %% ../nbs/02_samples.ipynb #56d727c6
 def load_backgrounds(root: str | os.PathLike | None = None, size: int = 64,
-                     source: str = 'auto') -> dict[str, np.ndarray]:
-    """The background photos as `{name: uint8 size×size×3}`: the shipped PNGs in `data_samples/backgrounds/`
-    (`source='shipped'`), or freshly made from scikit-image (`'skimage'`); `'auto'` prefers the shipped ones."""
+                     source: str = 'auto', which: str = 'train') -> dict[str, np.ndarray]:
+    """The background photos as `{name: uint8 size×size×3}`: `which='train'` the eight of `BACKGROUND_PHOTOS`
+    (`data_samples/backgrounds/`), `'shift'` the held-out `SHIFT_PHOTOS` (`data_samples/backgrounds/shift/`); the
+    shipped PNGs (`source='shipped'`), or freshly made from scikit-image (`'skimage'`); `'auto'` prefers the shipped."""
     if source not in ('auto', 'shipped', 'skimage'):
         raise ValueError(f"source={source!r}: use 'auto', 'shipped' or 'skimage'")
+    if which not in ('train', 'shift'):
+        raise ValueError(f"which={which!r}: use 'train' (the training photos) or 'shift' (the held-out ones)")
+    table, sub = (BACKGROUND_PHOTOS, 'backgrounds') if which == 'train' else (SHIFT_PHOTOS, SHIFT_FOLDER)
     folder = None
     if source != 'skimage':
         try:
-            folder = samples_dir(root)/'backgrounds'
+            folder = samples_dir(root)/sub
         except SamplesError:
             if source == 'shipped':
                 raise
     out = {}
-    for name in BACKGROUND_PHOTOS:
+    for name in table:
         png = folder/f"{name.replace(' ', '_')}.png" if folder is not None else None
         if png is not None and png.exists():
             img = np.asarray(Image.open(png).convert('RGB'))
         elif source == 'shipped':
             raise SamplesError(f"{png}: not found; run `efficient-video samples --build`.")
         else:
-            img = _photo_from_skimage(name)
+            img = _photo_from_skimage(name, table=table)
         out[name] = _resize(img, size)
     return out
+
+# %% ../nbs/02_samples.ipynb #5a04ed6e
+def gradient_background(rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    """A uint8 size×size×3 linear gradient between two colours drawn from `rng`, at an angle drawn from it: a
+    background family that no training set of the package draws (one of the shift probes')."""
+    c0, c1 = rng.integers(0, 256, size=(2, 3))
+    theta = rng.uniform(0, 2 * np.pi)
+    y, x = np.mgrid[0:size, 0:size] / max(size - 1, 1) - 0.5
+    t = ((x * np.cos(theta) + y * np.sin(theta)) / np.sqrt(2) + 0.5)[..., None]   # 0..1 at most, along the angle
+    return np.rint((1 - t) * c0 + t * c1).astype(np.uint8)
 
 # %% ../nbs/02_samples.ipynb #8a990124
 @dataclass
@@ -348,9 +382,11 @@ _FORWARD = {'right': 'right', 'left': 'right', 'down': 'down', 'up': 'down', 'gr
 MAX_JITTER = 4   # pixels of random offset for the path's start, end and perpendicular position
 
 def motion_path(direction: str, num_frames: int = 8, size: int = 64, rng: np.random.Generator | int | None = None,
-                scale: float = SPRITE_SCALE) -> np.ndarray:
+                scale: float = SPRITE_SCALE, span: tuple[float, float] = (0.25, 0.75),
+                ease: bool = False) -> np.ndarray:
     """Integer `(T, 3)` array of the sprite's (centre y, centre x, side) per frame for `direction` in `OPPOSITE`.
-    `left`, `up` and `shrink` are exact time reversals of `right`, `down` and `grow`; `rng=None` means no jitter."""
+    `left`, `up` and `shrink` are exact time reversals of `right`, `down` and `grow`; `rng=None` means no jitter.
+    A sweep runs between the `span` fractions of the canvas; `ease` times it with smoothstep (slow, fast, slow)."""
     if direction not in OPPOSITE:
         raise ValueError(f"direction={direction!r}: use one of {list(OPPOSITE)}")
     if num_frames < 2:
@@ -361,7 +397,9 @@ def motion_path(direction: str, num_frames: int = 8, size: int = 64, rng: np.ran
         # the same draws for every direction
         jit = np.random.default_rng(rng).integers(-MAX_JITTER, MAX_JITTER + 1, size=3)
     t = np.linspace(0, 1, num_frames)
-    lo, mid, hi, side = round(0.25*size), round(0.5*size), round(0.75*size), round(scale*size)
+    if ease:
+        t = t * t * (3 - 2 * t)      # smoothstep: s(1 - t) = 1 - s(t), so the reversed twin stays an exact reversal
+    lo, mid, hi, side = round(span[0]*size), round(0.5*size), round(span[1]*size), round(scale*size)
     fwd = _FORWARD[direction]
     along = np.rint(lo + jit[1] + t * (hi + jit[2] - lo - jit[1])).astype(int)
     const = np.full(num_frames, mid + jit[0])
@@ -375,11 +413,12 @@ def motion_path(direction: str, num_frames: int = 8, size: int = 64, rng: np.ran
     return path if direction == fwd else path[::-1].copy()
 
 def motion_clip(sprite: np.ndarray, background, direction: str, num_frames: int = 8, size: int = 64,
-                rng: np.random.Generator | int | None = None, scale: float = SPRITE_SCALE) -> np.ndarray:
+                rng: np.random.Generator | int | None = None, scale: float = SPRITE_SCALE,
+                span: tuple[float, float] = (0.25, 0.75), ease: bool = False) -> np.ndarray:
     "A uint8 `T×H×W×3` clip of `sprite` moving in `direction` over a still `background` (see `motion_path`)."
     bg = _canvas(background, size)
     frames = [paste_sprite(bg.copy(), sprite, (cy, cx), side)
-              for cy, cx, side in motion_path(direction, num_frames, size, rng, scale)]
+              for cy, cx, side in motion_path(direction, num_frames, size, rng, scale, span, ease)]
     return np.rint(np.stack(frames)).clip(0, 255).astype(np.uint8)   # (T, H, W, 3)
 
 # %% ../nbs/02_samples.ipynb #b3c24f6c
@@ -441,7 +480,11 @@ MOTION_FRAMES, MOTION_FPS, MOTION_SIZE = 8, 8, 64
 UNSEEN_GARMENTS = ('trouser', 'sneaker', 'bag')           # held out for the zero-shot protocol
 N_UNTRIMMED, UNTRIMMED_FRAMES = 90, 48
 UNTRIMMED_TEST = 30       # the last 30 untrimmed clips: the localisation test split, never trained or tuned on
-_PART_SEEDS = {'captions': 1, 'motion': 2, 'untrimmed': 3, 'retrieval': 4, 'sprites': 5}
+# the distribution-shift test split: every factor outside what the training split (and the sample CLIP) holds
+SHIFT_PAIRS = 100                          # twin pairs: 200 clips
+SHIFT_SIDES = (18, 20, 22, 36, 40, 44)     # sprite side in px (training: 28)
+SHIFT_SPANS = ((0.35, 0.65), (0.08, 0.92))  # shorter and longer sweeps, eased (training: 0.25-0.75 ± 4 px, linear)
+_PART_SEEDS = {'captions': 1, 'motion': 2, 'untrimmed': 3, 'retrieval': 4, 'sprites': 5, 'shift': 6}
 PARTS = ('clips', 'fashion_mnist', 'backgrounds', 'captions', 'motion', 'untrimmed', 'retrieval')
 MOTION_CLASSES = tuple(f'{_article(g)} {g} moving {d}' for g in FASHION_CLASSES for d in DIRECTIONS)
 
@@ -500,11 +543,13 @@ def build_fashion_mnist(out: Path) -> dict[str, np.ndarray]:
     return dict(train_images=x_tr, train_labels=y_tr, subset=idx)
 
 def build_backgrounds(out: Path) -> dict[str, np.ndarray]:
-    "The CC0/public-domain scikit-image photos as 128 px PNGs in `backgrounds/`."
-    photos = {name: _photo_from_skimage(name) for name in BACKGROUND_PHOTOS}
-    for name, img in photos.items():
-        (out/'backgrounds').mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(out/'backgrounds'/f"{name.replace(' ', '_')}.png", format='PNG')
+    """The scikit-image photos as 128 px PNGs: the training ones in `backgrounds/`, the held-out ones (`SHIFT_PHOTOS`)
+    in `backgrounds/shift/`. Returns the training ones."""
+    for table, sub in ((SHIFT_PHOTOS, SHIFT_FOLDER), (BACKGROUND_PHOTOS, 'backgrounds')):
+        photos = {name: _photo_from_skimage(name, table=table) for name in table}
+        (out/sub).mkdir(parents=True, exist_ok=True)
+        for name, img in photos.items():
+            Image.fromarray(img).save(out/sub/f"{name.replace(' ', '_')}.png", format='PNG')
     return photos
 
 # %% ../nbs/02_samples.ipynb #96c013dc
@@ -608,6 +653,55 @@ def _write_zero_shot(out: Path, recs: list[dict]) -> None:
         unseen_labels=unseen_labels,
         train_list='zero_shot_train.txt', test_list='zero_shot_test.txt',
         num_train=len(zs_train), num_test=len(zs_test)))
+
+# %% ../nbs/02_samples.ipynb #ee1085e9
+def shift_background(record: dict, size: int = MOTION_SIZE, photos: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    "The picture behind a shift-split record: a held-out photo by name, or the gradient its `background_seed` draws."
+    if record['background'] == 'gradient':
+        return gradient_background(np.random.default_rng(int(record['background_seed'])), size)
+    photos = photos if photos is not None else load_backgrounds(size=size, which='shift')
+    return _resize(photos[record['background']], size)
+
+def shift_frames(record: dict, images: np.ndarray | None = None,
+                 photos: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The exact uint8 `T×H×W×3` frames of a `shift.csv` row before H.264 encoding (`images`: the official test
+    garments, read when not given)."""
+    if images is None:
+        images = load_fashion_mnist('test', source='auto')[0]
+    bg = shift_background(record, MOTION_SIZE, photos)
+    span = tuple(float(v) for v in str(record['span']).split('-'))
+    return motion_clip(images[int(record['test_index'])], bg, record['direction'], MOTION_FRAMES, MOTION_SIZE,
+                       rng=int(record['seed']), scale=int(record['side']) / MOTION_SIZE, span=span, ease=True)
+
+# %% ../nbs/02_samples.ipynb #3b2d73f8
+def build_motion_shift(out: Path, seed: int, images: np.ndarray, labels: np.ndarray,
+                       n: int = SHIFT_PAIRS) -> list[dict]:
+    """The motion benchmark's shift split in `motion/shift/` (`n` twin pairs of the official test garments `images`,
+    `labels`, balanced over garments and axes) with `motion/shift.csv` and `motion/shift.txt`."""
+    rng = _part_rng(seed, 'shift')
+    photos = {name: _photo_from_skimage(name, table=SHIFT_PHOTOS) for name in SHIFT_PHOTOS}
+    order = [list(rng.permutation(np.flatnonzero(labels == k))) for k in range(len(FASHION_CLASSES))]
+    recs = []
+    for p in range(n):
+        k = p % len(FASHION_CLASSES)
+        axis = (('right', 'left'), ('down', 'up'))[(p // len(FASHION_CLASSES)) % 2]
+        rec = dict(test_index=int(order[k].pop()), background_seed=int(rng.integers(2**31)),
+                   side=int(rng.choice(SHIFT_SIDES)), span='-'.join(map(str, SHIFT_SPANS[rng.integers(2)])),
+                   seed=int(rng.integers(2**31)))
+        gradient = rng.random() < 0.5
+        rec['background'] = 'gradient' if gradient else list(SHIFT_PHOTOS)[rng.integers(len(SHIFT_PHOTOS))]
+        for d in axis:   # the twins: equal seed -> equal jitter -> exact time reversals
+            path = f'motion/shift/{p:03d}_{d}.mp4'
+            r = dict(path=path, label=motion_label(k, d), text=MOTION_CLASSES[motion_label(k, d)], direction=d,
+                     garment=FASHION_CLASSES[k], split='shift', pair=f'shift/{p:03d}', **rec)
+            write_video(out/path, shift_frames(r, images, photos), fps=MOTION_FPS)
+            recs.append(r)
+    with open(out/'motion'/'shift.csv', 'w', newline='', encoding='utf-8') as f:
+        w = csv.DictWriter(f, list(recs[0]), lineterminator='\n')
+        w.writeheader()
+        w.writerows(recs)
+    _write_lines(out/'motion'/'shift.txt', [f"{r['path'][len('motion/'):]} {r['label']}" for r in recs])
+    return recs
 
 # %% ../nbs/02_samples.ipynb #21d462cb
 _MOVES = {'left': ('from the right to the left', 'to the left', 'leftwards'),
@@ -724,8 +818,9 @@ SOFTWARE."""
 # %% ../nbs/02_samples.ipynb #b2a0e7f5
 def _licenses_md() -> str:
     "The text of data_samples/LICENSES.md."
-    photos = '\n'.join(f"| `backgrounds/{n.replace(' ', '_')}.png` | scikit-image `data.{fn}()` | {lic} | {src} |"
-                        for n, (fn, _, lic, src) in BACKGROUND_PHOTOS.items())
+    photos = '\n'.join(f"| `{sub}/{n.replace(' ', '_')}.png` | scikit-image `data.{fn}()` | {lic} | {src} |"
+                       for table, sub in ((BACKGROUND_PHOTOS, 'backgrounds'), (SHIFT_PHOTOS, SHIFT_FOLDER))
+                       for n, (fn, _, lic, src) in table.items())
     return f"""# Licences of the sample data
 
 ## Big Buck Bunny (`clips/`)
@@ -742,7 +837,8 @@ taken from Debian's `dataset-fashion-mnist` package:
 {_FASHION_MNIST_LICENCE}
 
 ## Background photographs (`backgrounds/`, and the backgrounds in `captions/`, `motion/`, `untrimmed/`)
-Photos bundled with scikit-image; only those whose documentation states CC0 or public domain are used. Each was
+Photos bundled with scikit-image; only those whose documentation states CC0 or public domain are used (those in
+`{SHIFT_FOLDER}/` are kept out of every training set: shift probes only). Each was
 centre-cropped to a square and resized to {BACKGROUND_SIDE}x{BACKGROUND_SIDE}.
 
 | file | source in scikit-image | licence | original |
@@ -770,14 +866,16 @@ def _readme_table() -> str:
 | `fashion_mnist/` | `test.npz`: the official 10,000 test images (`images` uint8 Nx28x28, `labels`); \
 `train_subset.npz`: the first {N_SHIPPED_PER_CLASS} training images of each class ({N_SHIPPED_PER_CLASS * 10} in all, \
 with their official `indices`); `classes.txt` |
-| `backgrounds/` | {len(BACKGROUND_PHOTOS)} photos, {BACKGROUND_SIDE}x{BACKGROUND_SIDE} PNG |
+| `backgrounds/` | {len(BACKGROUND_PHOTOS)} photos, {BACKGROUND_SIDE}x{BACKGROUND_SIDE} PNG; `shift/`: \
+{len(SHIFT_PHOTOS)} more that no training set uses (the shift probes' backgrounds) |
 | `captions/` | `images.npz`: {N_CAPTIONS} composed 64x64 RGB images (`images`, `labels`, `positions` indexing \
 {list(POSITIONS)}), grouped by background (shuffle before training); `captions.jsonl`: caption, garment, position, \
 background per image |
 | `motion/` | the temporal benchmark: {sum(n_motion.values())} clips of {MOTION_FRAMES} frames at {MOTION_FPS} fps, \
 {MOTION_SIZE}x{MOTION_SIZE}, H.264 ({', '.join(f'{s} {n}' for s, n in n_motion.items())}); `motion.csv`, \
 `classes.txt` ({len(MOTION_CLASSES)} labels "a {{garment}} moving {{direction}}"), `train.txt`/`val.txt`/`test.txt`, \
-`zero_shot.json` + `zero_shot_{{train,test}}.txt` |
+`zero_shot.json` + `zero_shot_{{train,test}}.txt`; `shift/`, `shift.csv`, `shift.txt`: {2 * SHIFT_PAIRS} clips of the \
+distribution-shift test split (test garments, held-out backgrounds, other sizes and speeds) |
 | `untrimmed/` | {N_UNTRIMMED} clips of {UNTRIMMED_FRAMES} frames: 1-3 motions between still segments; \
 `segments.json` (`[start, end)` frames, labels index `motion/classes.txt`; `split`: the last {UNTRIMMED_TEST} are \
 `test`) |
@@ -873,6 +971,8 @@ def build_samples(out: str | os.PathLike | None = None, seed: int = 0, parts: Se
     if 'captions' in parts:
         build_captions(out, seed, photos, x_tr[subset], y_tr[subset])
     motion = build_motion(out, seed, photos, x_tr, y_tr, subset) if 'motion' in parts else None
+    if 'motion' in parts:
+        build_motion_shift(out, seed, *load_fashion_mnist('test', source='debian'))
     untrimmed = build_untrimmed(out, seed, photos, x_tr, pools) if 'untrimmed' in parts else None
     if 'retrieval' in parts:
         if motion is None:
@@ -902,13 +1002,14 @@ def _summary(root: Path, manifest: dict, decode: bool) -> dict:
     summary['megabytes_by_folder'] = {k: round(v, 3) for k, v in sorted(summary['megabytes_by_folder'].items())}
     summary['counts'] = dict(
         clips=_count_lines(root/'clips'/'clips.txt'),
-        motion={s: _count_lines(root/'motion'/f'{s}.txt') for s in MOTION_PAIRS},
+        motion={s: _count_lines(root/'motion'/f'{s}.txt') for s in (*MOTION_PAIRS, 'shift')},
         motion_classes=_count_lines(root/'motion'/'classes.txt'),
         captions=_count_lines(root/'captions'/'captions.jsonl'),
         retrieval=_count_lines(root/'retrieval'/'captions.jsonl'),
         untrimmed=len(json.loads((root/'untrimmed'/'segments.json').read_text())['videos'])
                   if (root/'untrimmed'/'segments.json').exists() else 0,
-        backgrounds=len(list((root/'backgrounds').glob('*.png'))))
+        backgrounds=len(list((root/'backgrounds').glob('*.png'))),
+        shift_backgrounds=len(list((root/SHIFT_FOLDER).glob('*.png'))))
     for split, rel in _SHIPPED_FASHION.items():
         if (root/rel).exists():
             with np.load(root/rel) as z:
