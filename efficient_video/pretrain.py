@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, default_collate
 from .core import override
 from .samples import (
     FASHION_CLASSES, POSITIONS, load_fashion_mnist, load_backgrounds, compose_image, compose_scene, caption_for,
-    samples_dir, sha256, SamplesError)
+    gradient_background, samples_dir, sha256, SamplesError)
 from .clip import (
     ClipBundle, ClipLoadError, load_clip, register_config, config_beside, read_clip_config, to_pixels, encode_images,
     ContrastiveLoss, clamp_logit_scale_, zero_shot_classifier)
@@ -35,11 +35,11 @@ from .evaluation import accuracy
 from .engine import fit
 
 # %% auto #0
-__all__ = ['MODEL_NAME', 'POSITION_TEMPLATE', 'POSITION_PROBE', 'GARMENT_TEMPLATE', 'SAMPLE_CLIP_DIR', 'CHECKPOINT_FILE',
-           'LICENSE_FILE', 'CHECKPOINT_LICENSE', 'PretrainConfig', 'model_config', 'build_clip', 'make_caption',
-           'compose_pair', 'CaptionPairs', 'zero_shot_sets', 'evaluate_zero_shot', 'scale_grad', 'CLIPPretrainLoss',
-           'write_license', 'save_pretrained', 'add_to_manifest', 'sample_clip_path', 'default_clip', 'sample_clip',
-           'pretrain_config', 'pretrain_clip']
+__all__ = ['MODEL_NAME', 'POSITION_TEMPLATE', 'POSITION_PROBE', 'GARMENT_TEMPLATE', 'SWEEP_SIDES', 'SWEEP_BACKGROUNDS',
+           'SAMPLE_CLIP_DIR', 'CHECKPOINT_FILE', 'LICENSE_FILE', 'CHECKPOINT_LICENSE', 'PretrainConfig', 'model_config',
+           'build_clip', 'make_caption', 'compose_pair', 'CaptionPairs', 'zero_shot_sets', 'evaluate_zero_shot',
+           'sweep_backgrounds', 'zero_shot_sweep', 'scale_grad', 'CLIPPretrainLoss', 'write_license', 'save_pretrained',
+           'add_to_manifest', 'sample_clip_path', 'default_clip', 'sample_clip', 'pretrain_config', 'pretrain_clip']
 
 # %% ../nbs/05_pretrain.ipynb #595f929f
 @dataclass
@@ -227,6 +227,47 @@ def evaluate_zero_shot(model: torch.nn.Module, tokenizer=None, sets: dict | None
         pos = encode_images(model, sets['position'], 1000, progress=False) @ P.T
         out['position'] = accuracy(pos, sets['position_labels'], k=1)['top1']
     return {**out, 'n': len(sets['garment_labels']), 'templates': list(templates)}
+
+# %% ../nbs/05_pretrain.ipynb #8c62d41e
+SWEEP_SIDES = (16, 20, 28, 40, 52, 64)      # garment side in px on the 64-px canvas (28: Fashion-MNIST's own)
+SWEEP_BACKGROUNDS = ('black', 'training photos', 'held-out photos', 'gradients')
+
+def sweep_backgrounds(family: str, n: int, size: int = 64, seed: int = 0) -> np.ndarray:
+    """`n` uint8 size×size×3 backgrounds of one `SWEEP_BACKGROUNDS` family: black; the training photos
+    (`load_backgrounds`) or the held-out ones (`which='shift'`) in turn; or gradients drawn with `seed`."""
+    if family == 'black':
+        return np.zeros((n, size, size, 3), np.uint8)
+    if family == 'gradients':
+        rng = np.random.default_rng(seed)
+        return np.stack([gradient_background(rng, size) for _ in range(n)])
+    if family not in SWEEP_BACKGROUNDS:
+        raise ValueError(f"family={family!r}: use one of {list(SWEEP_BACKGROUNDS)}")
+    photos = list(load_backgrounds(size=size, which='train' if family == 'training photos' else 'shift').values())
+    return np.stack([photos[i % len(photos)] for i in range(n)])
+
+# %% ../nbs/05_pretrain.ipynb #003bbf8c
+def zero_shot_sweep(model: torch.nn.Module, tokenizer=None, sides: Sequence[int] = SWEEP_SIDES,
+                    backgrounds: Sequence[str] = SWEEP_BACKGROUNDS, n: int = 1000, seed: int = 0,
+                    templates: str | Sequence[str] = GARMENT_TEMPLATE) -> dict:
+    """Garment zero-shot top-1 of an `open_clip` CLIP on the first `n` official Fashion-MNIST test garments, each
+    pasted at the centre of the model's canvas at every side in `sides` (px) over every family in `backgrounds`
+    (`sweep_backgrounds`). Returns `{'sides', 'top1': {family: [top-1 per side]}, 'n', 'templates'}`."""
+    size = model.visual.image_size[0]
+    if tokenizer is None:
+        tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=model.context_length)
+    templates = (templates,) if isinstance(templates, str) else tuple(templates)
+    W = zero_shot_classifier(model, tokenizer, FASHION_CLASSES, templates)               # (10, D)
+    x, y = load_fashion_mnist('test', source='auto')
+    x, y = x[:n], y[:n].astype(np.int64)
+    top1 = {}
+    for family in backgrounds:
+        bgs = sweep_backgrounds(family, len(x), size, seed)
+        top1[family] = []
+        for side in sides:
+            images = np.stack([compose_image(s, bg, 'centre', size, scale=side / size) for s, bg in zip(x, bgs)])
+            scores = encode_images(model, images, 1000, progress=False) @ W.T
+            top1[family].append(accuracy(scores, y)['top1'])
+    return dict(sides=list(sides), top1=top1, n=len(x), templates=list(templates))
 
 # %% ../nbs/05_pretrain.ipynb #ed27ce6b
 def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
