@@ -155,7 +155,8 @@ def _writable_problem(path: str | os.PathLike, what: str) -> str | None:
     return None
 
 # %% ../nbs/99_cli.ipynb #c8853972
-_PATH_FIELDS = ('train_list', 'val_list', 'test_list', 'video_root', 'class_names', 'test_class_names')
+_PATH_FIELDS = ('train_list', 'val_list', 'test_list', 'shift_list', 'video_root', 'class_names',
+                'test_class_names')
 
 def _check_overrides(spec: str, overrides: list[str]) -> None:
     "Every `KEY=VALUE` of `overrides` names a field of `spec` with a value of its type, and the paths among them exist."
@@ -439,6 +440,8 @@ def _demo_options(p):
     p.add_argument('--epochs', type=_at_least(1), default=None,
                    help='epochs for the methods that train through the image tower (default: demo.DEMO_EPOCHS, 14)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
+    p.add_argument('--threads', type=_at_least(1), default=None,
+                   help='torch threads on the CPU (default: demo.DEMO_THREADS; measured by benchmarks/demo_threads.py)')
 
 def _demo_human(report: dict) -> str:
     from efficient_video.demo import format_demo
@@ -463,7 +466,8 @@ def run_demo(args):
     epochs = demo.DEMO_EPOCHS if args.epochs is None else args.epochs
     rows = _words(args.methods) if args.methods else None
     with _interruptible():
-        return demo.run_demo(args.out, rows, epochs, args.device, log=_to_stderr)
+        threads = demo.DEMO_THREADS if args.threads is None else args.threads
+        return demo.run_demo(args.out, rows, epochs, args.device, log=_to_stderr, threads=threads)
 
 # %% ../nbs/99_cli.ipynb #7a0d2554
 def _bench_options(p):
@@ -539,8 +543,8 @@ def run_train(args):
 def _eval_options(p):
     p.add_argument('--checkpoint', required=True,
                    help='a run folder (its latest checkpoint) or a step-* folder written by train')
-    p.add_argument('--split', default='test', choices=['test', 'val'],
-                   help='which list of the run\'s config to test on')
+    p.add_argument('--split', default='test', choices=['test', 'val', 'shift'],
+                   help='which list of the run\'s config to test on (shift: its distribution-shift list)')
     p.add_argument('--views', type=_at_least(1), default=None,
                    help='temporal views (default: the config\'s test_views)')
     p.add_argument('--crops', type=int, choices=(1, 3), default=None,
@@ -566,15 +570,16 @@ def run_eval(args):
 # %% ../nbs/99_cli.ipynb #42e0a477
 def _extract_options(p):
     p.add_argument('--preset', default='frame-average-tiny', help='a registered recipe (methods.list_presets())')
-    p.add_argument('--splits', default='train,val,test', help='comma-separated splits of the config to extract')
+    p.add_argument('--splits', default='train,val,test,shift',
+                   help='comma-separated splits of the config to extract (those it names a list for)')
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
                    help='TrainConfig fields, e.g. feature_cache=/data/cache')
 
 def _splits(args) -> list[str]:
     splits = _words(args.splits)
-    bad = [s for s in splits if s not in ('train', 'val', 'test')]
+    bad = [s for s in splits if s not in ('train', 'val', 'test', 'shift')]
     if bad:
-        raise CLIError(f'--splits: {bad} are not among train, val, test')
+        raise CLIError(f'--splits: {bad} are not among train, val, test, shift')
     return splits
 
 @subcommand('extract-features', 'compute a frozen image tower\'s frame features once and cache them on disk',

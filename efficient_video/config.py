@@ -11,14 +11,15 @@ from pathlib import Path
 from .core import override
 
 # %% auto #0
-__all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'TrainConfig', 'ConfigError', 'split_class_spec',
-           'validate_config', 'config_to_json', 'config_from_json']
+__all__ = ['AMP_MODES', 'SAMPLERS', 'SCHEDULES', 'DATA_FORMATS', 'SPLITS', 'TrainConfig', 'ConfigError', 'split_list',
+           'split_class_spec', 'validate_config', 'config_to_json', 'config_from_json']
 
 # %% ../nbs/03a_config.ipynb #f3ae0135
 AMP_MODES = ('auto', 'bf16', 'fp16', 'none')
 SAMPLERS = ('segment', 'dense')
 SCHEDULES = ('cosine', 'constant')
 DATA_FORMATS = ('list', 'kinetics', 'ssv2', 'ucf101', 'hmdb51')
+SPLITS = ('train', 'val', 'test', 'shift')     # the lists a config names: `{split}_list`
 
 @dataclass
 class _What:
@@ -39,6 +40,8 @@ class _Data(_What):
     train_list: str | None = None          # annotation file (or HMDB51 split folder) of the training videos
     val_list: str | None = None            # validated every `eval_every` epochs; None = no validation
     test_list: str | None = None           # evaluated once at the end with the multi-view protocol; None = skip
+    shift_list: str | None = None          # a distribution-shift test list (the training classes, other scenes):
+                                           # tested like test_list and reported beside it; None = skip
     video_root: str | None = None          # folder the annotation paths are relative to; None = the list's folder
     class_names: str | None = None         # classes.txt / classInd.txt / labels JSON (`file.json:key` picks a
                                            # list); gives K
@@ -174,6 +177,12 @@ def _value_problems(cfg: TrainConfig, world_size: int) -> list[str]:
     return p
 
 # %% ../nbs/03a_config.ipynb #53340477
+def split_list(cfg: TrainConfig, split: str) -> str | None:
+    "The annotation list `cfg` names for `split` (one of `SPLITS`), or None when it names none."
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: use one of {list(SPLITS)}")
+    return getattr(cfg, f'{split}_list')
+
 def split_class_spec(spec: str) -> tuple[Path, str | None]:
     "`file.json:key` -> (file, key); any other spec -> (the file, None)."
     m = re.fullmatch(r'(.+\.json):(\w+)', spec)
@@ -183,7 +192,7 @@ def _file_problems(cfg: TrainConfig) -> list[str]:
     "The annotation files, folders and checkpoint `cfg` names that do not exist."
     p = [] if cfg.train_list is not None else [
         "train_list is not set: pass the training annotation file, e.g. train_list=PATH"]
-    for name in ('train_list', 'val_list', 'test_list', 'class_names', 'test_class_names', 'video_root'):
+    for name in (*(f'{s}_list' for s in SPLITS), 'class_names', 'test_class_names', 'video_root'):
         v = getattr(cfg, name)
         path = split_class_spec(v)[0] if name.endswith('class_names') and v is not None else v
         if v is not None and not Path(path).exists():

@@ -12,7 +12,7 @@ import numpy as np
 from .video import (
     VideoDataset, VideoRecord, SegmentSampler, DenseSampler, train_transform, eval_transform, read_path_label_list,
     read_kinetics_csv, read_ssv2_json, read_ucf_hmdb_split, check_labels, read_utf8)
-from .config import TrainConfig, ConfigError, split_class_spec
+from .config import TrainConfig, ConfigError, split_class_spec, split_list, SPLITS
 
 # %% auto #0
 __all__ = ['read_class_names', 'class_text', 'read_records', 'few_shot_subset', 'frame_sampler', 'build_dataset',
@@ -61,7 +61,7 @@ def class_text(name: str) -> str:
 # %% ../nbs/03c_data.ipynb #new31
 def _read_format(cfg: TrainConfig, split: str) -> tuple[list[VideoRecord], list[str] | None]:
     "(records, class names) of `split` ('train', 'val' or 'test') in `cfg.data_format`."
-    path = {'train': cfg.train_list, 'val': cfg.val_list, 'test': cfg.test_list}[split]
+    path = split_list(cfg, split)
     if path is None:
         raise ValueError(f"{split}_list is not set in the config")
     fmt, root = cfg.data_format, cfg.video_root
@@ -131,7 +131,7 @@ def infer_num_classes(cfg: TrainConfig, records: Sequence[VideoRecord] | None = 
     raise ValueError("cannot tell the number of classes: set num_classes=K or class_names=FILE")
 
 # %% ../nbs/03c_data.ipynb #691fe1d6
-def check_split_labels(cfg: TrainConfig, splits: Sequence[str] = ('train', 'val', 'test')) -> dict[str, int]:
+def check_split_labels(cfg: TrainConfig, splits: Sequence[str] = SPLITS) -> dict[str, int]:
     """Check the labels of every list of `cfg` in `splits` against its number of classes, and the class names against
     `num_classes`, before any work; returns K per split."""
     names = read_class_names(cfg)
@@ -142,7 +142,7 @@ def check_split_labels(cfg: TrainConfig, splits: Sequence[str] = ('train', 'val'
                           f"({cfg.num_classes}, in label order)")
     K_train, out = infer_num_classes(cfg, read_records(cfg, 'train')), {}
     for split in splits:
-        if getattr(cfg, f'{split}_list') is None:
+        if split_list(cfg, split) is None:
             continue
         out[split] = infer_num_classes(cfg, split='test') if split == 'test' and cfg.test_class_names else K_train
         check_labels(read_records(cfg, split), out[split], f'{split}_list')

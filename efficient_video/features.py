@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .core import worker_init_fn
 from .video import VideoDataset, collate_videos
-from .config import TrainConfig
+from .config import TrainConfig, split_list
 from .distributed import DistEnv, barrier
 from .data import build_dataset, check_split_labels
 from .run_folder import atomic_write_text
@@ -66,16 +66,15 @@ def weights_id(pretrained: str | None, seed: int) -> str:
 # %% ../nbs/08_features.ipynb #09c3cb16
 def cache_key(cfg: TrainConfig, split: str, views: int = 1, crops: int = 1) -> dict:
     "Everything that decides the cached features of `split` under `cfg` (frozen image tower, its input, the videos)."
-    lists = {'train': cfg.train_list, 'val': cfg.val_list, 'test': cfg.test_list}
-    if lists[split] is None:
+    if split_list(cfg, split) is None:
         raise ValueError(f"{split}_list is not set: nothing to cache")
     return {'format': CACHE_FORMAT, 'encoder': 'clip image tower (with proj), one row per frame',
             'backbone': cfg.backbone, 'weights': weights_id(cfg.pretrained, cfg.seed), 'image_size': cfg.image_size,
             'sampler': cfg.sampler, 'frames': cfg.frames,
             'frame_interval': cfg.frame_interval if cfg.sampler == 'dense' else None,
             'views': views, 'crops': crops, 'transform': f'eval_transform({cfg.image_size}, three_crop={crops == 3})',
-            'data_format': cfg.data_format, 'list': str(Path(lists[split]).resolve()),
-            'list_sha256': file_digest(lists[split]) if Path(lists[split]).is_file() else None,
+            'data_format': cfg.data_format, 'list': str(Path(split_list(cfg, split)).resolve()),
+            'list_sha256': file_digest(split_list(cfg, split)) if Path(split_list(cfg, split)).is_file() else None,
             'video_root': str(Path(cfg.video_root).resolve()) if cfg.video_root else None,
             'few_shot': [cfg.few_shot, cfg.few_shot_seed] if split == 'train' and cfg.few_shot else None}
 

@@ -56,8 +56,8 @@ def untrimmed_config(videos: Sequence[dict], cfg: TrainConfig, frames: int) -> T
         text = ''.join(l + '\n' for l in lines)
         if not lists[split].is_file() or lists[split].read_text() != text:
             lists[split].write_text(text)
-    return override(cfg, train_list=str(lists['train']), val_list=None, test_list=str(lists['test']), frames=frames,
-                    sampler='dense', frame_interval=1, test_views=1, test_crops=1)
+    return override(cfg, train_list=str(lists['train']), val_list=None, test_list=str(lists['test']), shift_list=None,
+                    frames=frames, sampler='dense', frame_interval=1, test_views=1, test_crops=1)
 
 def frame_labels(video: dict, num_frames: int | None = None) -> torch.Tensor:
     "1 for the frames inside an annotated action, 0 elsewhere: `L` floats."

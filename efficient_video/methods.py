@@ -371,7 +371,8 @@ def build_frame_average(backbone: str, num_classes: int, frames: int, pretrained
 
 # %% ../nbs/07_methods.ipynb #afc6244b
 MOTION_SPLITS = dict(train_list=f'{SAMPLES}/motion/train.txt', val_list=f'{SAMPLES}/motion/val.txt',
-                     test_list=f'{SAMPLES}/motion/test.txt', class_names=f'{SAMPLES}/motion/classes.txt')
+                     test_list=f'{SAMPLES}/motion/test.txt', shift_list=f'{SAMPLES}/motion/shift.txt',
+                     class_names=f'{SAMPLES}/motion/classes.txt')
 MOTION_TINY = dict(backbone='ev-tiny-vit', pretrained=SAMPLE_CLIP, data_format='list', frames=8, sampler='segment',
                    image_size=32, flip=False, num_workers=0, ckpt_every=0, eval_metrics=('opposite_direction_acc',))
 register_preset('frame-average-tiny', method='frame-average', **MOTION_TINY, **MOTION_SPLITS, crop_scale=(0.6, 1.0),

@@ -16,7 +16,8 @@ from safetensors.torch import load_model, save_model
 from .core import override, seed_everything
 from .samples import samples_dir
 from .clip import config_beside, read_clip_config, register_config
-from .config import TrainConfig, ConfigError, validate_config, config_from_json
+from .config import (TrainConfig, ConfigError, validate_config, config_from_json, split_list,
+                                    SPLITS)
 from .distributed import DistEnv, init_distributed, unwrap
 from .data import (
     build_dataset, read_records, infer_num_classes, check_split_labels, read_class_names, class_text)
@@ -143,9 +144,19 @@ def _save_init(model: nn.Module, output_dir: str) -> None:
                               "some space or choose another output_dir") from None
 
 # %% ../nbs/09_train.ipynb #58a01d78
+def _final_test(model: nn.Module, cfg: TrainConfig, env: DistEnv, split: str, steps: int) -> dict:
+    "The end-of-training test of `split` ('test' or 'shift'): `{split}.json` in the run folder, a metrics-log line."
+    res = test_model(model, cfg, env, split, cfg.test_views, cfg.test_crops, cfg.eval_batch_size or
+                     micro_batch_size(cfg.batch_size, env.world_size, cfg.grad_accum), out=cfg.output_dir)
+    if env.is_main:
+        MetricLogger(cfg.output_dir, tensorboard=False).log({'kind': split, 'step': steps, **{
+            k: v for k, v in res.items() if k not in ('confusion', 'per_class')}})
+    return {k: v for k, v in res.items() if k != 'confusion'}
+
 def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
     """Run `cfg` end to end: seed, build the model and data, `fit`, then test with `test_views` × `test_crops`
-    views if `test_list` is set. Works unchanged under `torchrun`. Returns the summary (and test metrics)."""
+    views if `test_list` is set, and the same on `shift_list` if set. Works unchanged under `torchrun`. Returns the
+    summary (and the test metrics: `test`, `shift`)."""
     env = init_distributed(cfg.device)
     validate_config(cfg, env.world_size)
     seed_everything(cfg.seed, cfg.deterministic)          # identical initialisation on every rank
@@ -166,13 +177,9 @@ def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
         loss_fn = method.loss(cfg, shape) if method.loss else ClassificationLoss(shape, cfg.label_smoothing)
         res = fit(model, train_set, cfg, loss_fn, val_set=val_set, num_classes=K, env=env, on_step=on_step,
                   after_update=method.after_update, **({'collate_fn': method.collate} if method.collate else {}))
-        if cfg.test_list:
-            test = test_model(model, cfg, env, 'test', cfg.test_views, cfg.test_crops, cfg.eval_batch_size or
-                              micro_batch_size(cfg.batch_size, env.world_size, cfg.grad_accum), out=cfg.output_dir)
-            if env.is_main:
-                MetricLogger(cfg.output_dir, tensorboard=False).log({'kind': 'test', 'step': res['steps'], **{
-                    k: v for k, v in test.items() if k not in ('confusion', 'per_class')}})
-            res['test'] = {k: v for k, v in test.items() if k != 'confusion'}
+        for split in ('test', 'shift'):        # the shift split, when the config names one, beside the test
+            if split_list(cfg, split):
+                res[split] = _final_test(model, cfg, env, split, res['steps'])
         if res.get('val'):
             res['val'] = {k: v for k, v in res['val'].items() if k != 'confusion'}
         res['feature_cache'] = uses_feature_cache(cfg, model)
@@ -200,10 +207,11 @@ def _results_folder(ck: Path, out: str | os.PathLike | None, split: str) -> Path
 def evaluate(checkpoint: str | os.PathLike, split: str = 'test', overrides: dict | Iterable[str] | None = None,
              views: int | None = None, crops: int | None = None, device: str | None = None,
              out: str | os.PathLike | None = None) -> dict:
-    """Test a checkpoint written by `train` on `split` ('test' or 'val') with `views` × `crops` (default: the config's
-    `test_views` × `test_crops`); `overrides` change the stored config (e.g. `test_list=...`, or `test_class_names=...`
-    for the zero-shot protocol). Writes `{split}.json` and `{split}_confusion.png` to `out`, or without it beside the
-    checkpoint when that folder is writable (a read-only one gets a warning, and the metrics are returned only)."""
+    """Test a checkpoint written by `train` on `split` ('test', 'val' or 'shift') with `views` × `crops` (default: the
+    config's `test_views` × `test_crops`); `overrides` change the stored config (e.g. `test_list=...`, or
+    `test_class_names=...` for the zero-shot protocol). Writes `{split}.json` and `{split}_confusion.png` to `out`,
+    or without it beside the checkpoint when that folder is writable (a read-only one gets a warning, and the metrics
+    are returned only)."""
     _check_views_crops(views, crops)
     ck = find_checkpoint(checkpoint)
     if ck is None:
@@ -213,6 +221,8 @@ def evaluate(checkpoint: str | os.PathLike, split: str = 'test', overrides: dict
     if device is not None:
         cfg = override(cfg, device=device)
     views, crops = cfg.test_views if views is None else views, cfg.test_crops if crops is None else crops
+    if split_list(cfg, split) is None:
+        raise ConfigError(f"{ck/'config.json'} names no {split}_list: pass {split}_list=FILE to test one")
     env = init_distributed(cfg.device)
     validate_config(cfg, env.world_size, check_files=False)
     dest = _results_folder(ck, out, split)
@@ -229,9 +239,9 @@ def evaluate(checkpoint: str | os.PathLike, split: str = 'test', overrides: dict
             **{k: v for k, v in res.items() if k != 'confusion'}}
 
 # %% ../nbs/09_train.ipynb #new18
-def extract_split_features(cfg: TrainConfig, splits: Sequence[str] = ('train', 'val', 'test')) -> dict:
-    """Fill the feature cache of `cfg` for `splits` (the test with its views × crops); returns where, how many and how
-    long."""
+def extract_split_features(cfg: TrainConfig, splits: Sequence[str] = SPLITS) -> dict:
+    """Fill the feature cache of `cfg` for `splits` (the test and shift splits with their views × crops); returns
+    where, how many and how long."""
     env = init_distributed(cfg.device)
     validate_config(cfg, env.world_size)
     seed_everything(cfg.seed, cfg.deterministic)          # a random-init tower is drawn exactly as `train` draws it
@@ -242,9 +252,9 @@ def extract_split_features(cfg: TrainConfig, splits: Sequence[str] = ('train', '
                           "(the method changes its image tower, or the cache is switched off)")
     report = {}
     for split in splits:
-        if getattr(cfg, f'{split}_list') is None:
+        if split_list(cfg, split) is None:
             continue
-        views, crops = (cfg.test_views, cfg.test_crops) if split == 'test' else (1, 1)
+        views, crops = (cfg.test_views, cfg.test_crops) if split in ('test', 'shift') else (1, 1)
         t0 = time.perf_counter()
         ds = cached_dataset(cfg, split, model.encode_frames, views, crops, env)
         report[split] = {'folder': str(ds.folder), 'videos': len(ds), 'skipped': int((~ds.valid).sum()),

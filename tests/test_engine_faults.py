@@ -333,7 +333,7 @@ def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     out = tmp / "run"
     p = cli("train", f"output_dir={out}", f"train_list={subset(tmp, 16)}", f"video_root={MOTION}", "val_list=None",
-            "test_list=None", "batch_size=8", "epochs=1", "--json")
+            "test_list=None", "shift_list=None", "batch_size=8", "epochs=1", "--json")
     assert p.returncode == 0, p.stderr[-3000:]
     return tmp, out
 
@@ -353,7 +353,7 @@ def test_cli_resuming_into_another_number_of_classes_is_one_line(tiny_run):
     line = one_line_error(cli("train", f"output_dir={tmp / 'k41'}", f"resume={out / 'step-0000002'}", "num_classes=41",
                               "class_names=None",          # (the preset's 40 names would be refused before that)
                               f"train_list={subset(tmp, 16)}", f"video_root={MOTION}", "val_list=None",
-                              "test_list=None", "batch_size=8", "epochs=1"))
+                              "test_list=None", "shift_list=None", "batch_size=8", "epochs=1"))
     assert "head.weight is (40," in line and "41" in line and "num_classes" in line, line
 
 
@@ -376,7 +376,7 @@ def test_cli_bad_label_in_a_val_list_fails_before_training(tmp_path):
     bad.write_text("\ufeff" + "\n".join(lines) + "\n")                   # with a UTF-8 BOM, as some editors save it
     out = tmp_path / "run"
     line = one_line_error(cli("train", f"output_dir={out}", f"train_list={subset(tmp_path, 16)}", f"video_root={MOTION}",
-                              f"val_list={bad}", "test_list=None", "batch_size=8", "epochs=1"))
+                              f"val_list={bad}", "test_list=None", "shift_list=None", "batch_size=8", "epochs=1"))
     assert f"{bad}:5" in line and "label 57" in line and "num_classes" in line, line
     assert not (out / "metrics.jsonl").exists()
 
@@ -453,7 +453,7 @@ def test_cli_unwritable_output_folders_are_one_line(tmp_path):
     a_file.write_text("not a folder")
     line = one_line_error(cli("demo", "--out", str(a_file), "--methods", "frame-average", "--epochs", "1"))
     assert "--out" in line and "is a file, not a folder" in line, line
-    common = (f"train_list={subset(tmp_path, 16)}", f"video_root={MOTION}", "val_list=None", "test_list=None",
+    common = (f"train_list={subset(tmp_path, 16)}", f"video_root={MOTION}", "val_list=None", "test_list=None", "shift_list=None",
               "batch_size=8", "epochs=1")
     line = one_line_error(cli("train", f"output_dir={a_file}", "pretrained=None", "backbone=ev-tiny-vit", *common))
     assert "output_dir" in line and "not a folder" in line, line

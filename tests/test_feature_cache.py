@@ -159,7 +159,7 @@ def one_line_error(p) -> str:
 
 
 def split_args(tmp_path, train_list, cache=None):
-    return [f"feature_cache={cache or tmp_path / 'cache'}", f"train_list={train_list}", "val_list=None", "test_list=None"]
+    return [f"feature_cache={cache or tmp_path / 'cache'}", f"train_list={train_list}", "val_list=None", "test_list=None", "shift_list=None"]
 
 
 def test_cli_train_on_a_cache_overwritten_with_nan_rebuilds_it(tmp_path):

@@ -123,7 +123,7 @@ def test_a_short_training_run_checkpoints_and_loads_back(tmp_path):
     lst = tmp_path/'train.txt'
     lst.write_text('\n'.join((motion/'train.txt').read_text().splitlines()[:16]) + '\n')
     cfg = load_config('efficient-prompt-tiny', train_list=str(lst), video_root=str(motion), val_list=None,
-                      test_list=None, frames=4, epochs=1, batch_size=8, log_every=1, output_dir=str(tmp_path/'run'),
+                      test_list=None, shift_list=None, frames=4, epochs=1, batch_size=8, log_every=1, output_dir=str(tmp_path/'run'),
                       feature_cache=str(tmp_path/'cache'))
     res = train(cfg)
     assert res['steps'] == 2 and res['feature_cache'] is True

@@ -44,7 +44,7 @@ def run_worker(out: Path, args: list, nproc: int = 1, env: dict | None = None, c
 
 
 def common(tmp_path, n=16):
-    return [f'train_list={subset(tmp_path, n)}', f'video_root={MOTION}', 'val_list=None', 'test_list=None',
+    return [f'train_list={subset(tmp_path, n)}', f'video_root={MOTION}', 'val_list=None', 'test_list=None', 'shift_list=None',
             'frames=4', 'image_size=16', 'num_workers=0', 'log_every=1', 'warmup_epochs=0.5', 'lr=0.01']
 
 
