@@ -83,7 +83,9 @@ def bench_run(row: str, out: str | os.PathLike, seed: int = 0, shots: int = 0, e
     if kept is not None:
         return kept
     test, params, seconds = train_and_test(cfg, trains=row != 'zero-shot')
+    shift = test.get('shift', {})
     result = {'top1': test['top1'], 'opposite_direction_acc': test['opposite_direction_acc'],
+              'shift_top1': shift.get('top1'), 'shift_opposite_direction_acc': shift.get('opposite_direction_acc'),
               'seconds': round(seconds, 2), 'params_trainable': params, 'seed': seed, 'shots': shots,
               'epochs': cfg.epochs}
     if row in TEXT_ROWS and not shots:

@@ -4,6 +4,7 @@
 
 # %% ../nbs/16_demo.ipynb #fab2a827
 from __future__ import annotations
+import contextlib
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from typing import Sequence
 import torch
 
 from .core import override, get_device
-from .config import TrainConfig, split_class_spec
+from .config import TrainConfig, split_class_spec, split_list, SPLITS
 from .distributed import DistEnv
 from .data import read_class_names, read_records, infer_num_classes
 from .run_folder import read_metrics, atomic_write_text
@@ -26,11 +27,11 @@ from .temporal import template_options
 from .train import load_config, train, model_from_config, test_model
 
 # %% auto #0
-__all__ = ['DEMO_TEMPLATE', 'DEMO_ROWS', 'TOWER_ROWS', 'DEMO_EPOCHS', 'REFERENCE', 'REFERENCE_ARGS', 'DemoError', 'demo_config',
-           'file_digest', 'device_type', 'run_key', 'key_changes', 'kept_record', 'remove_run', 'atomic_json',
-           'save_result', 'kept_result', 'abandon_run', 'train_and_test', 'zero_shot_config', 'zero_shot_accuracy',
-           'row_key', 'demo_key', 'run_row', 'run_demo', 'format_demo', 'pyplot_for', 'save_figure', 'order_bars',
-           'plot_demo', 'name_list', 'describe_demo']
+__all__ = ['DEMO_TEMPLATE', 'DEMO_ROWS', 'TOWER_ROWS', 'DEMO_EPOCHS', 'DEMO_THREADS', 'REFERENCE', 'REFERENCE_ARGS', 'DemoError',
+           'demo_config', 'file_digest', 'device_type', 'run_key', 'key_changes', 'kept_record', 'remove_run',
+           'atomic_json', 'save_result', 'kept_result', 'abandon_run', 'train_and_test', 'zero_shot_config',
+           'zero_shot_accuracy', 'row_key', 'demo_key', 'run_row', 'run_demo', 'torch_threads', 'format_demo',
+           'pyplot_for', 'save_figure', 'order_bars', 'plot_demo', 'name_list', 'describe_demo', 'describe_shift']
 
 # %% ../nbs/16_demo.ipynb #2d89df54
 DEMO_TEMPLATE = 'a video of {}.'
@@ -39,6 +40,7 @@ DEMO_ROWS = ('zero-shot', 'temporal-transformer', 'efficient-prompt', 'frame-ave
 # they train inside the image tower
 TOWER_ROWS = ('vpt', 'adaptformer', 'pro-tuning', 'st-adapter', 'aim', 'dualpath')
 DEMO_EPOCHS = 14         # for the methods that backpropagate through the image tower (their presets train 20)
+DEMO_THREADS = 1         # torch threads: 2 gain ~1.2x on a quiet 2-core machine, lose ~2x beside one busy process
 REFERENCE = dict(backbone='ViT-B-16', frames=8, num_classes=400)     # the reference scale of the GFLOPs column
 REFERENCE_ARGS = {'efficient-prompt': dict(prefix=16, postfix=16), 'dualpath': dict(grid='2x2', spatial_frames=8)}
 
@@ -107,7 +109,7 @@ def _videos_digest(cfg: TrainConfig, split: str) -> str:
         h.update(f"{r.path.stat().st_size if r.path.is_file() else -1}\n".encode())
     return h.hexdigest()[:16]
 
-_FILE_FIELDS = ('train_list', 'val_list', 'test_list', 'class_names', 'test_class_names')
+_FILE_FIELDS = (*(f'{s}_list' for s in SPLITS), 'class_names', 'test_class_names')
 
 def run_key(cfg: TrainConfig) -> dict:
     """Everything that determines what training `cfg` gives: its fields but `output_dir` (files by content, the videos
@@ -124,7 +126,7 @@ def run_key(cfg: TrainConfig) -> dict:
         key['resume'] = file_digest(cfg.resume)
     key['feature_cache'] = cfg.feature_cache is not None              # on or off; where it lives changes nothing
     key['device'] = device_type(cfg.device)
-    key['videos'] = {s: _videos_digest(cfg, s) for s in ('train', 'val', 'test') if getattr(cfg, f'{s}_list')}
+    key['videos'] = {s: _videos_digest(cfg, s) for s in SPLITS if split_list(cfg, s)}
     key['versions'] = {'efficient_video': __version__, 'torch': torch.__version__}
     return json.loads(json.dumps(key))                                 # as it reads back from a record
 
@@ -201,12 +203,17 @@ def abandon_run(folder: str | os.PathLike, what: str, kept: str, where) -> Keybo
 # %% ../nbs/16_demo.ipynb #ef3b438e
 def train_and_test(cfg: TrainConfig, trains: bool = True) -> tuple[dict, int, float]:
     """`(test metrics, trainable parameters, training seconds)` of `cfg`: trained by `train` then tested, or (with
-    `trains=False`) its model tested as built (the fixed template: nothing to train)."""
+    `trains=False`) its model tested as built (the fixed template: nothing to train). With a `shift_list`, the test
+    metrics hold the shift split's under `'shift'`."""
     if not trains:
         model = model_from_config(cfg, infer_num_classes(cfg), read_class_names(cfg))
-        return test_model(model, cfg, DistEnv(), 'test'), 0, 0.0
+        test = test_model(model, cfg, DistEnv(), 'test')
+        if cfg.shift_list:
+            test['shift'] = test_model(model, cfg, DistEnv(), 'shift')
+        return test, 0, 0.0
     res = train(cfg)
-    return res['test'], read_metrics(cfg.output_dir, 'start')[0]['params_trainable'], res['train_minutes'] * 60
+    test = {**res['test'], **({'shift': res['shift']} if 'shift' in res else {})}
+    return test, read_metrics(cfg.output_dir, 'start')[0]['params_trainable'], res['train_minutes'] * 60
 
 def zero_shot_config(cfg: TrainConfig, preset: str) -> TrainConfig:
     """The zero-shot run of `cfg`: `preset` (seen garments to train, unseen to test) with `cfg`'s method, device and
@@ -243,7 +250,9 @@ def run_row(row: str, out: Path, epochs: int = DEMO_EPOCHS, device: str | None =
     K = infer_num_classes(cfg)
     sample = profile_method(cfg.method, cfg.backbone, cfg.frames, K, image_size=cfg.image_size, **cfg.method_args)
     ref = profile_method(cfg.method, **REFERENCE, **_reference_options(cfg))
+    shift = test.get('shift', {})
     result = {'top1': test['top1'], 'opposite_direction_acc': test['opposite_direction_acc'],
+              'shift_top1': shift.get('top1'), 'shift_opposite_direction_acc': shift.get('opposite_direction_acc'),
               'zero_shot_top1': zero_shot_accuracy(cfg, zero_shot, row != 'zero-shot') if zero_shot else None,
               'params_trainable': params, 'gflops_per_view': sample['gflops_per_view'],
               'gflops_per_view_vitb16': ref['gflops_per_view'], 'seconds': round(seconds, 2),
@@ -253,15 +262,35 @@ def run_row(row: str, out: Path, epochs: int = DEMO_EPOCHS, device: str | None =
 
 # %% ../nbs/16_demo.ipynb #23ec20c8
 def run_demo(out: str | os.PathLike = 'runs/demo', rows: Sequence[str] | None = None, epochs: int = DEMO_EPOCHS,
-             device: str | None = None, log=print) -> dict:
+             device: str | None = None, log=print, threads: int | None = DEMO_THREADS) -> dict:
     """Every demo row (or `rows`) under `out`: rows finished there under the same settings are kept, the others run in
-    order. Writes `results.json` and `results.png`; returns `{'methods': {row: {...}}, 'out', 'seconds', ...}`."""
+    order, on `threads` torch threads (None: torch's default). Writes `results.json` and `results.png`; returns
+    `{'methods': {row: {...}}, 'out', 'seconds', 'threads', ...}`."""
     rows = list(rows or DEMO_ROWS)
     bad = [r for r in rows if r not in DEMO_ROWS]
     if bad:
         raise DemoError(f"--methods {','.join(bad)}: not demo rows; choose from {','.join(DEMO_ROWS)}")
+    if threads is not None and threads < 1:
+        raise DemoError(f"--threads {threads}: use 1 or more")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with torch_threads(threads):
+        return _run_rows(rows, out, epochs, device, log)
+
+# %% ../nbs/16_demo.ipynb #8328248a
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    "Run the block on `n` torch intra-op threads (None: leave them as they are), restoring the count after it."
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+def _run_rows(rows: list[str], out: Path, epochs: int, device: str | None, log) -> dict:
+    "The loop of `run_demo`: each row kept or run, then the report written."
     t0, results = time.perf_counter(), {}
     for i, row in enumerate(rows):
         step, done = f"[{i + 1}/{len(rows)}] {row}", out/row/'row.json'
@@ -279,7 +308,8 @@ def run_demo(out: str | os.PathLike = 'runs/demo', rows: Sequence[str] | None = 
         log(f"{step}: top-1 {r['top1']:.1%}, opposite-direction {r['opposite_direction_acc']:.1%}, "
             f"{r['seconds']:.0f} s")
     report = {'methods': results, 'out': str(out), 'seconds': round(time.perf_counter() - t0, 1), 'epochs': epochs,
-              'device': device_type(device), 'template': DEMO_TEMPLATE, 'reference': REFERENCE}
+              'device': device_type(device), 'template': DEMO_TEMPLATE, 'reference': REFERENCE,
+              'threads': torch.get_num_threads()}
     atomic_json(out/'results.json', report)
     plot_demo(report, out/'results.png')
     return report
@@ -287,11 +317,13 @@ def run_demo(out: str | os.PathLike = 'runs/demo', rows: Sequence[str] | None = 
 # %% ../nbs/16_demo.ipynb #482cf65c
 def format_demo(report: dict) -> str:
     "The demo's results as a Markdown table."
-    lines = ['| method | top-1 | opposite-direction | zero-shot (unseen garments) | trainable | GFLOPs/view (sample) | '
-             'GFLOPs/view (ViT-B/16, 8×224) | training s |', '|:--|--:|--:|--:|--:|--:|--:|--:|']
+    lines = ['| method | top-1 | opposite-direction | shift: top-1 | shift: opposite-direction | zero-shot (unseen '
+             'garments) | trainable | GFLOPs/view (sample) | GFLOPs/view (ViT-B/16, 8×224) | training s |',
+             '|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|']
+    pct = lambda v: '—' if v is None else f'{v:.1%}'
     for name, r in report['methods'].items():
-        zs = f"{r['zero_shot_top1']:.1%}" if r['zero_shot_top1'] is not None else '—'
-        lines.append(f"| {name} | {r['top1']:.1%} | {r['opposite_direction_acc']:.1%} | {zs} | "
+        lines.append(f"| {name} | {r['top1']:.1%} | {r['opposite_direction_acc']:.1%} | {pct(r.get('shift_top1'))} | "
+                     f"{pct(r.get('shift_opposite_direction_acc'))} | {pct(r['zero_shot_top1'])} | "
                      f"{r['params_trainable']:,} | {r['gflops_per_view']:.3f} | {r['gflops_per_view_vitb16']:.1f} | "
                      f"{r['seconds']:.0f} |")
     return '\n'.join(lines)
@@ -327,17 +359,23 @@ def order_bars(ax, names: Sequence[str], top1: Sequence[float], opposite: Sequen
     ax.set_xlim(0, 1)
 
 def plot_demo(report: dict, path: str | os.PathLike | None = None):
-    "Top-1 and opposite-direction accuracy per method, a bar each; saved to `path` (PNG) if given."
+    """Top-1 and opposite-direction accuracy per method, a bar each, on the test split and (when the report has it)
+    beside it on the shift split; saved to `path` (PNG) if given."""
     plt = pyplot_for(path)
-    names = list(report['methods'])
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(names) + 1.2))
-    order_bars(ax, names, [report['methods'][n]['top1'] for n in names],
-               [report['methods'][n]['opposite_direction_acc'] for n in names])
-    ax.text(0.505, len(names) - 0.4, 'order-blind: 50%', fontsize=8, color='0.3')
-    ax.set_xlabel('test accuracy')
-    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
-    ax.set_title('every method on the motion benchmark (efficient-video demo)', fontsize=9)
-    fig.tight_layout()
+    r, names = report['methods'], list(report['methods'])
+    panels = [('test split', '')]
+    if any(r[n].get('shift_top1') is not None for n in names):
+        panels.append(('shift split', 'shift_'))
+    height = 0.45 * len(names) + 1.5
+    fig, axs = plt.subplots(1, len(panels), figsize=(6.5, height), sharey=True, squeeze=False)
+    for ax, (title, pre) in zip(axs[0], panels):
+        order_bars(ax, names, [r[n].get(f'{pre}top1') or 0 for n in names],
+                   [r[n].get(f'{pre}opposite_direction_acc') or 0 for n in names])
+        ax.text(0.505, 1.01, 'order-blind: 50%', transform=ax.get_xaxis_transform(), fontsize=8, color='0.3')
+        ax.set_xlabel(f'accuracy, {title}')
+    fig.legend(*axs[0][0].get_legend_handles_labels(), fontsize=8, loc='lower center', ncol=2, frameon=False)
+    fig.suptitle('every method on the motion benchmark (efficient-video demo)', fontsize=9)
+    fig.tight_layout(rect=(0, 0.3 / height, 1, 1))
     return save_figure(fig, path)
 
 # %% ../nbs/16_demo.ipynb #c0984532
@@ -369,4 +407,23 @@ def describe_demo(report: dict, blind: float = 0.05, sees: float = 0.9) -> str:
             text += ("; of those that adapt the image tower, cheapest first: "
                      + ', '.join(f'{n} ({ref(n):.1f})' for n in tower))
         text += '.'
-    return text
+    return text + describe_shift(report)
+
+# %% ../nbs/16_demo.ipynb #376b786c
+def describe_shift(report: dict, keeps: float = 0.8, sees: float = 0.95) -> str:
+    """What the report's shift split shows, as Markdown printed from it ('' when it has none): how much of its test
+    top-1 each trained row keeps there, and which rows still tell a clip from its reversal (`sees` or more)."""
+    r = {n: v for n, v in report['methods'].items() if v.get('shift_top1') is not None}
+    if not r:
+        return ''
+    kept = {n: v['shift_top1'] / v['top1'] for n, v in r.items() if v['top1'] > 0 and n != 'zero-shot'}
+    held = [n for n in kept if kept[n] >= keeps]
+    timed = [n for n, v in r.items() if v['shift_opposite_direction_acc'] >= sees]
+    worst = min(kept, key=kept.get)
+    return (f"\n\nOn the shift split (test garments over held-out backgrounds, at other sizes and speeds) the trained "
+            f"rows keep {min(kept.values()):.0%} ({worst}) to {max(kept.values()):.0%} "
+            f"({max(kept, key=kept.get)}) of their test top-1; {keeps:.0%} or more: {name_list(held)}. At "
+            f"{sees:.0%} or more opposite-direction accuracy there: {name_list(timed)}."
+            + (f" The frame average, blind to frame order by construction, is at "
+               f"{r['frame-average']['shift_opposite_direction_acc']:.1%} there (the control)."
+               if 'frame-average' in r else ''))
