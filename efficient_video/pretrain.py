@@ -77,7 +77,8 @@ class PretrainConfig:
     threads: int = 1              # torch threads: 1 was ~8× faster than 2 on our 2 cores shared with other jobs
     num_workers: int = 0          # DataLoader processes composing pairs; > 0 overlaps composing with training
     eval_every: int = 250         # steps between zero-shot evaluations on `eval_n` test images (the curves); 0 = none
-    eval_n: int = 1000            # test images per probe in those evaluations (the final one uses all 10,000)
+    eval_n: int = 1000            # test images per probe in those evaluations
+    final_eval_n: int = 10000     # test images per probe in the final one, written to metrics.json (10,000: all)
     seed: int = 0
 
 # %% ../nbs/05_pretrain.ipynb #abf40b2d
@@ -446,8 +447,9 @@ def pretrain_clip(cfg: PretrainConfig, out: str | os.PathLike | None = None, run
     keep = ('kind', 'step', 'minutes', 'loss', 'acc', 'temperature', 'lr', 'grad_norm', 'top1', 'position')
     history = [{k: r[k] for k in keep if k in r} for r in read_metrics(run_dir) if r['kind'] in ('train', 'val')]
     if out is not None and env.is_main:
-        metrics = dict(evaluate_zero_shot(bundle.model, bundle.tokenizer), minutes=res['train_minutes'],
-                       steps=res['steps'], threads=cfg.threads, wall_minutes=(time.perf_counter() - t0) / 60)
+        metrics = dict(evaluate_zero_shot(bundle.model, bundle.tokenizer, n=cfg.final_eval_n),
+                       minutes=res['train_minutes'], steps=res['steps'], threads=cfg.threads,
+                       wall_minutes=(time.perf_counter() - t0) / 60)
         save_pretrained(bundle, cfg, out, history, metrics)
     if env.distributed:
         barrier(env)                            # every rank returns once the model folder is written

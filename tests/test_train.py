@@ -129,7 +129,7 @@ def test_pretraining_on_two_ranks_equals_one_process(tmp_path):
     features' gradients are scaled by the world size, so DDP's average is the full-batch gradient."""
     exe = shutil.which('efficient-video')
     assert exe, 'the efficient-video console script is not installed'
-    args = ['pretrain-clip', '--steps', '3', '--eval-every', '0', 'batch_size=16', 'pool=64']
+    args = ['pretrain-clip', '--steps', '3', '--eval-every', '0', 'batch_size=16', 'pool=64', 'final_eval_n=100']
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'HF_HUB_OFFLINE': '1'}
     for name, nproc in (('one', 1), ('ddp', 2)):
         launcher = [sys.executable, exe] if nproc == 1 else \
