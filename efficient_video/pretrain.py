@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, default_collate
 from .core import override
 from .samples import (
     FASHION_CLASSES, POSITIONS, load_fashion_mnist, load_backgrounds, compose_image, compose_scene, caption_for,
-    gradient_background, samples_dir, sha256, SamplesError)
+    gradient_background, samples_dir, sha256, SamplesError, BACKGROUND_SIDE, _resize)
 from .clip import (
     ClipBundle, ClipLoadError, load_clip, register_config, config_beside, read_clip_config, to_pixels, encode_images,
     ContrastiveLoss, clamp_logit_scale_, zero_shot_classifier)
@@ -35,11 +35,13 @@ from .evaluation import accuracy
 from .engine import fit
 
 # %% auto #0
-__all__ = ['MODEL_NAME', 'POSITION_TEMPLATE', 'POSITION_PROBE', 'GARMENT_TEMPLATE', 'SWEEP_SIDES', 'SWEEP_BACKGROUNDS',
-           'SAMPLE_CLIP_DIR', 'CHECKPOINT_FILE', 'LICENSE_FILE', 'CHECKPOINT_LICENSE', 'PretrainConfig', 'model_config',
-           'build_clip', 'make_caption', 'compose_pair', 'CaptionPairs', 'zero_shot_sets', 'evaluate_zero_shot',
-           'sweep_backgrounds', 'zero_shot_sweep', 'scale_grad', 'CLIPPretrainLoss', 'write_license', 'save_pretrained',
-           'add_to_manifest', 'sample_clip_path', 'default_clip', 'sample_clip', 'pretrain_config', 'pretrain_clip']
+__all__ = ['MODEL_NAME', 'POSITION_TEMPLATE', 'POSITION_PROBE', 'GARMENT_TEMPLATE', 'SCENE_FAMILIES', 'MAX_SIDE_OFF_CENTRE',
+           'SWEEP_SIDES', 'SWEEP_BACKGROUNDS', 'SAMPLE_CLIP_DIR', 'CHECKPOINT_FILE', 'LICENSE_FILE',
+           'CHECKPOINT_LICENSE', 'PretrainConfig', 'model_config', 'build_clip', 'make_caption', 'noise_background',
+           'stripes_background', 'checker_background', 'photo_crop', 'varied_background', 'jitter_colours',
+           'garment_side', 'compose_pair', 'CaptionPairs', 'zero_shot_sets', 'evaluate_zero_shot', 'sweep_backgrounds',
+           'zero_shot_sweep', 'scale_grad', 'CLIPPretrainLoss', 'write_license', 'save_pretrained', 'add_to_manifest',
+           'sample_clip_path', 'default_clip', 'sample_clip', 'pretrain_config', 'pretrain_clip']
 
 # %% ../nbs/05_pretrain.ipynb #595f929f
 @dataclass
@@ -72,6 +74,9 @@ class PretrainConfig:
     p_garment: float = 0.2        # share of captions 'a photo of a {garment}.' and kin (the garment probe's phrasing)
     p_position: float = 0.2       # share of position-only captions ('a photo of something on the left.')
     p_centre: float = 0.2         # share of garments in the centre: the garment probe's view
+    scenes: str = 'fixed'         # 'fixed': eight photos whole + five plain colours; 'varied': SCENE_FAMILIES
+    min_side: int = 28            # garment side in px ('varied': drawn uniformly from min_side..max_side)
+    max_side: int = 28
     pool: int = 0                 # > 0: a fixed set of this many pairs (a finite dataset, for the CI run); 0: fresh
     amp: str = 'none'             # 'bf16' autocast measured slower here (its backward took 2× fp32)
     threads: int = 1              # torch threads: 1 was ~8× faster than 2 on our 2 cores shared with other jobs
@@ -126,15 +131,87 @@ def make_caption(garment: int, position: str, rng: np.random.Generator, p_garmen
         return _POSITION_ONLY[rng.integers(len(_POSITION_ONLY))].format(p=phrase)
     return caption_for(int(garment), position, rng)
 
+# %% ../nbs/05_pretrain.ipynb #scenes-code
+SCENE_FAMILIES = {'plain': 0.0, 'photo crop': 0.4, 'noise': 0.2, 'stripes': 0.2, 'checkerboard': 0.2}
+MAX_SIDE_OFF_CENTRE = 40    # px: the largest garment drawn at a side position (its centre is 16 px from the edge)
+
+def _two_colours(rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, 256, size=(2, 3)).astype(np.float32)
+
+def noise_background(rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    "Smooth colour noise: a k×k grid (k = 2..8) of random colours upsampled bicubically to uint8 size×size×3."
+    k = int(rng.integers(2, 9))
+    return _resize(rng.integers(0, 256, size=(k, k, 3)).astype(np.uint8), size)
+
+def stripes_background(rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    "Stripes of two random colours at a random angle, period 4-16 px, as uint8 size×size×3."
+    (c0, c1), theta, period = _two_colours(rng), rng.uniform(0, np.pi), rng.uniform(4, 16)
+    y, x = np.mgrid[0:size, 0:size]
+    on = ((x * np.cos(theta) + y * np.sin(theta)) / period) % 1 < 0.5
+    return np.where(on[..., None], c0, c1).astype(np.uint8)
+
+def checker_background(rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    "A checkerboard of two random colours, square side 4-16 px, random phase, as uint8 size×size×3."
+    (c0, c1), p = _two_colours(rng), int(rng.integers(4, 17))
+    oy, ox = rng.integers(0, p, size=2)
+    y, x = np.mgrid[0:size, 0:size]
+    on = ((y + oy) // p + (x + ox) // p) % 2 == 0
+    return np.where(on[..., None], c0, c1).astype(np.uint8)
+
+# %% ../nbs/05_pretrain.ipynb #scenes-code-2
+def photo_crop(rng: np.random.Generator, photo: np.ndarray, size: int = 64) -> np.ndarray:
+    "A random square crop (¼ to all of the side) of a uint8 photo, flipped left-right half the time, resized to size."
+    H = min(photo.shape[:2])
+    side = int(rng.integers(max(H // 4, 1), H + 1))
+    y0, x0 = rng.integers(0, photo.shape[0] - side + 1), rng.integers(0, photo.shape[1] - side + 1)
+    crop = photo[y0:y0 + side, x0:x0 + side]
+    return _resize(np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop), size)
+
+def varied_background(rng: np.random.Generator, photos: dict[str, np.ndarray], size: int = 64,
+                      plain_prob: float = 0.3) -> tuple[str, np.ndarray]:
+    """(family, uint8 size×size×3) drawn from `SCENE_FAMILIES`: plain with probability `plain_prob` (half of those
+    black), else a photo crop, noise, stripes or a checkerboard in the table's proportions."""
+    u = rng.random()
+    if u < plain_prob:
+        colour = (0, 0, 0) if u < plain_prob / 2 else rng.integers(0, 256, size=3)
+        return 'plain', np.broadcast_to(np.asarray(colour, np.uint8), (size, size, 3)).copy()
+    names, w = list(SCENE_FAMILIES)[1:], np.array(list(SCENE_FAMILIES.values())[1:])
+    family = names[rng.choice(len(names), p=w / w.sum())]
+    if family == 'photo crop':
+        return family, photo_crop(rng, photos[list(photos)[rng.integers(len(photos))]], size)
+    make = {'noise': noise_background, 'stripes': stripes_background, 'checkerboard': checker_background}[family]
+    return family, make(rng, size)
+
+def jitter_colours(rng: np.random.Generator, image: np.ndarray, contrast: float = 0.3,
+                   brightness: float = 30) -> np.ndarray:
+    "Contrast ×U(1 ± `contrast`) about the mean, then brightness + U(± `brightness`), of a uint8 picture."
+    x = image.astype(np.float32)
+    m = x.mean()
+    x = (x - m) * rng.uniform(1 - contrast, 1 + contrast) + m + rng.uniform(-brightness, brightness)
+    return np.rint(x).clip(0, 255).astype(np.uint8)
+
+def garment_side(cfg: PretrainConfig, position: str, rng: np.random.Generator) -> int:
+    """The garment's side in px: uniform in `min_side`..`max_side`, at most `MAX_SIDE_OFF_CENTRE` away from the
+    centre (but never below `min_side`)."""
+    top = cfg.max_side if position == 'centre' else min(cfg.max_side, MAX_SIDE_OFF_CENTRE)
+    return int(rng.integers(cfg.min_side, max(top, cfg.min_side) + 1))
+
 # %% ../nbs/05_pretrain.ipynb #131beadb
 def compose_pair(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray, photos: dict,
                  rng: np.random.Generator, i: int) -> dict:
     """Pair `i` drawn from `rng`: garment `i` (a random one with `cfg.pool`), a position (the centre with probability
-    `cfg.p_centre`, else a side), its scene (`compose_scene`) and a caption (`make_caption`); as numpy: the uint8
-    image, the caption, the garment label and the position name."""
+    `cfg.p_centre`, else a side), its scene and a caption (`make_caption`); as numpy: the uint8 image, the caption, the
+    garment label and the position name. `cfg.scenes='fixed'`: `compose_scene` (the eight photos whole or a plain
+    colour, 28 px); `'varied'`: `varied_background`, a side drawn from `min_side`..`max_side`, `jitter_colours`."""
     g = int(rng.integers(len(images))) if cfg.pool else i      # an epoch shows every garment once
     pos = 'centre' if rng.random() < cfg.p_centre else ('left', 'right', 'top', 'bottom')[rng.integers(4)]
-    image = compose_scene(images[g], pos, rng, photos, cfg.image_size, cfg.plain_prob, cfg.jitter)[0]
+    if cfg.scenes == 'varied':
+        side = garment_side(cfg, pos, rng)
+        bg = varied_background(rng, photos, cfg.image_size, cfg.plain_prob)[1]
+        jitter = rng.integers(-cfg.jitter, cfg.jitter + 1, size=2)
+        image = jitter_colours(rng, compose_image(images[g], bg, pos, cfg.image_size, side / cfg.image_size, jitter))
+    else:
+        image = compose_scene(images[g], pos, rng, photos, cfg.image_size, cfg.plain_prob, cfg.jitter)[0]
     return dict(image=image, caption=make_caption(int(labels[g]), pos, rng, cfg.p_garment, cfg.p_position),
                 label=int(labels[g]), position=pos)
 
@@ -148,8 +225,12 @@ class CaptionPairs(Dataset):
                  photos: dict | None = None, seed: int | None = None):
         if images is None:
             images, labels = load_fashion_mnist('train', source='auto')
+        if cfg.scenes not in ('fixed', 'varied') or not 1 <= cfg.min_side <= cfg.max_side:
+            raise ConfigError(f"scenes={cfg.scenes!r}, min_side={cfg.min_side}, max_side={cfg.max_side}: scenes is "
+                              f"'fixed' or 'varied', and 1 <= min_side <= max_side")
         self.cfg, self.images, self.labels = cfg, images, labels
-        self.photos = photos if photos is not None else load_backgrounds(size=cfg.image_size)
+        side = BACKGROUND_SIDE if cfg.scenes == 'varied' else cfg.image_size    # crops are cut from the full photos
+        self.photos = photos if photos is not None else load_backgrounds(size=side)
         self.seed, self.epoch = cfg.seed if seed is None else seed, 0
         self.tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=cfg.context_length)
         self._tokens: dict[str, torch.Tensor] = {}     # the caption set is finite: tokenise each string once
