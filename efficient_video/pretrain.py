@@ -167,6 +167,10 @@ def photo_crop(rng: np.random.Generator, photo: np.ndarray, size: int = 64) -> n
     crop = photo[y0:y0 + side, x0:x0 + side]
     return _resize(np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop), size)
 
+_FAMILIES = list(SCENE_FAMILIES)[1:]                      # drawn once per pair: built once, not per call
+_FAMILY_P = np.array([SCENE_FAMILIES[f] for f in _FAMILIES]) / sum(SCENE_FAMILIES[f] for f in _FAMILIES)
+_PROCEDURAL = {'noise': noise_background, 'stripes': stripes_background, 'checkerboard': checker_background}
+
 def varied_background(rng: np.random.Generator, photos: dict[str, np.ndarray], size: int = 64,
                       plain_prob: float = 0.3) -> tuple[str, np.ndarray]:
     """(family, uint8 size×size×3) drawn from `SCENE_FAMILIES`: plain with probability `plain_prob` (half of those
@@ -175,12 +179,10 @@ def varied_background(rng: np.random.Generator, photos: dict[str, np.ndarray], s
     if u < plain_prob:
         colour = (0, 0, 0) if u < plain_prob / 2 else rng.integers(0, 256, size=3)
         return 'plain', np.broadcast_to(np.asarray(colour, np.uint8), (size, size, 3)).copy()
-    names, w = list(SCENE_FAMILIES)[1:], np.array(list(SCENE_FAMILIES.values())[1:])
-    family = names[rng.choice(len(names), p=w / w.sum())]
+    family = _FAMILIES[rng.choice(len(_FAMILIES), p=_FAMILY_P)]
     if family == 'photo crop':
         return family, photo_crop(rng, photos[list(photos)[rng.integers(len(photos))]], size)
-    make = {'noise': noise_background, 'stripes': stripes_background, 'checkerboard': checker_background}[family]
-    return family, make(rng, size)
+    return family, _PROCEDURAL[family](rng, size)
 
 def jitter_colours(rng: np.random.Generator, image: np.ndarray, contrast: float = 0.3,
                    brightness: float = 30) -> np.ndarray:
