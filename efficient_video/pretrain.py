@@ -27,7 +27,7 @@ from .samples import (
     gradient_background, samples_dir, sha256, SamplesError, BACKGROUND_SIDE, _resize)
 from .clip import (
     ClipBundle, ClipLoadError, load_clip, register_config, config_beside, read_clip_config, to_pixels, encode_images,
-    ContrastiveLoss, clamp_logit_scale_, zero_shot_classifier)
+    ContrastiveLoss, clamp_logit_scale_, zero_shot_classifier, all_gather_with_local_grad)
 from .config import TrainConfig, ConfigError
 from .distributed import init_distributed, barrier
 from .run_folder import read_metrics
@@ -36,11 +36,12 @@ from .engine import fit
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'POSITION_TEMPLATE', 'POSITION_PROBE', 'GARMENT_TEMPLATE', 'SCENE_FAMILIES', 'MAX_SIDE_OFF_CENTRE',
-           'SWEEP_SIDES', 'SWEEP_BACKGROUNDS', 'SAMPLE_CLIP_DIR', 'CHECKPOINT_FILE', 'LICENSE_FILE',
-           'CHECKPOINT_LICENSE', 'PretrainConfig', 'model_config', 'build_clip', 'make_caption', 'noise_background',
-           'stripes_background', 'checker_background', 'photo_crop', 'varied_background', 'jitter_colours',
-           'garment_side', 'compose_pair', 'CaptionPairs', 'zero_shot_sets', 'evaluate_zero_shot', 'sweep_backgrounds',
-           'zero_shot_sweep', 'scale_grad', 'CLIPPretrainLoss', 'write_license', 'save_pretrained', 'add_to_manifest',
+           'SWEEP_SIDES', 'SWEEP_BACKGROUNDS', 'POSITIVES', 'SAMPLE_CLIP_DIR', 'CHECKPOINT_FILE', 'LICENSE_FILE',
+           'CHECKPOINT_LICENSE', 'PretrainConfig', 'model_config', 'build_clip', 'draw_caption', 'make_caption',
+           'noise_background', 'stripes_background', 'shapes_background', 'to_grey', 'checker_background', 'photo_crop',
+           'varied_background', 'jitter_colours', 'garment_side', 'compose_pair', 'CaptionPairs', 'zero_shot_sets',
+           'evaluate_zero_shot', 'sweep_backgrounds', 'zero_shot_sweep', 'scale_grad', 'truth_mask',
+           'multi_positive_loss', 'CLIPPretrainLoss', 'write_license', 'save_pretrained', 'add_to_manifest',
            'sample_clip_path', 'default_clip', 'sample_clip', 'pretrain_config', 'pretrain_clip']
 
 # %% ../nbs/05_pretrain.ipynb #595f929f
@@ -77,6 +78,10 @@ class PretrainConfig:
     scenes: str = 'fixed'         # 'fixed': eight photos whole + five plain colours; 'varied': SCENE_FAMILIES
     min_side: int = 28            # garment side in px ('varied': drawn uniformly from min_side..max_side)
     max_side: int = 28
+    shapes_prob: float = 0.0      # 'varied': share of non-plain backgrounds that are dead leaves (shapes_background)
+    grey_prob: float = 0.0        # 'varied': share of backgrounds turned grey (to_grey) before the garment goes on
+    positives: str = 'caption'    # contrastive positives: 'caption' (CLIP: its own caption only) or 'truth' (every
+                                  # caption in the batch true of the image: see the loss)
     pool: int = 0                 # > 0: a fixed set of this many pairs (a finite dataset, for the CI run); 0: fresh
     amp: str = 'none'             # 'bf16' autocast measured slower here (its backward took 2× fp32)
     threads: int = 1              # torch threads: 1 was ~8× faster than 2 on our 2 cores shared with other jobs
@@ -120,16 +125,24 @@ _PHRASES = {'left': ('on the left', 'at the left', 'on the left side'),
             'bottom': ('at the bottom', 'near the bottom', 'in the bottom half'),
             'centre': ('in the centre', 'in the middle', 'in the center')}
 
-def make_caption(garment: int, position: str, rng: np.random.Generator, p_garment: float, p_position: float) -> str:
-    "One caption for a garment label at a position: garment-only, position-only, or both in varied phrasings."
+def draw_caption(garment: int, position: str, rng: np.random.Generator, p_garment: float,
+                 p_position: float) -> tuple[str, int, int]:
+    """One caption for a garment label at a position (garment-only, position-only, or both in varied phrasings) and
+    what it names: `(caption, garment label or -1, index into POSITIONS or -1)`, -1 where it does not say."""
     u = rng.random()
     if u < p_garment:
         g = FASHION_CLASSES[garment]     # the first phrasing is the probe's template verbatim ('a ankle boot' included)
-        return _GARMENT_ONLY[rng.integers(len(_GARMENT_ONLY))].format(g=g, a='an' if g[0] in 'aeiou' else 'a')
+        caption = _GARMENT_ONLY[rng.integers(len(_GARMENT_ONLY))].format(g=g, a='an' if g[0] in 'aeiou' else 'a')
+        return caption, garment, -1
+    p = list(POSITIONS).index(position)
     if u < p_garment + p_position:
         phrase = _PHRASES[position][rng.integers(len(_PHRASES[position]))]
-        return _POSITION_ONLY[rng.integers(len(_POSITION_ONLY))].format(p=phrase)
-    return caption_for(int(garment), position, rng)
+        return _POSITION_ONLY[rng.integers(len(_POSITION_ONLY))].format(p=phrase), -1, p
+    return caption_for(int(garment), position, rng), garment, p
+
+def make_caption(garment: int, position: str, rng: np.random.Generator, p_garment: float, p_position: float) -> str:
+    "One caption for a garment label at a position: garment-only, position-only, or both in varied phrasings."
+    return draw_caption(garment, position, rng, p_garment, p_position)[0]
 
 # %% ../nbs/05_pretrain.ipynb #scenes-code
 SCENE_FAMILIES = {'plain': 0.0, 'photo crop': 0.4, 'noise': 0.2, 'stripes': 0.2, 'checkerboard': 0.2}
@@ -149,6 +162,26 @@ def stripes_background(rng: np.random.Generator, size: int = 64) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size]
     on = ((x * np.cos(theta) + y * np.sin(theta)) / period) % 1 < 0.5
     return np.where(on[..., None], c0, c1).astype(np.uint8)
+
+def shapes_background(rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    """'Dead leaves' (Lee, Mumford and Huang 2001; as pretraining data, Baradad et al. 2021): 20-60 discs and
+    rectangles of random colours, sizes 2-20 px from a power law (many small, few large), painted over one another
+    on a random colour, as uint8 size×size×3: clutter with edges at every scale, as in photographs."""
+    n = int(rng.integers(20, 61))
+    cy, cx = rng.uniform(0, size, size=(2, n, 1, 1)).astype(np.float32)
+    r = (2 * 10 ** rng.uniform(0, 1, size=(n, 1, 1))).astype(np.float32)
+    disc, aspect = rng.random((n, 1, 1)) < 0.5, rng.uniform(0.3, 1, size=(n, 1, 1)).astype(np.float32)
+    colours, ground = rng.integers(0, 256, size=(n, 3)).astype(np.uint8), rng.integers(0, 256, size=3).astype(np.uint8)
+    y, x = np.ogrid[0:size, 0:size]
+    dy, dx = y - cy, x - cx                                                       # n×size×1, n×1×size
+    inside = np.where(disc, dy * dy + dx * dx < r * r, (np.abs(dy) < r) & (np.abs(dx) < r * aspect))  # n×size×size
+    top = n - 1 - inside[::-1].argmax(0)              # the last shape painted over each pixel (where any is)
+    return np.where(inside.any(0)[..., None], colours[top], ground)
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    "A uint8 H×W×3 picture as its luma (ITU-R BT.601 weights) in all three channels."
+    luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(np.rint(luma).clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 def checker_background(rng: np.random.Generator, size: int = 64) -> np.ndarray:
     "A checkerboard of two random colours, square side 4-16 px, random phase, as uint8 size×size×3."
@@ -172,13 +205,16 @@ _FAMILY_P = np.array([SCENE_FAMILIES[f] for f in _FAMILIES]) / sum(SCENE_FAMILIE
 _PROCEDURAL = {'noise': noise_background, 'stripes': stripes_background, 'checkerboard': checker_background}
 
 def varied_background(rng: np.random.Generator, photos: dict[str, np.ndarray], size: int = 64,
-                      plain_prob: float = 0.3) -> tuple[str, np.ndarray]:
+                      plain_prob: float = 0.3, shapes_prob: float = 0.0) -> tuple[str, np.ndarray]:
     """(family, uint8 size×size×3) drawn from `SCENE_FAMILIES`: plain with probability `plain_prob` (half of those
-    black), else a photo crop, noise, stripes or a checkerboard in the table's proportions."""
+    black), else dead leaves (`shapes_background`) with probability `shapes_prob`, else a photo crop, noise, stripes or
+    a checkerboard in the table's proportions. `shapes_prob=0` draws exactly what it drew before that family existed."""
     u = rng.random()
     if u < plain_prob:
         colour = (0, 0, 0) if u < plain_prob / 2 else rng.integers(0, 256, size=3)
         return 'plain', np.broadcast_to(np.asarray(colour, np.uint8), (size, size, 3)).copy()
+    if shapes_prob and rng.random() < shapes_prob:
+        return 'shapes', shapes_background(rng, size)
     family = _FAMILIES[rng.choice(len(_FAMILIES), p=_FAMILY_P)]
     if family == 'photo crop':
         return family, photo_crop(rng, photos[list(photos)[rng.integers(len(photos))]], size)
@@ -202,27 +238,33 @@ def garment_side(cfg: PretrainConfig, position: str, rng: np.random.Generator) -
 def compose_pair(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray, photos: dict,
                  rng: np.random.Generator, i: int) -> dict:
     """Pair `i` drawn from `rng`: garment `i` (a random one with `cfg.pool`), a position (the centre with probability
-    `cfg.p_centre`, else a side), its scene and a caption (`make_caption`); as numpy: the uint8 image, the caption, the
-    garment label and the position name. `cfg.scenes='fixed'`: `compose_scene` (the eight photos whole or a plain
-    colour, 28 px); `'varied'`: `varied_background`, a side drawn from `min_side`..`max_side`, `jitter_colours`."""
+    `cfg.p_centre`, else a side), its scene and a caption (`draw_caption`); as numpy: the uint8 image, the caption, the
+    garment label, the position name, and what the caption names (`caption_garment`, `caption_position`, -1: not
+    named). `cfg.scenes='fixed'`: `compose_scene` (the eight photos whole or a plain
+    colour, 28 px); `'varied'`: `varied_background` (turned grey with probability `grey_prob`), a side drawn from
+    `min_side`..`max_side`, `jitter_colours`."""
     g = int(rng.integers(len(images))) if cfg.pool else i      # an epoch shows every garment once
     pos = 'centre' if rng.random() < cfg.p_centre else ('left', 'right', 'top', 'bottom')[rng.integers(4)]
     if cfg.scenes == 'varied':
         side = garment_side(cfg, pos, rng)
-        bg = varied_background(rng, photos, cfg.image_size, cfg.plain_prob)[1]
+        bg = varied_background(rng, photos, cfg.image_size, cfg.plain_prob, cfg.shapes_prob)[1]
+        if cfg.grey_prob and rng.random() < cfg.grey_prob:
+            bg = to_grey(bg)
         jitter = rng.integers(-cfg.jitter, cfg.jitter + 1, size=2)
         image = jitter_colours(rng, compose_image(images[g], bg, pos, cfg.image_size, side / cfg.image_size, jitter))
     else:
         image = compose_scene(images[g], pos, rng, photos, cfg.image_size, cfg.plain_prob, cfg.jitter)[0]
-    return dict(image=image, caption=make_caption(int(labels[g]), pos, rng, cfg.p_garment, cfg.p_position),
-                label=int(labels[g]), position=pos)
+    caption, says_garment, says_position = draw_caption(int(labels[g]), pos, rng, cfg.p_garment, cfg.p_position)
+    return dict(image=image, caption=caption, label=int(labels[g]), position=pos, caption_garment=says_garment,
+                caption_position=says_position)
 
 # %% ../nbs/05_pretrain.ipynb #131beadb-2
 class CaptionPairs(Dataset):
     """(image, caption) pairs composed on demand from the 60,000 official training garments (`cfg.pool` = n > 0: n
     pairs, fixed). Item `i` of epoch `e` is drawn from a generator seeded by `(seed, e, i)` (`(seed, i)` for a pool).
     Items: `image` uint8 H×W×3, `text` token ids (`context_length`), `label` (garment), `position` (index into
-    `POSITIONS`), `caption`, `index`; `default_collate` batches them."""
+    `POSITIONS`), `caption`, `index`, and what the caption names: `caption_garment` (label) and `caption_position`
+    (index), -1 where it names none; `default_collate` batches them."""
     def __init__(self, cfg: PretrainConfig, images: np.ndarray | None = None, labels: np.ndarray | None = None,
                  photos: dict | None = None, seed: int | None = None):
         if images is None:
@@ -259,7 +301,8 @@ class CaptionPairs(Dataset):
     def __getitem__(self, i: int) -> dict:
         d = self.compose(i)
         return dict(image=torch.from_numpy(d['image']), text=self.tokenize(d['caption']), label=d['label'],
-                    position=list(POSITIONS).index(d['position']), caption=d['caption'], index=i)
+                    position=list(POSITIONS).index(d['position']), caption=d['caption'], index=i,
+                    caption_garment=d['caption_garment'], caption_position=d['caption_position'])
 
 # %% ../nbs/05_pretrain.ipynb #131beadb-4
 @patch
@@ -358,28 +401,61 @@ def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
     "`x` with the same value (exactly) and its gradient multiplied by `factor`."
     return x + (x * (factor - 1) - (x * (factor - 1)).detach())
 
+POSITIVES = ('caption', 'truth')   # CLIP's one positive per row; every caption that is true of the image
+
+def truth_mask(labels: torch.Tensor, positions: torch.Tensor, caption_garment: torch.Tensor,
+               caption_position: torch.Tensor) -> torch.Tensor:
+    """M (B×B bool): M[i, j] when caption j is true of image i, i.e. the garment and position it names (-1: none)
+    are image i's. The diagonal is always true (an image's own caption)."""
+    garment_ok = (caption_garment[None] < 0) | (caption_garment[None] == labels[:, None])
+    position_ok = (caption_position[None] < 0) | (caption_position[None] == positions[:, None])
+    return garment_ok & position_ok
+
+def multi_positive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float,
+                        mask: torch.Tensor) -> torch.Tensor:
+    """The symmetric contrastive loss with every true pair a positive (UniCL, Yang et al. 2022): cross-entropy of each
+    row of L = e^t Î Tᵀ against M's row spread evenly over its true captions, and of each column against M's column;
+    the mean of the two directions. With M = I it is CLIP's loss (`clip_loss`)."""
+    logits = logit_scale * image_features @ text_features.T
+    m = mask.float()
+    to_text = -((m / m.sum(1, keepdim=True)) * logits.log_softmax(1)).sum(1).mean()
+    to_image = -((m / m.sum(0, keepdim=True)) * logits.log_softmax(0)).sum(0).mean()
+    return (to_text + to_image) / 2
+
 class CLIPPretrainLoss:
     """The training engine's `loss_fn` for contrastive pretraining: `to_pixels` of the batch's uint8 images, both
-    towers, CLIP's symmetric loss over the global batch (`ContrastiveLoss`, all-gathered across ranks). Stats: `n`,
-    `correct` (in-batch image-to-caption top-1 on this rank's shard) and the `temperature` τ = 1/e^t.
+    towers, the symmetric loss over the global batch (all-gathered across ranks): with `positives='caption'` CLIP's
+    (`ContrastiveLoss`: an image's own caption is its only positive), with `'truth'` `multi_positive_loss` over
+    `truth_mask` (every caption in the batch that is true of the image). Stats: `n`, `correct` (in-batch
+    image-to-caption top-1 on this rank's shard, a true caption counting with `'truth'`) and the temperature τ = 1/e^t.
     On W ranks, DDP averages gradients, which leaves the towers 1/W of the full-batch gradient (see the CLIP chapter);
     `full_batch_grad=True` scales the features' gradients by W so the average *is* the full-batch gradient, as for
     one process with the whole batch. `False` keeps `open_clip`'s convention."""
-    def __init__(self, full_batch_grad: bool = True):
+    def __init__(self, full_batch_grad: bool = True, positives: str = 'caption'):
+        if positives not in POSITIVES:
+            raise ValueError(f"positives={positives!r}: use one of {list(POSITIVES)}")
         # ContrastiveLoss takes the world size from the process group
-        self.contrastive, self.full_batch_grad = ContrastiveLoss(), full_batch_grad
+        self.contrastive, self.full_batch_grad, self.positives = ContrastiveLoss(), full_batch_grad, positives
 
     def __call__(self, model: torch.nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict]:
         clip = getattr(model, 'module', model)                  # the CLIP inside a DDP wrapper
         pixels = to_pixels(batch['image'], clip).to(device, non_blocking=True)
         img, txt, scale = model(pixels, batch['text'].to(device, non_blocking=True))[:3]
         img, txt = img.float(), txt.float()
-        world = self.contrastive._world()[1]
+        rank, world = self.contrastive._world()
         if self.full_batch_grad and world > 1:
             img, txt = scale_grad(img, world), scale_grad(txt, world)
-        loss = self.contrastive(img, txt, scale.float())
+        rows = torch.arange(len(img), device=img.device)
+        if self.positives == 'caption':
+            loss = self.contrastive(img, txt, scale.float())
+            local_truth = torch.diag(torch.ones_like(rows, dtype=torch.bool))
+        else:
+            keys = [batch[k].to(device) for k in ('label', 'position', 'caption_garment', 'caption_position')]
+            gather = (lambda x: all_gather_with_local_grad(x, rank, world)) if world > 1 else (lambda x: x)
+            loss = multi_positive_loss(gather(img), gather(txt), scale.float(), truth_mask(*map(gather, keys)))
+            local_truth = truth_mask(*keys)
         with torch.no_grad():
-            correct = int(((img @ txt.T).argmax(1) == torch.arange(len(img), device=img.device)).sum())
+            correct = int(local_truth[rows, (img @ txt.T).argmax(1)].sum())
         return loss, {'n': len(img), 'correct': correct, 'skipped': 0, 'temperature': 1 / scale.detach().float().item()}
 
 # %% ../nbs/05_pretrain.ipynb #e621f8a6
@@ -509,6 +585,8 @@ def pretrain_clip(cfg: PretrainConfig, out: str | os.PathLike | None = None, run
     and writes the model folder there (`save_pretrained`). `bundle` (from `load_clip`) trains that model instead of a
     fresh one built from `cfg`. The engine's checkpoints go to `run_dir` (default `out/run`, else a temporary
     folder); `resume=True` continues from its latest. Works under `torchrun` (rank 0 evaluates and writes)."""
+    if cfg.positives not in POSITIVES:
+        raise ConfigError(f"positives={cfg.positives!r}: use one of {list(POSITIVES)}")
     torch.set_num_threads(cfg.threads)
     if bundle is None:
         bundle = build_clip(cfg)
@@ -525,8 +603,8 @@ def pretrain_clip(cfg: PretrainConfig, out: str | os.PathLike | None = None, run
         eval_fn = lambda model: {k: v for k, v in evaluate_zero_shot(model, bundle.tokenizer, sets).items()
                                  if k in ('top1', 'position')}
     t0 = time.perf_counter()
-    res = fit(bundle.model, pairs, tcfg, loss_fn=CLIPPretrainLoss(), env=env, collate_fn=default_collate,
-              after_update=clamp_logit_scale_, eval_fn=eval_fn)
+    res = fit(bundle.model, pairs, tcfg, loss_fn=CLIPPretrainLoss(positives=cfg.positives), env=env,
+              collate_fn=default_collate, after_update=clamp_logit_scale_, eval_fn=eval_fn)
     keep = ('kind', 'step', 'minutes', 'loss', 'acc', 'temperature', 'lr', 'grad_norm', 'top1', 'position')
     history = [{k: r[k] for k in keep if k in r} for r in read_metrics(run_dir) if r['kind'] in ('train', 'val')]
     if out is not None and env.is_main:

@@ -123,13 +123,16 @@ def test_all_skipped_batch_gives_zero_gradients():
     assert all(p.grad is not None and p.grad.abs().sum() == 0 for p in model.parameters())
 
 
-def test_pretraining_on_two_ranks_equals_one_process(tmp_path):
+@pytest.mark.parametrize('positives', ['caption', 'truth'])
+def test_pretraining_on_two_ranks_equals_one_process(tmp_path, positives):
     """Contrastive pretraining through the CLI under torchrun: 2 gloo ranks × 8 pairs end with the parameters of 1
-    process × 16 pairs after 3 steps (to 1e-5). The loss is over the global batch (features all-gathered) and the
-    features' gradients are scaled by the world size, so DDP's average is the full-batch gradient."""
+    process × 16 pairs after 3 steps (to 1e-5). The loss is over the global batch (features all-gathered, and with
+    positives='truth' the labels that make its mask too) and the features' gradients are scaled by the world size,
+    so DDP's average is the full-batch gradient."""
     exe = shutil.which('efficient-video')
     assert exe, 'the efficient-video console script is not installed'
-    args = ['pretrain-clip', '--steps', '3', '--eval-every', '0', 'batch_size=16', 'pool=64', 'final_eval_n=100']
+    args = ['pretrain-clip', '--steps', '3', '--eval-every', '0', 'batch_size=16', 'pool=64', 'final_eval_n=100',
+            f'positives={positives}']
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'HF_HUB_OFFLINE': '1'}
     for name, nproc in (('one', 1), ('ddp', 2)):
         launcher = [sys.executable, exe] if nproc == 1 else \
