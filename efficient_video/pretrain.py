@@ -27,7 +27,7 @@ from .samples import (
     gradient_background, samples_dir, sha256, SamplesError, BACKGROUND_SIDE, _resize)
 from .clip import (
     ClipBundle, ClipLoadError, load_clip, register_config, config_beside, read_clip_config, to_pixels, encode_images,
-    ContrastiveLoss, clamp_logit_scale_, zero_shot_classifier, all_gather_with_local_grad)
+    ContrastiveLoss, clamp_logit_scale_, zero_shot_classifier, all_gather_with_local_grad, clip_logits)
 from .config import TrainConfig, ConfigError
 from .distributed import init_distributed, barrier
 from .run_folder import read_metrics
@@ -240,9 +240,9 @@ def compose_pair(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray, ph
     """Pair `i` drawn from `rng`: garment `i` (a random one with `cfg.pool`), a position (the centre with probability
     `cfg.p_centre`, else a side), its scene and a caption (`draw_caption`); as numpy: the uint8 image, the caption, the
     garment label, the position name, and what the caption names (`caption_garment`, `caption_position`, -1: not
-    named). `cfg.scenes='fixed'`: `compose_scene` (the eight photos whole or a plain
-    colour, 28 px); `'varied'`: `varied_background` (turned grey with probability `grey_prob`), a side drawn from
-    `min_side`..`max_side`, `jitter_colours`."""
+    named). `cfg.scenes='fixed'`: `compose_scene` (the eight photos whole or a plain colour, 28 px); `'varied'`:
+    `varied_background` (turned grey with probability `grey_prob`), a side drawn from `min_side`..`max_side`,
+    `jitter_colours`."""
     g = int(rng.integers(len(images))) if cfg.pool else i      # an epoch shows every garment once
     pos = 'centre' if rng.random() < cfg.p_centre else ('left', 'right', 'top', 'bottom')[rng.integers(4)]
     if cfg.scenes == 'varied':
@@ -416,10 +416,10 @@ def multi_positive_loss(image_features: torch.Tensor, text_features: torch.Tenso
     """The symmetric contrastive loss with every true pair a positive (UniCL, Yang et al. 2022): cross-entropy of each
     row of L = e^t Î Tᵀ against M's row spread evenly over its true captions, and of each column against M's column;
     the mean of the two directions. With M = I it is CLIP's loss (`clip_loss`)."""
-    logits = logit_scale * image_features @ text_features.T
+    per_image, per_text = clip_logits(image_features, text_features, logit_scale)     # L and Lᵀ
     m = mask.float()
-    to_text = -((m / m.sum(1, keepdim=True)) * logits.log_softmax(1)).sum(1).mean()
-    to_image = -((m / m.sum(0, keepdim=True)) * logits.log_softmax(0)).sum(0).mean()
+    to_text = -((m / m.sum(1, keepdim=True)) * per_image.log_softmax(1)).sum(1).mean()
+    to_image = -((m.T / m.sum(0)[:, None]) * per_text.log_softmax(1)).sum(1).mean()
     return (to_text + to_image) / 2
 
 class CLIPPretrainLoss:
@@ -433,7 +433,7 @@ class CLIPPretrainLoss:
     one process with the whole batch. `False` keeps `open_clip`'s convention."""
     def __init__(self, full_batch_grad: bool = True, positives: str = 'caption'):
         if positives not in POSITIVES:
-            raise ValueError(f"positives={positives!r}: use one of {list(POSITIVES)}")
+            raise ConfigError(f"positives={positives!r}: use one of {list(POSITIVES)}")
         # ContrastiveLoss takes the world size from the process group
         self.contrastive, self.full_batch_grad, self.positives = ContrastiveLoss(), full_batch_grad, positives
 
@@ -445,17 +445,16 @@ class CLIPPretrainLoss:
         rank, world = self.contrastive._world()
         if self.full_batch_grad and world > 1:
             img, txt = scale_grad(img, world), scale_grad(txt, world)
-        rows = torch.arange(len(img), device=img.device)
+        with torch.no_grad():
+            rows, guess = torch.arange(len(img), device=img.device), (img @ txt.T).argmax(1)
         if self.positives == 'caption':
             loss = self.contrastive(img, txt, scale.float())
-            local_truth = torch.diag(torch.ones_like(rows, dtype=torch.bool))
+            correct = int((guess == rows).sum())
         else:
             keys = [batch[k].to(device) for k in ('label', 'position', 'caption_garment', 'caption_position')]
             gather = (lambda x: all_gather_with_local_grad(x, rank, world)) if world > 1 else (lambda x: x)
             loss = multi_positive_loss(gather(img), gather(txt), scale.float(), truth_mask(*map(gather, keys)))
-            local_truth = truth_mask(*keys)
-        with torch.no_grad():
-            correct = int(local_truth[rows, (img @ txt.T).argmax(1)].sum())
+            correct = int(truth_mask(*keys)[rows, guess].sum())
         return loss, {'n': len(img), 'correct': correct, 'skipped': 0, 'temperature': 1 / scale.detach().float().item()}
 
 # %% ../nbs/05_pretrain.ipynb #e621f8a6
@@ -585,8 +584,7 @@ def pretrain_clip(cfg: PretrainConfig, out: str | os.PathLike | None = None, run
     and writes the model folder there (`save_pretrained`). `bundle` (from `load_clip`) trains that model instead of a
     fresh one built from `cfg`. The engine's checkpoints go to `run_dir` (default `out/run`, else a temporary
     folder); `resume=True` continues from its latest. Works under `torchrun` (rank 0 evaluates and writes)."""
-    if cfg.positives not in POSITIVES:
-        raise ConfigError(f"positives={cfg.positives!r}: use one of {list(POSITIVES)}")
+    loss_fn = CLIPPretrainLoss(positives=cfg.positives)       # a ConfigError for an unknown `positives`, first
     torch.set_num_threads(cfg.threads)
     if bundle is None:
         bundle = build_clip(cfg)
@@ -603,7 +601,7 @@ def pretrain_clip(cfg: PretrainConfig, out: str | os.PathLike | None = None, run
         eval_fn = lambda model: {k: v for k, v in evaluate_zero_shot(model, bundle.tokenizer, sets).items()
                                  if k in ('top1', 'position')}
     t0 = time.perf_counter()
-    res = fit(bundle.model, pairs, tcfg, loss_fn=CLIPPretrainLoss(positives=cfg.positives), env=env,
+    res = fit(bundle.model, pairs, tcfg, loss_fn=loss_fn, env=env,
               collate_fn=default_collate, after_update=clamp_logit_scale_, eval_fn=eval_fn)
     keep = ('kind', 'step', 'minutes', 'loss', 'acc', 'temperature', 'lr', 'grad_norm', 'top1', 'position')
     history = [{k: r[k] for k in keep if k in r} for r in read_metrics(run_dir) if r['kind'] in ('train', 'val')]
