@@ -20,7 +20,7 @@ from typing import Callable
 # %% auto #0
 __all__ = ['SUBCOMMANDS', 'READING_ORDER', 'CLIError', 'Subcommand', 'subcommand', 'ordered_subcommands', 'build_parser', 'main',
            'run_samples', 'run_docs', 'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_demo', 'run_bench',
-           'run_train', 'run_eval', 'run_extract_features', 'run_retrieval', 'run_readme']
+           'run_train', 'run_eval', 'run_predict', 'run_extract_features', 'run_retrieval', 'run_readme']
 
 # %% ../nbs/99_cli.ipynb #d28d52e0
 class CLIError(Exception):
@@ -37,21 +37,22 @@ class Subcommand:
     # 'module:Class': the dataclass its KEY=VALUE overrides change (checked before imports)
     config: str|None = None
     check: Callable|None = None    # check(args): raise CLIError for bad options, before any heavy import
+    status: Callable|None = None   # status(report) -> exit status after a report (default 0): partial failures
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
 
 def subcommand(name:str, help:str, configure:Callable=lambda p: None, reports:bool=True, human:Callable|None=None,
-               config:str|None=None, check:Callable|None=None):
+               config:str|None=None, check:Callable|None=None, status:Callable|None=None):
     "Decorator registering `run(args)` as `efficient-video NAME`."
     def _register(run):
-        SUBCOMMANDS[name] = Subcommand(name, help, configure, run, reports, human, config, check)
+        SUBCOMMANDS[name] = Subcommand(name, help, configure, run, reports, human, config, check, status)
         return run
     return _register
 
 # %% ../nbs/99_cli.ipynb #35163648
 # how `--help` lists the subcommands: the order a reader meets them
 READING_ORDER = ('demo', 'bench', 'samples', 'pretrain-clip', 'zero-shot', 'profile', 'extract-features', 'train',
-                 'eval', 'retrieval', 'docs', 'readme')
+                 'eval', 'predict', 'retrieval', 'docs', 'readme')
 
 def ordered_subcommands() -> list[Subcommand]:
     "The registered subcommands in `READING_ORDER` (any others after them, in registration order)."
@@ -283,7 +284,7 @@ def main(argv:list[str]|None=None) -> int:
         print(sc.human(report))
     elif report is not None:
         _print_human(report)
-    return 0
+    return sc.status(report) if sc.status is not None and report is not None else 0
 
 # %% ../nbs/99_cli.ipynb #13379bbf
 def _samples_options(p):
@@ -473,7 +474,9 @@ def run_demo(args):
 def _bench_options(p):
     p.add_argument('--part', default='motion,reference,paper',
                    help='comma-separated parts: motion (seeds, few-shot, zero-shot), reference (ViT-B/16 speed and '
-                        'memory), paper (the papers\' figures beside our profile) (default: all three)')
+                        'memory), paper (the papers\' figures beside our profile), rehearsal (every reference preset '
+                        'trained, resumed and tested on rehearsal data with a random-weight ViT-B/16; ~1 hour on a '
+                        '2-core CPU) (default: the first three)')
     p.add_argument('--methods', default=None, help='comma-separated rows (default: every row of each part)')
     p.add_argument('--seeds', default='0,1,2', help='motion part: seeds (default 0,1,2)')
     p.add_argument('--shots', default='2,4,8', help='motion part: few-shot clips per class (default 2,4,8)')
@@ -482,9 +485,14 @@ def _bench_options(p):
                         '(default: the demo\'s 14)')
     p.add_argument('--frames', default='8,16', help='reference part: frame counts (default 8,16)')
     p.add_argument('--batch', type=_at_least(1), default=None,
-                   help='reference part: clips per step (default 2 on CPU, 16 on GPU)')
+                   help='reference part: clips per step (default 2 on CPU, 16 on GPU); rehearsal: clips per optimizer '
+                        'step, in 2 micro-batches (default 2)')
     p.add_argument('--steps', type=_at_least(1), default=None,
-                   help='reference part: timed steps (default 2 on CPU, 10 on GPU)')
+                   help='reference part: timed steps (default 2 on CPU, 10 on GPU); rehearsal: optimizer steps '
+                        '(default 2)')
+    p.add_argument('--presets', default=None, help='rehearsal part: comma-separated reference presets (default: all)')
+    p.add_argument('--data', default=None,
+                   help='rehearsal part: a folder written by `samples --rehearsal` (default: written under --out)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
     p.add_argument('--out', default='runs/bench', help='folder of the runs and of bench.json (default runs/bench)')
     p.add_argument('--record', default=None, help='also merge the parts into this JSON report')
@@ -509,7 +517,8 @@ def run_bench(args):
     with _interruptible():
         return bench.run_bench(args.out, parts, rows, _ints(args.seeds, '--seeds'), _ints(args.shots, '--shots'),
                                epochs, _ints(args.frames, '--frames'), args.device, args.batch, args.steps,
-                               args.record, log=_to_stderr)
+                               args.record, _words(args.presets) if args.presets else None, args.data,
+                               log=_to_stderr)
 
 # %% ../nbs/99_cli.ipynb #23f6f9fb
 def _is_rank0() -> bool: return os.environ.get('RANK', '0') == '0'
@@ -566,6 +575,36 @@ def run_eval(args):
     from efficient_video import train
     return _rank0_report(train.evaluate(args.checkpoint, args.split, args.overrides, args.views, args.crops,
                                         args.device, args.out))
+
+# %% ../nbs/99_cli.ipynb #predict-cli
+def _predict_options(p):
+    p.add_argument('videos', nargs='+', metavar='VIDEO', help='video files, or folders (the videos directly in them)')
+    p.add_argument('--checkpoint', required=True,
+                   help='a run folder (its latest checkpoint) or a step-* folder written by train')
+    p.add_argument('--top-k', type=_at_least(1), default=5, help='classes listed per video')
+    p.add_argument('--views', type=_at_least(1), default=None,
+                   help='temporal views (default: the run\'s test_views)')
+    p.add_argument('--crops', type=int, choices=(1, 3), default=None,
+                   help='spatial crops: 1 (centre) or 3 (along the longer side) (default: the run\'s test_crops)')
+    p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
+
+def _predict_check(args):
+    if not Path(args.checkpoint).exists():
+        raise CLIError(f"--checkpoint {args.checkpoint}: no such folder")
+    missing = [v for v in args.videos if not Path(v).exists()]
+    if missing:
+        raise CLIError(f"{missing[0]}: no such file or folder")
+
+def _predict_human(report: dict) -> str:
+    from efficient_video.predict import format_predictions
+    return format_predictions(report)
+
+@subcommand('predict', 'top-k labels for your own videos from a trained run (its sampler, views and crops); exit '
+            'status 1 if any video could not be read', _predict_options, human=_predict_human, check=_predict_check,
+            status=lambda report: 1 if report['failed'] else 0)
+def run_predict(args):
+    from efficient_video import predict
+    return predict.predict(args.checkpoint, args.videos, args.top_k, args.views, args.crops, args.device)
 
 # %% ../nbs/99_cli.ipynb #42e0a477
 def _extract_options(p):

@@ -30,8 +30,8 @@ from .methods import get_method, get_preset, SAMPLES, SAMPLE_CLIP
 from .features import cached_dataset
 
 # %% auto #0
-__all__ = ['load_config', 'model_from_config', 'uses_feature_cache', 'split_dataset', 'clip_shape', 'test_model', 'train',
-           'evaluate', 'extract_split_features']
+__all__ = ['CLASSES_FILE', 'load_config', 'model_from_config', 'uses_feature_cache', 'split_dataset', 'clip_shape', 'test_model',
+           'save_classes', 'run_classes', 'load_trained', 'train', 'evaluate', 'extract_split_features']
 
 # %% ../nbs/09_train.ipynb #8fd98873
 def _resolve(value: Any, root: Path) -> Any:
@@ -143,6 +143,29 @@ def _save_init(model: nn.Module, output_dir: str) -> None:
         raise CheckpointError(f"{init}: could not write the random-init weights ({type(e).__name__}: {e}); free "
                               "some space or choose another output_dir") from None
 
+# %% ../nbs/09_train.ipynb #loadtr-code
+CLASSES_FILE = 'classes.json'   # a run's class names, written by `train`: `predict` needs no annotation files
+
+def save_classes(output_dir: str | os.PathLike, names: Sequence[str] | None, num_classes: int) -> None:
+    "Write the run's class names (None for a plain list's bare indices) and count to `output_dir/classes.json`."
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(output_dir)/CLASSES_FILE, json.dumps({'num_classes': num_classes, 'names': names}))
+
+def run_classes(ck: Path, cfg: TrainConfig) -> list[str] | None:
+    """The class names the run of checkpoint folder `ck` was trained on: its `classes.json`, else (a run from before
+    that file) read again from the config's annotation files."""
+    f = ck.parent/CLASSES_FILE
+    return json.loads(f.read_text())['names'] if f.is_file() else read_class_names(cfg)
+
+def load_trained(ck: Path, cfg: TrainConfig, num_classes: int, class_names: Sequence[str] | None = None) -> nn.Module:
+    """The trained model of checkpoint folder `ck` (config `cfg`): built from the config, the run's random-init frozen
+    weights where it had no pretrained ones (`init.safetensors`), then the checkpoint's trained weights."""
+    model = model_from_config(cfg, num_classes, class_names)
+    if (ck.parent/'init.safetensors').is_file() and cfg.pretrained is None:
+        load_model(model, str(ck.parent/'init.safetensors'))   # the random-init frozen weights of that run
+    load_checkpoint(ck, model, restore_rng=False)
+    return model
+
 # %% ../nbs/09_train.ipynb #58a01d78
 def _final_test(model: nn.Module, cfg: TrainConfig, env: DistEnv, split: str, steps: int) -> dict:
     "The end-of-training test of `split` ('test' or 'shift'): `{split}.json` in the run folder, a metrics-log line."
@@ -165,7 +188,10 @@ def train(cfg: TrainConfig, on_step: Callable | None = None) -> dict:
     # rank 0 holds output_dir from here to the test's results: a writable folder (checked before any model is built)
     # that no other live run writes in
     with prepare_output(Path(cfg.output_dir)) if env.is_main else contextlib.nullcontext():
-        model = model_from_config(cfg, K, read_class_names(cfg))
+        names = read_class_names(cfg)
+        if env.is_main:
+            save_classes(cfg.output_dir, names, K)
+        model = model_from_config(cfg, K, names)
         # dropout etc. draw per rank; data draws are seeded per item (EpochSeeded), so this does not change the data
         torch.manual_seed(cfg.seed + env.rank)
         if cfg.pretrained is None and env.is_main:
@@ -228,11 +254,7 @@ def evaluate(checkpoint: str | os.PathLike, split: str = 'test', overrides: dict
     dest = _results_folder(ck, out, split)
     check_split_labels(cfg, (split,))
     seed_everything(cfg.seed)
-    model = model_from_config(cfg, infer_num_classes(cfg), read_class_names(cfg))
-    if (ck.parent/'init.safetensors').is_file() and cfg.pretrained is None:
-        load_model(model, str(ck.parent/'init.safetensors'))   # the random-init frozen weights of that run
-    load_checkpoint(ck, model, restore_rng=False)
-    model.to(env.device)
+    model = load_trained(ck, cfg, infer_num_classes(cfg), read_class_names(cfg)).to(env.device)
     res = test_model(model, cfg, env, split, views, crops, cfg.eval_batch_size or 8, out=dest)
     return {'checkpoint': str(ck), 'split': split, 'views': views, 'crops': crops,
             'results_dir': str(dest) if dest is not None else None,

@@ -228,3 +228,31 @@ def test_every_subcommands_config_is_found():
             module, name = sc.config.split(":")
             cls = getattr(importlib.import_module(f"efficient_video.{module}"), name)
             assert _config_fields(sc.config) == {f.name: f.type for f in dataclasses.fields(cls)}, sc.name
+
+
+def test_predict_own_videos(tmp_path):
+    "`train` a few steps, then `predict` a folder and a file: top-k per video, a broken file named, exit status 1."
+    t = run("train", "--preset", "aim-tiny", "max_steps=2", "val_list=none", "test_list=none", "shift_list=none",
+            f"output_dir={tmp_path/'run'}", "--json")
+    assert t.returncode == 0, t.stderr
+    from efficient_video.samples import samples_dir
+    clip = samples_dir()/'motion'/'test'/'000_right.mp4'
+    mine = tmp_path/'mine'
+    mine.mkdir()
+    (mine/'clip.mp4').write_bytes(clip.read_bytes())
+    ok = run("predict", str(mine), str(clip), "--checkpoint", str(tmp_path/'run'), "--top-k", "3", "--json")
+    assert ok.returncode == 0, ok.stderr
+    r = json.loads(ok.stdout)
+    assert r["failed"] == 0 and [len(v["top"]) for v in r["videos"]] == [3, 3], r
+    assert r["videos"][0]["top"] == r["videos"][1]["top"], r          # the same clip, twice: the same answer
+    human = run("predict", str(clip), "--checkpoint", str(tmp_path/'run'))
+    assert human.returncode == 0 and "000_right.mp4: " in human.stdout and "%" in human.stdout, human.stdout
+    (mine/'broken.mp4').write_bytes(b'garbage')
+    part = run("predict", str(mine), "--checkpoint", str(tmp_path/'run'), "--json")
+    assert part.returncode == 1, part.stderr
+    r = json.loads(part.stdout)
+    assert r["failed"] == 1 and "error" in r["videos"][0] and "top" in r["videos"][1], r
+    for bad, says in ((["predict", str(tmp_path/'none.mp4'), "--checkpoint", str(tmp_path/'run')], "none.mp4"),
+                      (["predict", str(clip), "--checkpoint", str(tmp_path/'nowhere')], "nowhere")):
+        p = run(*bad)
+        assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, p.stderr
