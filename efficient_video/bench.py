@@ -4,15 +4,20 @@
 
 # %% ../nbs/17_bench.ipynb #98aee1b6
 from __future__ import annotations
+import contextlib
 import datetime
+import importlib
+import io
 import json
 import math
 import multiprocessing
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -21,18 +26,25 @@ import torch
 import torch.nn.functional as F
 
 from .core import override, count_flops, autocast_dtype, to_pair
-from .methods import build_model, discover_methods, get_method, profile_method
+from .methods import build_model, discover_methods, get_method, get_preset, list_presets, profile_method
+from .data import build_dataset, read_records
+from .run_folder import CKPT_PREFIX, read_metrics
+from .samples import REHEARSAL_FOLDERS, rehearsal_config, write_rehearsal
+from .train import evaluate, load_config, train
+from .predict import predict
 from .demo import (DEMO_ROWS, DEMO_EPOCHS, REFERENCE, TOWER_ROWS, demo_config, train_and_test,
                                   zero_shot_accuracy, atomic_json, save_result, kept_result, abandon_run, row_key,
                                   device_type, name_list, pyplot_for, save_figure, order_bars)
 
 # %% auto #0
 __all__ = ['BENCH_ROWS', 'BENCH_SEEDS', 'BENCH_SHOTS', 'TEXT_ROWS', 'ZERO_SHOT_PRESET', 'REFERENCE_ROWS', 'REFERENCE_FRAMES',
-           'REFERENCE_SCALE', 'PEAK_BF16_TFLOPS', 'PAPER_FIGURES', 'BENCH_PARTS', 'BenchError', 'run_name',
+           'REFERENCE_SCALE', 'PEAK_BF16_TFLOPS', 'PAPER_FIGURES', 'REHEARSAL_BACKBONE', 'REHEARSAL_STEPS',
+           'REHEARSAL_BATCH', 'REHEARSAL_ACCUM', 'BENCH_PARTS', 'DEFAULT_PARTS', 'BenchError', 'run_name',
            'bench_config', 'mean_std', 'bench_key', 'bench_run', 'motion_plan', 'summarise_motion', 'run_motion_bench',
            'format_motion_table', 'plot_motion', 'reference_args', 'peak_tflops', 'measure_training',
            'measure_in_fresh_process', 'paper_comparison', 'run_reference', 'format_reference_table',
-           'format_paper_table', 'machine', 'merge_reports', 'run_bench', 'format_bench', 'describe_motion',
+           'format_paper_table', 'rehearsal_presets', 'rehearsal_fields', 'rehearse', 'run_rehearsal',
+           'format_rehearsal_table', 'machine', 'merge_reports', 'run_bench', 'format_bench', 'describe_motion',
            'describe_reference']
 
 # %% ../nbs/17_bench.ipynb #0e387289
@@ -403,8 +415,178 @@ def format_paper_table(rows: Sequence[dict]) -> str:
                      f"{r['convention']} | {r['source']} |")
     return '\n'.join(lines)
 
+# %% ../nbs/17_bench.ipynb #rehearse-c1
+REHEARSAL_BACKBONE = 'ViT-B-16-quickgelu'   # what open_clip builds for the `openai` tag (QuickGELU), random weights
+
+def rehearsal_presets() -> list[str]:
+    "The reference presets: every registered preset on ViT-B/16 (the tiny ones run on the shipped samples)."
+    return [p for p in list_presets() if get_preset(p).get('backbone') == 'ViT-B-16']
+
+def rehearsal_fields(preset: str, data: str | os.PathLike) -> dict:
+    """The `TrainConfig` fields that point `preset` at its dataset's rehearsal copy in `data` (written by
+    `samples --rehearsal`): the training list and a labelled `test_list` (Kinetics: `val.csv`, read from the dataset's
+    root, where the reader finds each split's folder; SSv2: the validation list, as the papers test)."""
+    fmt = get_preset(preset).get('data_format')
+    if fmt not in REHEARSAL_FOLDERS:
+        raise BenchError(f"{preset}: data_format={fmt!r} has no rehearsal set; choose from {list(REHEARSAL_FOLDERS)}")
+    folder = Path(data)/REHEARSAL_FOLDERS[fmt]
+    if not folder.is_dir():
+        raise BenchError(f"{folder}: no rehearsal copy of {fmt}; write it with "
+                         f"`efficient-video samples --rehearsal {data} --formats {fmt}`")
+    fields = rehearsal_config(fmt, folder)
+    if fmt == 'kinetics':
+        fields.update(video_root=str(folder), test_list=str(folder/'annotations'/'val.csv'))
+    return fields
+
+# %% ../nbs/17_bench.ipynb #rehearse-c2
+def _folder_bytes(folder: Path) -> int: return sum(p.stat().st_size for p in Path(folder).rglob('*') if p.is_file())
+
+def _decode_seconds(cfg, n: int) -> float:
+    "Seconds per training clip of `cfg`'s sampler (open, decode the needed frames, crop, normalise): first `n` items."
+    ds = build_dataset(cfg, 'train')
+    n = max(1, min(n, len(ds)))
+    t0 = time.perf_counter()
+    for i in range(n):
+        ds[i]
+    return (time.perf_counter() - t0) / n
+
+def _step_seconds(run_dir: Path, step: int) -> float:
+    "Wall seconds of optimizer step `step` from the run's log (`log_every=1`): decoding and the step together."
+    minutes = {r['step']: r['minutes'] for r in read_metrics(run_dir, 'train')}
+    return 60 * (minutes[step] - minutes[step - 1])
+
+def _peak_memory(device: str | None) -> dict:
+    "This process's peak: the GPU's max allocation there, else the resident set's high-water mark."
+    dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    if dev.type == 'cuda':
+        return {'device': str(dev), 'peak_memory_gb': torch.cuda.max_memory_allocated(dev) / 2**30,
+                'memory': 'GPU, max allocated'}
+    return {'device': str(dev), 'peak_memory_gb': _peak_rss_bytes() / 2**30, 'memory': 'process, max resident set'}
+
+# %% ../nbs/17_bench.ipynb #rehearse-c3
+def rehearse(preset: str, data: str | os.PathLike, out: str | os.PathLike, steps: int = 2, batch: int = 2,
+             grad_accum: int = 2, decode_clips: int = 4, device: str | None = None, **overrides) -> dict:
+    """Run reference `preset` end to end on its rehearsal set in `data`, in `out`: train `steps` optimizer steps of
+    `batch` clips (`grad_accum` micro-batches each) on random `REHEARSAL_BACKBONE` weights, resume from step 1 into a
+    second folder (its step-2 loss must equal the first run's), `evaluate` the test list with the preset's views and
+    `predict` one test video. `overrides` change any other field (the notebook's quick run: a tiny backbone)."""
+    discover_methods()
+    if steps < 2:
+        raise BenchError(f"steps={steps}: a rehearsal needs 2 or more (the resume makes step 2 again)")
+    out, t_all = Path(out), time.perf_counter()
+    fields = rehearsal_fields(preset, data)
+    test = {'test_list': fields.pop('test_list'), 'video_root': fields['video_root']}
+    cfg = load_config(preset, {**fields, 'backbone': REHEARSAL_BACKBONE, 'pretrained': None, 'batch_size': batch,
+                               'grad_accum': grad_accum, 'max_steps': steps, 'ckpt_every': 1, 'keep_ckpts': steps,
+                               'log_every': 1, 'num_workers': 0, 'eval_every': 0, 'val_list': None, 'test_list': None,
+                               'shift_list': None, 'eval_batch_size': 1, 'feature_cache': str(out/'features'),
+                               'output_dir': str(out/'run'), 'device': device, **overrides})
+    decode = _decode_seconds(cfg, decode_clips)
+    first = train(cfg)
+    resumed = train(override(cfg, output_dir=str(out/'resumed'), resume=str(out/'run'/f'{CKPT_PREFIX}{1:07d}')))
+    loss = lambda run: {r['step']: r['loss'] for r in read_metrics(out/run, 'train')}[2]
+    videos = [r.path for r in read_records(override(cfg, **test), 'test')]
+    t0 = time.perf_counter()
+    ev = evaluate(out/'run', 'test', overrides=test, device=device)
+    t1 = time.perf_counter()
+    pred = predict(out/'run', videos[:1], top_k=1, device=device, progress=False)
+    t2, ck = time.perf_counter(), Path(first['checkpoint'])
+    return {'preset': preset, 'data_format': cfg.data_format, 'method': cfg.method, 'backbone': cfg.backbone,
+            'frames': cfg.frames, 'sampler': cfg.sampler, 'image_size': cfg.image_size,
+            'grad_checkpointing': cfg.grad_checkpointing, 'batch': batch, 'grad_accum': grad_accum, 'steps': steps,
+            'seconds_per_step': _step_seconds(out/'run', steps), 'decode_seconds_per_clip': decode,
+            **_peak_memory(device), 'checkpoint_bytes': _folder_bytes(ck),
+            'weights_bytes': (ck/'model.safetensors').stat().st_size, 'resumed_from': resumed['resumed_from'],
+            'loss_step2': loss('run'), 'loss_step2_resumed': loss('resumed'),
+            'exact_resume': loss('run') == loss('resumed'), 'test_views': ev['views'], 'test_crops': ev['crops'],
+            'test_videos': len(videos), 'test_seconds_per_video': (t1 - t0) / len(videos), 'test_top1': ev['top1'],
+            'predict_seconds': t2 - t1, 'predicted': pred['failed'] == 0, 'threads': torch.get_num_threads(),
+            'seconds': time.perf_counter() - t_all}
+
+# %% ../nbs/17_bench.ipynb #rehearse-c4
+REHEARSAL_STEPS, REHEARSAL_BATCH, REHEARSAL_ACCUM = 2, 2, 2   # optimizer steps; clips per step; micro-batches per step
+
+def _rehearse_quietly(*args, **kwargs) -> dict:
+    "`rehearse` with its progress bars and per-run messages left out of the report's stream (a child process)."
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return rehearse(*args, **kwargs)
+
+def _importable(fn):
+    """`fn` as a spawned child can import it: the package's function of that name when `fn` was defined in `__main__`
+    (a notebook's kernel, which a child process cannot import)."""
+    return getattr(importlib.import_module('efficient_video.bench'), fn.__name__) if fn.__module__ == '__main__' else fn
+
+def _rehearsal_data(out: Path, presets: Sequence[str], data: str | os.PathLike | None, log) -> Path:
+    "`data`, or `out/rehearsal-data` with the sets `presets` need written into it where missing."
+    if data is not None:
+        return Path(data)
+    data = out/'rehearsal-data'
+    missing = [f for f in sorted({get_preset(p)['data_format'] for p in presets})
+               if not (data/REHEARSAL_FOLDERS[f]).is_dir()]
+    if missing:
+        log(f"writing rehearsal data for {', '.join(missing)} into {data}")
+        write_rehearsal(data, formats=missing)
+    return data
+
+# %% ../nbs/17_bench.ipynb #rehearse-c4b
+def run_rehearsal(out: str | os.PathLike = 'runs/bench', presets: Sequence[str] | None = None,
+                  data: str | os.PathLike | None = None, device: str | None = None, steps: int = REHEARSAL_STEPS,
+                  batch: int = REHEARSAL_BATCH, grad_accum: int = REHEARSAL_ACCUM, keep: bool = False,
+                  log=print) -> dict:
+    """`rehearse` every reference preset (or `presets`), each in a fresh process (its own peak memory), on the
+    rehearsal sets in `data` (default: written to `out/rehearsal/rehearsal-data` for the formats the presets need). A
+    preset that fails is recorded with its error and the others go on. Each preset's run folders (random-init towers
+    are written whole, ~0.6 GB a folder) are deleted after measuring unless `keep`."""
+    known = rehearsal_presets()
+    presets = list(known if presets is None else presets)
+    bad = [p for p in presets if p not in known]
+    if bad:
+        raise BenchError(f"--presets {','.join(bad)}: not a reference preset; choose from {','.join(known)}")
+    out = Path(out)/'rehearsal'
+    data = _rehearsal_data(out, presets, data, log)
+    rows, t0 = [], time.perf_counter()
+    for p in presets:
+        folder = out/p
+        shutil.rmtree(folder, ignore_errors=True)       # a fresh run each time: its resume must start from its own
+        try:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
+                row = pool.submit(_importable(_rehearse_quietly), p, data, folder, steps, batch, grad_accum,
+                                  device=device).result()
+            log(f"{p}: {row['seconds_per_step']:.1f} s/step, peak {row['peak_memory_gb']:.1f} GB, "
+                f"exact resume {row['exact_resume']}")
+        except Exception as e:
+            row = {'preset': p, 'error': f'{type(e).__name__}: {e}'.strip(': ')}
+            log(f"{p}: failed ({row['error']})")
+        finally:
+            if not keep:
+                shutil.rmtree(folder, ignore_errors=True)
+        rows.append(row)
+    done = [r for r in rows if 'error' not in r]
+    dev = done[0]['device'] if done else (device or 'cpu')
+    return {'device': dev, 'device_type': device_type(dev), 'steps': steps, 'batch': batch, 'grad_accum': grad_accum,
+            'backbone': REHEARSAL_BACKBONE, 'seconds': round(time.perf_counter() - t0, 1), 'rows': rows}
+
+# %% ../nbs/17_bench.ipynb #rehearse-c5
+def format_rehearsal_table(part: dict) -> str:
+    "One row per rehearsed preset, as Markdown: the shape of its clips, speed, memory, checkpoint, resume."
+    head = ('| preset | data | frames × views × crops | s / step | decode s / clip | test s / video | peak memory (GB) '
+            '| checkpoint (MB) | exact resume | predict s |\n|---|---|--:|--:|--:|--:|--:|--:|:-:|--:|')
+    lines = [head]
+    for r in part['rows']:
+        if 'error' in r:
+            lines.append(f"| {r['preset']} | failed: {r['error'][:120]} |  |  |  |  |  |  |  |  |")
+            continue
+        lines.append(f"| {r['preset']} | {r['data_format']} ({r['sampler']}) | {r['frames']} × {r['test_views']} × "
+                     f"{r['test_crops']} | {r['seconds_per_step']:.1f} | {r['decode_seconds_per_clip']:.2f} | "
+                     f"{r['test_seconds_per_video']:.1f} | {r['peak_memory_gb']:.1f} | "
+                     f"{r['checkpoint_bytes'] / 1e6:.1f} | {'yes' if r['exact_resume'] else 'NO'} | "
+                     f"{r['predict_seconds']:.1f} |")
+    return '\n'.join(lines)
+
 # %% ../nbs/17_bench.ipynb #f6b6cae6
-BENCH_PARTS = ('motion', 'reference', 'paper')
+BENCH_PARTS = ('motion', 'reference', 'paper', 'rehearsal')
+DEFAULT_PARTS = ('motion', 'reference', 'paper')   # the rehearsal runs on request: ~1 hour on our CPU
 
 def machine() -> dict:
     "Where a report was made: date, platform, CPU count, torch, the GPU if any."
@@ -414,20 +596,21 @@ def machine() -> dict:
             'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 def merge_reports(old: dict, new: dict) -> dict:
-    "`old` with the parts of `new` (the reference part per device type)."
-    out = {**old, **{k: v for k, v in new.items() if k != 'reference'}}
-    if 'reference' in new:
-        out['reference'] = {**old.get('reference', {}), **new['reference']}
+    "`old` with the parts of `new` (the reference and rehearsal parts per device type)."
+    out = {**old, **{k: v for k, v in new.items() if k not in ('reference', 'rehearsal')}}
+    for part in ('reference', 'rehearsal'):
+        if part in new:
+            out[part] = {**old.get(part, {}), **new[part]}
     return out
 
 # %% ../nbs/17_bench.ipynb #4623a1ef
-def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = BENCH_PARTS,
+def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = DEFAULT_PARTS,
               rows: Sequence[str] | None = None, seeds: Sequence[int] = BENCH_SEEDS, shots: Sequence[int] = BENCH_SHOTS,
               epochs: int = DEMO_EPOCHS, frames: Sequence[int] = REFERENCE_FRAMES, device: str | None = None,
               batch: int | None = None, steps: int | None = None, record: str | os.PathLike | None = None,
-              log=print) -> dict:
-    """The benchmark `parts` ('motion', 'reference', 'paper'); writes `out/bench.json` (and merges into `record`).
-    `rows` selects methods (each part keeps those it has)."""
+              presets: Sequence[str] | None = None, data: str | os.PathLike | None = None, log=print) -> dict:
+    """The benchmark `parts` ('motion', 'reference', 'paper', 'rehearsal'); writes `out/bench.json` (and merges into
+    `record`). `rows` selects methods (each part keeps those it has); `presets` and `data` go to `run_rehearsal`."""
     bad = [p for p in parts if p not in BENCH_PARTS]
     if bad:
         raise BenchError(f"--part {','.join(bad)}: choose from {','.join(BENCH_PARTS)}")
@@ -444,6 +627,9 @@ def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = BENC
     if 'paper' in parts:
         figures = [f for f in PAPER_FIGURES if not rows or f['method'] in rows]
         report['paper'] = {'rows': paper_comparison(figures), **info}
+    if 'rehearsal' in parts:
+        res = run_rehearsal(out, presets, data, device, steps or REHEARSAL_STEPS, batch or REHEARSAL_BATCH, log=log)
+        report['rehearsal'] = {res['device_type']: {**res, **info}}
     atomic_json(out/'bench.json', report)
     if 'motion' in report:
         plot_motion(report['motion'], out/'motion.png')
@@ -466,6 +652,10 @@ def format_bench(report: dict) -> str:
                      + format_reference_table(report['reference']))
     if 'paper' in report:
         parts.append("The papers' figures:\n\n" + format_paper_table(report['paper']['rows']))
+    for dev, part in report.get('rehearsal', {}).items():
+        parts.append(f"Rehearsal on {dev} ({part['backbone']}, random weights; {part['steps']} steps of "
+                     f"{part['batch']} clips in {part['grad_accum']} micro-batches):\n\n"
+                     + format_rehearsal_table(part))
     return '\n\n'.join(parts)
 
 # %% ../nbs/17_bench.ipynb #fd7bd337

@@ -42,7 +42,7 @@ __all__ = ['SAMPLES_ENV', 'FASHION_CLASSES', 'DEBIAN_FASHION_MNIST', 'FASHION_MN
            'build_motion_shift', 'sentence_for', 'build_untrimmed', 'build_retrieval', 'write_manifest',
            'build_samples', 'check_samples', 'motion_frames', 'twin_class', 'opposite_direction_correct',
            'RehearsalScene', 'rehearsal_scenes', 'RehearsalShot', 'render_shot', 'encode_rehearsal_video',
-           'probe_video', 'write_rehearsal']
+           'probe_video', 'rehearsal_config', 'write_rehearsal']
 
 # %% ../nbs/02_samples.ipynb #d35e5ab0
 SAMPLES_ENV = 'EFFICIENT_VIDEO_SAMPLES'
@@ -1447,7 +1447,7 @@ _REHEARSAL_WRITERS = {'kinetics': _write_kinetics, 'ssv2': _write_ssv2, 'ucf101'
                       'hmdb51': _write_hmdb51}
 
 # %% ../nbs/02_samples.ipynb #rehearsal-18
-def _rehearsal_config(fmt: str, d: Path) -> dict:
+def rehearsal_config(fmt: str, d: Path) -> dict:
     "The TrainConfig fields that point a run at the rehearsal copy of `fmt` in folder `d`."
     if fmt == 'kinetics':    # a config has one video_root: the training split's folder (val/ and test/ lie beside it)
         return dict(data_format='kinetics', train_list=str(d/'annotations'/'train.csv'), video_root=str(d/'train'))
@@ -1491,7 +1491,7 @@ def _rehearsal_readme(sets: dict) -> str:
     rows = '\n'.join(f"| `{REHEARSAL_FOLDERS[f]}/` | {len(s['videos'])} videos, {len(s['classes'])} classes | "
                      f"{_REHEARSAL_DESCRIPTIONS[f]} |" for f, s in sets.items())
     runs = '\n'.join(f"- {f}: `"
-                     + ' '.join(f"{k}={v}" for k, v in _rehearsal_config(f, Path(REHEARSAL_FOLDERS[f])).items())
+                     + ' '.join(f"{k}={v}" for k, v in rehearsal_config(f, Path(REHEARSAL_FOLDERS[f])).items())
                      + '`' for f in sets)
     return f"""# Rehearsal data
 
@@ -1554,7 +1554,7 @@ def _write_rehearsal_set(out: Path, fmt: str, seed: int, scenes) -> tuple[dict, 
     entry = dict(seed=seed, folder=REHEARSAL_FOLDERS[fmt], classes=classes, videos=recs)
     summary = dict(folder=str(d), videos=len(recs), classes=len(classes),
                    bytes=sum(p.stat().st_size for p in d.rglob('*') if p.is_file()),
-                   seconds=round(time.perf_counter() - t0, 2), config=_rehearsal_config(fmt, d))
+                   seconds=round(time.perf_counter() - t0, 2), config=rehearsal_config(fmt, d))
     return entry, summary
 
 # %% ../nbs/02_samples.ipynb #rehearsal-18-8

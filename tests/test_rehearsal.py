@@ -2,6 +2,7 @@
 Something-Something v2, UCF101 and HMDB51 in their real on-disk layouts, read by the package's own readers, decoded
 by both backends, and sampled by the real presets exactly as the real downloads would be."""
 import json
+import os
 import re
 import time
 import warnings
@@ -265,3 +266,22 @@ def test_cli_writes_the_sets_it_is_asked_for(tmp_path):
                        (('--rehearsal', str(tmp_path/'r'), '--build'), 'not allowed with')):
         bad = env_run(*args)
         assert bad.returncode == 2 and says in bad.stderr and 'Traceback' not in bad.stderr, (args, bad.stderr)
+
+
+SLOW_PRESETS = ('aim-k400-vitb16', 'aim-ssv2-vitb16', 'aim-ucf101-vitb16', 'dualpath-hmdb51-vitb16')  # one per format
+
+
+@pytest.mark.skipif(os.environ.get('EV_SLOW') != '1',
+                    reason='a ViT-B/16 preset end to end takes minutes on a CPU, past CI\'s budget: set EV_SLOW=1 '
+                           '(`efficient-video bench --part rehearsal` runs every reference preset)')
+@pytest.mark.parametrize('preset', SLOW_PRESETS)
+def test_reference_preset_end_to_end(rehearsal, preset, tmp_path):
+    "The preset as written, on the real architecture (random weights): 2 steps, checkpoint, exact resume, multi-view eval."
+    from efficient_video.bench import REHEARSAL_BACKBONE, rehearse
+    cfg = load_config(preset)
+    r = rehearse(preset, rehearsal[0], tmp_path)
+    assert r['backbone'] == REHEARSAL_BACKBONE and r['grad_checkpointing'] == cfg.grad_checkpointing
+    assert (r['frames'], r['sampler'], r['image_size']) == (cfg.frames, cfg.sampler, 224)
+    assert (r['test_views'], r['test_crops']) == (cfg.test_views, cfg.test_crops)
+    assert r['exact_resume'], (r['loss_step2'], r['loss_step2_resumed'])
+    assert r['weights_bytes'] < 100e6          # adapters and head only: the 86M-parameter tower is never written
