@@ -489,7 +489,7 @@ def rehearse(preset: str, data: str | os.PathLike, out: str | os.PathLike, steps
     t0 = time.perf_counter()
     ev = evaluate(out/'run', 'test', overrides=test, device=device)
     t1 = time.perf_counter()
-    pred = predict(out/'run', videos[:1], top_k=1, device=device, progress=False)
+    pred = predict(videos[:1], out/'run', top_k=1, device=device, progress=False)
     t2, ck = time.perf_counter(), Path(first['checkpoint'])
     return {'preset': preset, 'data_format': cfg.data_format, 'method': cfg.method, 'backbone': cfg.backbone,
             'frames': cfg.frames, 'sampler': cfg.sampler, 'image_size': cfg.image_size,

@@ -579,32 +579,52 @@ def run_eval(args):
 # %% ../nbs/99_cli.ipynb #predict-cli
 def _predict_options(p):
     p.add_argument('videos', nargs='+', metavar='VIDEO', help='video files, or folders (the videos directly in them)')
-    p.add_argument('--checkpoint', required=True,
-                   help='a run folder (its latest checkpoint) or a step-* folder written by train')
+    p.add_argument('--checkpoint', default=None,
+                   help='a trained run folder (its latest checkpoint) or a step-* folder: its model and classes')
+    p.add_argument('--classes', default=None,
+                   help='comma-separated class names: with --checkpoint, new names for a run with a text tower '
+                        '(Efficient-Prompt); without it, a CLIP\'s zero-shot')
+    p.add_argument('--classes-file', default=None, help='class names, one per line (instead of --classes)')
+    p.add_argument('--backbone', default=None, help='zero-shot: an open_clip model name (default: the sample CLIP)')
+    p.add_argument('--pretrained', default=None, help='zero-shot: its weights, an open_clip tag or a local file')
+    p.add_argument('--template', default='a video of {}.', help='zero-shot: the prompt around each class name')
+    p.add_argument('--frames', type=_at_least(1), default=8, help='zero-shot: frames sampled per video')
     p.add_argument('--top-k', type=_at_least(1), default=5, help='classes listed per video')
     p.add_argument('--views', type=_at_least(1), default=None,
-                   help='temporal views (default: the run\'s test_views)')
+                   help='temporal views (default: the run\'s test_views; zero-shot 1)')
     p.add_argument('--crops', type=int, choices=(1, 3), default=None,
                    help='spatial crops: 1 (centre) or 3 (along the longer side) (default: the run\'s test_crops)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
 
+# %% ../nbs/99_cli.ipynb #predict-cli-2
+def _predict_classes(args) -> str | list[str] | None:
+    "The class names of --classes or --classes-file (one per line; blank lines skipped)."
+    if args.classes is not None and args.classes_file is not None:
+        raise CLIError('--classes and --classes-file: give one of them')
+    if args.classes_file is None:
+        return args.classes
+    return [line.strip() for line in Path(args.classes_file).read_text(encoding='utf-8').splitlines() if line.strip()]
+
 def _predict_check(args):
-    if not Path(args.checkpoint).exists():
+    if args.checkpoint is not None and not Path(args.checkpoint).exists():
         raise CLIError(f"--checkpoint {args.checkpoint}: no such folder")
-    missing = [v for v in args.videos if not Path(v).exists()]
-    if missing:
-        raise CLIError(f"{missing[0]}: no such file or folder")
+    if args.checkpoint is None and args.classes is None and args.classes_file is None:
+        raise CLIError('give --checkpoint RUN (a trained run), --classes (a CLIP\'s zero-shot), or both')
+    for f in [v for v in args.videos] + ([args.classes_file] if args.classes_file else []):
+        if not Path(f).exists():
+            raise CLIError(f"{f}: no such file or folder")
 
 def _predict_human(report: dict) -> str:
     from efficient_video.predict import format_predictions
     return format_predictions(report)
 
-@subcommand('predict', 'top-k labels for your own videos from a trained run (its sampler, views and crops); exit '
-            'status 1 if any video could not be read', _predict_options, human=_predict_human, check=_predict_check,
-            status=lambda report: 1 if report['failed'] else 0)
+@subcommand('predict', 'top-k labels for your own videos: a trained run (its sampler, views and crops), new class '
+            'names, or a CLIP zero-shot; exit status 1 if any video could not be read', _predict_options,
+            human=_predict_human, check=_predict_check, status=lambda report: 1 if report['failed'] else 0)
 def run_predict(args):
     from efficient_video import predict
-    return predict.predict(args.checkpoint, args.videos, args.top_k, args.views, args.crops, args.device)
+    return predict.predict(args.videos, args.checkpoint, _predict_classes(args), args.backbone, args.pretrained,
+                           args.template, args.frames, args.top_k, args.views, args.crops, args.device)
 
 # %% ../nbs/99_cli.ipynb #42e0a477
 def _extract_options(p):

@@ -231,7 +231,7 @@ def test_every_subcommands_config_is_found():
 
 
 def test_predict_own_videos(tmp_path):
-    "`train` a few steps, then `predict` a folder and a file: top-k per video, a broken file named, exit status 1."
+    "`train` a few steps, then `predict` a folder and a file (top-k per video, a broken file named, exit status 1); zero-shot."
     t = run("train", "--preset", "aim-tiny", "max_steps=2", "val_list=none", "test_list=none", "shift_list=none",
             f"output_dir={tmp_path/'run'}", "--json")
     assert t.returncode == 0, t.stderr
@@ -252,7 +252,14 @@ def test_predict_own_videos(tmp_path):
     assert part.returncode == 1, part.stderr
     r = json.loads(part.stdout)
     assert r["failed"] == 1 and "error" in r["videos"][0] and "top" in r["videos"][1], r
+    zs = run("predict", str(clip), "--classes", "a coat, a bag, a sandal", "--top-k", "2", "--json")
+    assert zs.returncode == 0, zs.stderr
+    r = json.loads(zs.stdout)
+    assert r["checkpoint"] is None and r["num_classes"] == 3 and len(r["videos"][0]["top"]) == 2, r
     for bad, says in ((["predict", str(tmp_path/'none.mp4'), "--checkpoint", str(tmp_path/'run')], "none.mp4"),
-                      (["predict", str(clip), "--checkpoint", str(tmp_path/'nowhere')], "nowhere")):
+                      (["predict", str(clip), "--checkpoint", str(tmp_path/'nowhere')], "nowhere"),
+                      (["predict", str(clip)], "--classes"),
+                      (["predict", str(clip), "--checkpoint", str(tmp_path/'run'), "--classes", "a coat"],
+                       "cannot take new class names")):
         p = run(*bad)
         assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, p.stderr
