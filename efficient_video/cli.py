@@ -594,6 +594,11 @@ def _predict_options(p):
                    help='temporal views (default: the run\'s test_views; zero-shot 1)')
     p.add_argument('--crops', type=int, choices=(1, 3), default=None,
                    help='spatial crops: 1 (centre) or 3 (along the longer side) (default: the run\'s test_crops)')
+    p.add_argument('--window', type=float, default=None,
+                   help='seconds: also predict every window of this length (a timeline, for long videos)')
+    p.add_argument('--stride', type=float, default=None, help='seconds between window starts (default: --window)')
+    p.add_argument('--plot', default=None, metavar='FILE',
+                   help='with --window: draw the timeline to FILE (PNG; several videos: FILE-<n>-<video name>.png)')
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
 
 # %% ../nbs/99_cli.ipynb #predict-cli-2
@@ -610,9 +615,14 @@ def _predict_check(args):
         raise CLIError(f"--checkpoint {args.checkpoint}: no such folder")
     if args.checkpoint is None and args.classes is None and args.classes_file is None:
         raise CLIError('give --checkpoint RUN (a trained run), --classes (a CLIP\'s zero-shot), or both')
-    for f in [v for v in args.videos] + ([args.classes_file] if args.classes_file else []):
+    for f in [*args.videos, *([args.classes_file] if args.classes_file else [])]:
         if not Path(f).exists():
             raise CLIError(f"{f}: no such file or folder")
+    if args.plot is not None and args.window is None:
+        raise CLIError('--plot draws the timeline: give --window SECONDS too')
+    if args.window is not None and (args.window <= 0 or (args.stride is not None and args.stride <= 0)):
+        raise CLIError(f'--window {args.window}, --stride {args.stride}: both must be positive seconds')
+    _writable(str(Path(args.plot).parent) if args.plot else None, '--plot')
 
 def _predict_human(report: dict) -> str:
     from efficient_video.predict import format_predictions
@@ -623,8 +633,18 @@ def _predict_human(report: dict) -> str:
             human=_predict_human, check=_predict_check, status=lambda report: 1 if report['failed'] else 0)
 def run_predict(args):
     from efficient_video import predict
-    return predict.predict(args.videos, args.checkpoint, _predict_classes(args), args.backbone, args.pretrained,
-                           args.template, args.frames, args.top_k, args.views, args.crops, args.device)
+    report = predict.predict(args.videos, args.checkpoint, _predict_classes(args), args.backbone, args.pretrained,
+                             args.template, args.frames, args.top_k, args.views, args.crops, args.window,
+                             args.stride, args.device)
+    if args.plot:
+        drawn = [v for v in report['videos'] if 'timeline' in v]
+        plot = Path(args.plot)
+        for k, v in enumerate(drawn, 1):
+            out = plot if len(drawn) == 1 else plot.with_name(f"{plot.stem}-{k}-{Path(v['path']).stem}{plot.suffix}")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            predict.plot_timeline(v, out)
+            v['plot'] = str(out)
+    return report
 
 # %% ../nbs/99_cli.ipynb #42e0a477
 def _extract_options(p):

@@ -8,12 +8,13 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .core import get_device, override, seed_everything
 from .config import TrainConfig, config_from_json
-from .video import VideoDataset, VideoDecodeError, VideoRecord, eval_transform
+from .video import VideoDataset, VideoDecodeError, VideoRecord, eval_transform, video_info
 from .data import frame_sampler
 from .checkpoints import find_checkpoint
 from .evaluation import multiview_probs
@@ -23,10 +24,12 @@ from .methods import clip_model
 from .pretrain import sample_clip
 from .train import load_config, load_trained, model_from_config, run_classes
 from .temporal import template_options
+from .demo import pyplot_for, save_figure
 
 # %% auto #0
 __all__ = ['VIDEO_SUFFIXES', 'ZERO_SHOT_TEMPLATE', 'PredictError', 'video_paths', 'load_for_predict', 'parse_classes',
-           'zero_shot_model', 'video_clips', 'top_classes', 'predict', 'format_predictions']
+           'zero_shot_model', 'WindowSampler', 'windows', 'video_clips', 'top_classes', 'predict', 'format_predictions',
+           'plot_timeline']
 
 # %% ../nbs/16a_predict.ipynb #pr-paths
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.webm', '.mkv', '.mov', '.m4v', '.mpg', '.mpeg')
@@ -106,44 +109,81 @@ def zero_shot_model(classes: Sequence[str], backbone: str | None = None, pretrai
     return model_from_config(cfg, len(classes), list(classes)).to(get_device(device)).eval(), cfg
 
 # %% ../nbs/16a_predict.ipynb #pr-predict
-def video_clips(path: str | os.PathLike, cfg: TrainConfig, views: int = 1, crops: int = 1) -> torch.Tensor:
-    "One video's test clips as `eval` cuts them: `T×C×H×W`, or `V×T×C×H×W` for V = `views` × `crops` > 1."
-    ds = VideoDataset([VideoRecord(Path(path), -1)], frame_sampler(cfg, False, views),
-                      eval_transform(cfg.image_size, three_crop=crops == 3), on_error='raise')
+class WindowSampler:
+    "A test sampler (`frame_sampler`) over frames `first` .. `first + length - 1` of a video only."
+    def __init__(self, inner, first: int, length: int):
+        self.inner, self.first, self.length = inner, int(first), int(length)
+    def __call__(self, num_frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        length = max(1, min(self.length, num_frames - self.first))
+        return self.inner(length, generator) + self.first
+
+def windows(num_frames: int, fps: float, window: float, stride: float | None = None) -> list[tuple[int, int]]:
+    """`(first frame, frame count)` of windows `window` seconds long every `stride` seconds (default: `window`, no
+    overlap) from the start; the last one ends with the video (it may be shorter)."""
+    if window <= 0 or (stride is not None and stride <= 0):
+        raise PredictError(f"window={window}, stride={stride}: both must be positive seconds")
+    size, step = max(1, round(window * fps)), max(1, round((stride or window) * fps))
+    out = [(first, min(size, num_frames - first)) for first in range(0, max(num_frames - size, 0) + 1, step)]
+    if out[-1][0] + out[-1][1] < num_frames:                       # the tail the last full window did not reach
+        out.append((out[-1][0] + step, num_frames - out[-1][0] - step))
+    return out
+
+def video_clips(path: str | os.PathLike, cfg: TrainConfig, views: int = 1, crops: int = 1,
+                frames: tuple[int, int] | None = None) -> torch.Tensor:
+    """One video's test clips as `eval` cuts them, from all of it or from `frames` = `(first, count)` only:
+    `T×C×H×W`, or `V×T×C×H×W` for V = `views` × `crops` > 1."""
+    sampler = frame_sampler(cfg, False, views)
+    if frames is not None:
+        sampler = WindowSampler(sampler, *frames)
+    ds = VideoDataset([VideoRecord(Path(path), -1)], sampler, eval_transform(cfg.image_size, three_crop=crops == 3),
+                      on_error='raise')
     return ds[0]['video']
+
+# %% ../nbs/16a_predict.ipynb #pr-top
+def _top(p: torch.Tensor, names: Sequence[str], k: int) -> list[dict]:
+    top = p.topk(min(k, len(p)))
+    return [{'label': names[i], 'index': int(i), 'prob': float(v)} for v, i in zip(top.values, top.indices)]
 
 @torch.no_grad()
 def top_classes(model: torch.nn.Module, cfg: TrainConfig, names: Sequence[str], paths: Sequence[Path],
-                top_k: int = 5, views: int = 1, crops: int = 1, progress: bool = True) -> list[dict]:
-    """Per video: the top-`top_k` of `names` with `multiview_probs` over its `views` × `crops` clips, or the reason it
-    could not be read (the others go on)."""
+                top_k: int = 5, views: int = 1, crops: int = 1, window: float | None = None,
+                stride: float | None = None, progress: bool = True) -> list[dict]:
+    """Per video: the top-`top_k` of `names` with `multiview_probs` over its `views` × `crops` clips, and with `window`
+    (seconds) a `timeline` of the same for each window (`windows`); or the reason it could not be read (the others go
+    on)."""
     dev = next(model.parameters()).device
     amp = resolve_amp(cfg.amp, dev)[0]
+    def probs(x):
+        with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+            return multiview_probs(model, x[None].to(dev))[0].float().cpu()
     out = []
     for path in tqdm(paths, desc='predict', disable=not progress or len(paths) < 2, leave=False):
         try:
-            x = video_clips(path, cfg, views, crops)
+            rec = {'path': str(path), 'top': _top(probs(video_clips(path, cfg, views, crops)), names, top_k)}
+            if window is not None:
+                info = video_info(path)
+                rec['timeline'] = [{'start': first / info.fps, 'end': (first + n) / info.fps,
+                                    'top': _top(probs(video_clips(path, cfg, views, crops, (first, n))), names, top_k)}
+                                   for first, n in windows(info.num_frames, info.fps, window, stride)]
         except (VideoDecodeError, OSError) as e:
-            out.append({'path': str(path), 'error': getattr(e, 'reason', None) or str(e)})
-            continue
-        with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-            p = multiview_probs(model, x[None].to(dev))[0].float().cpu()
-        top = p.topk(min(top_k, len(p)))
-        out.append({'path': str(path), 'top': [{'label': names[k], 'index': int(k), 'prob': float(v)}
-                                               for v, k in zip(top.values, top.indices)]})
+            rec = {'path': str(path), 'error': getattr(e, 'reason', None) or str(e)}
+        out.append(rec)
     return out
 
 # %% ../nbs/16a_predict.ipynb #pr-predict2
 def predict(videos, checkpoint: str | os.PathLike | None = None, classes: str | Sequence[str] | None = None,
             backbone: str | None = None, pretrained: str | None = None, template: str = ZERO_SHOT_TEMPLATE,
             frames: int = 8, top_k: int = 5, views: int | None = None, crops: int | None = None,
-            device: str | None = None, progress: bool = True) -> dict:
+            window: float | None = None, stride: float | None = None, device: str | None = None,
+            progress: bool = True) -> dict:
     """Top-`top_k` classes with probabilities for every video in `videos` (files or folders, `video_paths`):
     - `checkpoint`: a trained run's model and classes, with its test sampler and views × crops (defaults);
     - `checkpoint` and `classes`: that run on new class names, for a method with a text tower (Efficient-Prompt's
       learned prompts around names it never saw);
     - `classes` alone: a CLIP's zero-shot (`zero_shot_model`: the sample CLIP unless `backbone`, `pretrained`).
-    An unreadable video gets an `error` and is counted in `failed`; the others go on."""
+    With `window` (seconds; every `stride` seconds, default `window`), each video also gets a `timeline`: the same
+    prediction for every window, for long videos (`plot_timeline` draws it). An unreadable video gets an `error` and
+    is counted in `failed`; the others go on."""
     paths = video_paths(videos)
     names = parse_classes(classes) if classes is not None else None
     if checkpoint is not None:
@@ -162,10 +202,11 @@ def predict(videos, checkpoint: str | os.PathLike | None = None, classes: str | 
     views, crops = views or cfg.test_views, crops or cfg.test_crops
     if crops not in (1, 3):
         raise PredictError(f"crops={crops}: 1 (the centre crop) or 3 (three crops along the longer side)")
-    out = top_classes(model, cfg, names, paths, top_k, views, crops, progress)
+    out = top_classes(model, cfg, names, paths, top_k, views, crops, window, stride, progress)
     return {'checkpoint': str(ck) if checkpoint is not None else None, 'method': cfg.method, 'backbone': cfg.backbone,
             'template': template if checkpoint is None else None, 'views': views, 'crops': crops,
-            'frames': cfg.frames, 'num_classes': len(names), 'videos': out, 'failed': sum('error' in v for v in out)}
+            'frames': cfg.frames, 'window': window, 'stride': stride or window, 'num_classes': len(names),
+            'videos': out, 'failed': sum('error' in v for v in out)}
 
 # %% ../nbs/16a_predict.ipynb #pr-format
 def format_predictions(report: dict) -> str:
@@ -176,4 +217,39 @@ def format_predictions(report: dict) -> str:
         what = (f"failed: {v['error']}" if 'error' in v else
                 ', '.join(f"{t['label']} {t['prob']:.0%}" for t in v['top']))
         lines.append(f"  {v['path']}: {what}")
+        for w in v.get('timeline', []):
+            lines.append(f"    {w['start']:6.1f}-{w['end']:.1f} s: " + ', '.join(f"{t['label']} {t['prob']:.0%}"
+                                                                         for t in w['top']))
     return '\n'.join(lines)
+
+# %% ../nbs/16a_predict.ipynb #pr-plot
+def plot_timeline(video: dict, path: str | os.PathLike | None = None, rows: int = 6):
+    """A video's `timeline` as a picture: one row per class (those that lead some window, then the most probable
+    others, `rows` in all), each window's probability drawn from its start to the next window's; each window's top-1
+    is outlined in red. Saved to `path` when given."""
+    if 'timeline' not in video:
+        raise PredictError(f"{video.get('path')}: no timeline (predict with window=SECONDS)")
+    tl = video['timeline']
+    mass: dict = {}
+    for w in tl:
+        for t in w['top']:
+            mass[t['label']] = mass.get(t['label'], 0.0) + t['prob']
+    leaders = list(dict.fromkeys(w['top'][0]['label'] for w in tl))
+    labels = (leaders + [c for c in sorted(mass, key=mass.get, reverse=True) if c not in leaders])[:max(rows, 1)]
+    P = np.array([[next((t['prob'] for t in w['top'] if t['label'] == c), 0.0) for w in tl] for c in labels])
+    slots = [w['start'] for w in tl] + [tl[-1]['end']]          # window j drawn from its start to window j+1's
+    plt = pyplot_for(path)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.3))
+    mesh = ax.pcolormesh(slots, np.arange(len(labels) + 1) - 0.5, P, cmap='viridis', vmin=0, vmax=1)
+    for j, w in enumerate(tl):
+        if w['top'][0]['label'] in labels:
+            r = labels.index(w['top'][0]['label'])
+            ax.add_patch(plt.Rectangle((slots[j], r - 0.5), slots[j + 1] - slots[j], 1, fill=False, edgecolor='red',
+                                       linewidth=1.5))
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_xlabel('seconds (each window from its start)')
+    ax.set_title(f"{Path(video['path']).name}: class probability per window (red: the window's top-1)", fontsize=9)
+    fig.colorbar(mesh, ax=ax, label='probability')
+    fig.tight_layout()
+    return save_figure(fig, path)

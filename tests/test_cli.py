@@ -256,9 +256,18 @@ def test_predict_own_videos(tmp_path):
     assert zs.returncode == 0, zs.stderr
     r = json.loads(zs.stdout)
     assert r["checkpoint"] is None and r["num_classes"] == 3 and len(r["videos"][0]["top"]) == 2, r
+    (tmp_path/'names.txt').write_text('a coat\na bag\n\n')
+    tl = run("predict", str(clip), str(clip), "--classes-file", str(tmp_path/'names.txt'), "--window", "0.5",
+             "--plot", str(tmp_path/'plots'/'tl.png'), "--json")
+    assert tl.returncode == 0, tl.stderr
+    r = json.loads(tl.stdout)
+    assert r["num_classes"] == 2 and [len(v["timeline"]) for v in r["videos"]] == [2, 2], r
+    assert [Path(v["plot"]).name for v in r["videos"]] == ["tl-1-000_right.png", "tl-2-000_right.png"], r
+    assert all(Path(v["plot"]).stat().st_size > 0 for v in r["videos"]), r
     for bad, says in ((["predict", str(tmp_path/'none.mp4'), "--checkpoint", str(tmp_path/'run')], "none.mp4"),
                       (["predict", str(clip), "--checkpoint", str(tmp_path/'nowhere')], "nowhere"),
                       (["predict", str(clip)], "--classes"),
+                      (["predict", str(clip), "--classes", "a coat", "--plot", "x.png"], "--window"),
                       (["predict", str(clip), "--checkpoint", str(tmp_path/'run'), "--classes", "a coat"],
                        "cannot take new class names")):
         p = run(*bad)
