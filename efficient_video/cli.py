@@ -628,6 +628,7 @@ def _predict_human(report: dict) -> str:
     from efficient_video.predict import format_predictions
     return format_predictions(report)
 
+# %% ../nbs/99_cli.ipynb #predict-cli-3
 @subcommand('predict', 'top-k labels for your own videos: a trained run (its sampler, views and crops), new class '
             'names, or a CLIP zero-shot; exit status 1 if any video could not be read', _predict_options,
             human=_predict_human, check=_predict_check, status=lambda report: 1 if report['failed'] else 0)

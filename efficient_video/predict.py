@@ -239,7 +239,7 @@ def plot_timeline(video: dict, path: str | os.PathLike | None = None, rows: int 
     P = np.array([[next((t['prob'] for t in w['top'] if t['label'] == c), 0.0) for w in tl] for c in labels])
     slots = [w['start'] for w in tl] + [tl[-1]['end']]          # window j drawn from its start to window j+1's
     plt = pyplot_for(path)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.3))
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(labels) + 1.3))
     mesh = ax.pcolormesh(slots, np.arange(len(labels) + 1) - 0.5, P, cmap='viridis', vmin=0, vmax=1)
     for j, w in enumerate(tl):
         if w['top'][0]['label'] in labels:
