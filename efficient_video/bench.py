@@ -44,8 +44,8 @@ __all__ = ['BENCH_ROWS', 'BENCH_SEEDS', 'BENCH_SHOTS', 'TEXT_ROWS', 'ZERO_SHOT_P
            'format_motion_table', 'plot_motion', 'reference_args', 'peak_tflops', 'measure_training',
            'measure_in_fresh_process', 'paper_comparison', 'run_reference', 'format_reference_table',
            'format_paper_table', 'rehearsal_presets', 'rehearsal_fields', 'rehearse', 'run_rehearsal',
-           'format_rehearsal_table', 'machine', 'merge_reports', 'run_bench', 'format_bench', 'describe_motion',
-           'describe_reference']
+           'format_rehearsal_table', 'machine', 'merge_reports', 'merge_record', 'run_bench', 'format_bench',
+           'describe_motion', 'describe_reference']
 
 # %% ../nbs/17_bench.ipynb #0e387289
 BENCH_ROWS = DEMO_ROWS
@@ -533,11 +533,12 @@ def _rehearsal_data(out: Path, presets: Sequence[str], data: str | os.PathLike |
 def run_rehearsal(out: str | os.PathLike = 'runs/bench', presets: Sequence[str] | None = None,
                   data: str | os.PathLike | None = None, device: str | None = None, steps: int = REHEARSAL_STEPS,
                   batch: int = REHEARSAL_BATCH, grad_accum: int = REHEARSAL_ACCUM, keep: bool = False,
-                  log=print) -> dict:
+                  log=print, on_row=None) -> dict:
     """`rehearse` every reference preset (or `presets`), each in a fresh process (its own peak memory), on the
     rehearsal sets in `data` (default: written to `out/rehearsal/rehearsal-data` for the formats the presets need). A
     preset that fails is recorded with its error and the others go on. Each preset's run folders (random-init towers
-    are written whole, ~0.6 GB a folder) are deleted after measuring unless `keep`."""
+    are written whole, ~0.6 GB a folder) are deleted after measuring unless `keep`. `on_row(part)` is called with the
+    part so far after each preset (`run_bench` merges it into the record)."""
     known = rehearsal_presets()
     presets = list(known if presets is None else presets)
     bad = [p for p in presets if p not in known]
@@ -562,10 +563,16 @@ def run_rehearsal(out: str | os.PathLike = 'runs/bench', presets: Sequence[str] 
             if not keep:
                 shutil.rmtree(folder, ignore_errors=True)
         rows.append(row)
+        if on_row is not None:
+            on_row(_rehearsal_part(rows, device, steps, batch, grad_accum, time.perf_counter() - t0))
+    return _rehearsal_part(rows, device, steps, batch, grad_accum, time.perf_counter() - t0)
+
+def _rehearsal_part(rows: list, device: str | None, steps: int, batch: int, grad_accum: int, seconds: float) -> dict:
+    "The rehearsal's report over `rows` so far: where and how it ran."
     done = [r for r in rows if 'error' not in r]
     dev = done[0]['device'] if done else (device or 'cpu')
     return {'device': dev, 'device_type': device_type(dev), 'steps': steps, 'batch': batch, 'grad_accum': grad_accum,
-            'backbone': REHEARSAL_BACKBONE, 'seconds': round(time.perf_counter() - t0, 1), 'rows': rows}
+            'backbone': REHEARSAL_BACKBONE, 'seconds': round(seconds, 1), 'rows': list(rows)}
 
 # %% ../nbs/17_bench.ipynb #rehearse-c5
 def format_rehearsal_table(part: dict) -> str:
@@ -595,13 +602,31 @@ def machine() -> dict:
             'cpus': os.cpu_count(), 'torch': torch.__version__, 'efficient_video': __version__,
             'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
-def merge_reports(old: dict, new: dict) -> dict:
-    "`old` with the parts of `new` (the reference and rehearsal parts per device type)."
-    out = {**old, **{k: v for k, v in new.items() if k not in ('reference', 'rehearsal')}}
-    for part in ('reference', 'rehearsal'):
-        if part in new:
-            out[part] = {**old.get(part, {}), **new[part]}
+def _merge_rehearsal(old: dict, new: dict) -> dict:
+    "A rehearsal part per device type, its rows merged by preset: a run of some presets keeps the others' rows."
+    out = {**old, **new}
+    for dev, part in new.items():
+        if dev in old:
+            rows = {r['preset']: r for r in old[dev]['rows']} | {r['preset']: r for r in part['rows']}
+            order = {p: i for i, p in enumerate(rehearsal_presets())}
+            out[dev] = {**part, 'rows': sorted(rows.values(), key=lambda r: order.get(r['preset'], len(order)))}
     return out
+
+def merge_reports(old: dict, new: dict) -> dict:
+    "`old` with the parts of `new` (the reference part per device type, the rehearsal part per device and preset)."
+    out = {**old, **{k: v for k, v in new.items() if k not in ('reference', 'rehearsal')}}
+    if 'reference' in new:
+        out['reference'] = {**old.get('reference', {}), **new['reference']}
+    if 'rehearsal' in new:
+        out['rehearsal'] = _merge_rehearsal(old.get('rehearsal', {}), new['rehearsal'])
+    return out
+
+def merge_record(record: str | os.PathLike, report: dict) -> None:
+    "Merge `report` into the JSON file `record` (made if missing), atomically."
+    record = Path(record)
+    old = json.loads(record.read_text()) if record.is_file() else {}
+    record.parent.mkdir(parents=True, exist_ok=True)
+    atomic_json(record, merge_reports(old, report))
 
 # %% ../nbs/17_bench.ipynb #4623a1ef
 def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = DEFAULT_PARTS,
@@ -628,16 +653,17 @@ def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = DEFA
         figures = [f for f in PAPER_FIGURES if not rows or f['method'] in rows]
         report['paper'] = {'rows': paper_comparison(figures), **info}
     if 'rehearsal' in parts:
-        res = run_rehearsal(out, presets, data, device, steps or REHEARSAL_STEPS, batch or REHEARSAL_BATCH, log=log)
+        def keep(res):     # each finished preset goes into the record at once: an interrupted hour loses one row
+            if record is not None:
+                merge_record(record, {'rehearsal': {res['device_type']: {**res, **info}}})
+        res = run_rehearsal(out, presets, data, device, steps or REHEARSAL_STEPS, batch or REHEARSAL_BATCH, log=log,
+                            on_row=keep)
         report['rehearsal'] = {res['device_type']: {**res, **info}}
     atomic_json(out/'bench.json', report)
     if 'motion' in report:
         plot_motion(report['motion'], out/'motion.png')
     if record is not None:
-        record = Path(record)
-        old = json.loads(record.read_text()) if record.is_file() else {}
-        record.parent.mkdir(parents=True, exist_ok=True)
-        atomic_json(record, merge_reports(old, report))
+        merge_record(record, report)
     return report
 
 # %% ../nbs/17_bench.ipynb #9d3d6f7c
