@@ -20,7 +20,8 @@ from typing import Callable
 # %% auto #0
 __all__ = ['SUBCOMMANDS', 'READING_ORDER', 'CLIError', 'Subcommand', 'subcommand', 'ordered_subcommands', 'build_parser', 'main',
            'run_samples', 'run_docs', 'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_demo', 'run_bench',
-           'run_train', 'run_eval', 'run_predict', 'run_extract_features', 'run_retrieval', 'run_readme']
+           'run_train', 'run_eval', 'run_predict', 'run_import_checkpoint', 'run_extract_features', 'run_retrieval',
+           'run_readme']
 
 # %% ../nbs/99_cli.ipynb #d28d52e0
 class CLIError(Exception):
@@ -52,7 +53,7 @@ def subcommand(name:str, help:str, configure:Callable=lambda p: None, reports:bo
 # %% ../nbs/99_cli.ipynb #35163648
 # how `--help` lists the subcommands: the order a reader meets them
 READING_ORDER = ('demo', 'bench', 'samples', 'pretrain-clip', 'zero-shot', 'profile', 'extract-features', 'train',
-                 'eval', 'predict', 'retrieval', 'docs', 'readme')
+                 'eval', 'predict', 'import-checkpoint', 'retrieval', 'docs', 'readme')
 
 def ordered_subcommands() -> list[Subcommand]:
     "The registered subcommands in `READING_ORDER` (any others after them, in registration order)."
@@ -646,6 +647,36 @@ def run_predict(args):
             predict.plot_timeline(v, out)
             v['plot'] = str(out)
     return report
+
+# %% ../nbs/99_cli.ipynb #9a68d406
+def _import_options(p):
+    p.add_argument('path', metavar='PATH', help='the released checkpoint (.pth, .pth.tar, .pt or .safetensors)')
+    p.add_argument('--from', dest='source', default='aim', help="whose layout the file is in (default: aim)")
+    p.add_argument('--preset', required=True, help='a preset of the same method: sampler, views, crops, options')
+    p.add_argument('--out', required=True, help='a new (or empty) folder for the run')
+    p.add_argument('--classes-file', default=None,
+                   help='the head\'s class names, one per line, in its order (default: class 0, class 1, ...)')
+    p.add_argument('--backbone', default=None,
+                   help='the open_clip tower to build (default: the preset\'s, its QuickGELU version)')
+    p.add_argument('--trust', action='store_true',
+                   help='unpickle the file in full if it holds more than weights (runs code from it: trusted files)')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='change the preset, e.g. frame_interval=8')
+
+def _import_check(args):
+    for f in [args.path, *([args.classes_file] if args.classes_file else [])]:
+        if not Path(f).is_file():
+            raise CLIError(f"{f}: no such file")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CLIError(f"--out {out}: exists and is not an empty folder; choose a new one")
+    _writable(args.out, '--out')
+
+@subcommand('import-checkpoint', 'a paper\'s released checkpoint (AIM\'s mmaction2 files) as a run folder that eval '
+            'and predict accept', _import_options, config='config:TrainConfig', check=_import_check)
+def run_import_checkpoint(args):
+    from efficient_video import import_checkpoint as ic
+    return ic.import_checkpoint(args.path, args.preset, args.out, args.source, args.classes_file, args.backbone,
+                                args.overrides, args.trust)
 
 # %% ../nbs/99_cli.ipynb #42e0a477
 def _extract_options(p):

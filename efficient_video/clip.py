@@ -37,6 +37,12 @@ TINY_CONFIGS: dict[str, dict] = {
         'vision_cfg': {'image_size': 32, 'patch_size': 8, 'width': 32, 'layers': 2, 'head_width': 16, 'mlp_ratio': 2.0},
         'text_cfg': {'context_length': 32, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 2, 'mlp_ratio': 2.0},
     },
+    # The same size, shaped like OpenAI's CLIP ViTs (MLP 4x wide, QuickGELU): the papers' checkpoints in miniature.
+    'ev-tiny-openai': {
+        'embed_dim': 32, 'quick_gelu': True,
+        'vision_cfg': {'image_size': 32, 'patch_size': 8, 'width': 32, 'layers': 2, 'head_width': 16},
+        'text_cfg': {'context_length': 32, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 2},
+    },
 }
 
 # %% ../nbs/03_clip.ipynb #fae50e8d

@@ -272,3 +272,33 @@ def test_predict_own_videos(tmp_path):
                        "cannot take new class names")):
         p = run(*bad)
         assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_import_checkpoint(tmp_path):
+    "An official-layout AIM file (mmaction2's wrapping) imported, then `predict` on a shipped clip; bad input in one line."
+    import torch
+    from efficient_video.import_checkpoint import official_aim_shapes
+    from efficient_video.samples import samples_dir
+    g = torch.Generator().manual_seed(0)
+    shapes = official_aim_shapes(32, 2, 8, 32, frames=4, num_classes=3)
+    torch.save({'meta': {'epoch': 30}, 'state_dict': {k: 0.1 * torch.randn(s, generator=g) for k, s in shapes.items()}},
+               tmp_path/'aim.pth')
+    (tmp_path/'names.txt').write_text('running\njumping\nwaving\n')
+    imp = run("import-checkpoint", "--from", "aim", str(tmp_path/'aim.pth'), "--preset", "aim-k400-vitb16",
+              "--backbone", "ev-tiny-openai", "--classes-file", str(tmp_path/'names.txt'), "--out",
+              str(tmp_path/'run'), "--json")
+    assert imp.returncode == 0, imp.stderr
+    r = json.loads(imp.stdout)
+    assert (r["frames"], r["num_classes"], r["image_size"], r["backbone"]) == (4, 3, 32, "ev-tiny-openai"), r
+    clip = samples_dir()/'clips'/'bbb_0_emerging.mp4'
+    p = run("predict", str(clip), "--checkpoint", str(tmp_path/'run'), "--top-k", "3", "--json")
+    assert p.returncode == 0, p.stderr
+    top = json.loads(p.stdout)["videos"][0]["top"]
+    assert sorted(t["label"] for t in top) == ["jumping", "running", "waving"], top
+    for bad, says in ((["--from", "aim", str(tmp_path/'none.pth'), "--out", str(tmp_path/'r1')], "none.pth: no such file"),
+                      (["--from", "aim", str(tmp_path/'aim.pth'), "--backbone", "ev-tiny-openai"], "--out"),
+                      (["--from", "dualpath", str(tmp_path/'aim.pth'), "--out", str(tmp_path/'r2')], "choose from aim"),
+                      (["--from", "aim", str(tmp_path/'aim.pth'), "--out", str(tmp_path/'r3')], "is width 768"),
+                      (["--from", "aim", str(tmp_path/'names.txt'), "--out", str(tmp_path/'r4')], "names.txt")):
+        p = run("import-checkpoint", *bad, "--preset", "aim-k400-vitb16")
+        assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, p.stderr
