@@ -20,8 +20,8 @@ from typing import Callable
 # %% auto #0
 __all__ = ['SUBCOMMANDS', 'READING_ORDER', 'CLIError', 'Subcommand', 'subcommand', 'ordered_subcommands', 'build_parser', 'main',
            'run_samples', 'run_docs', 'run_profile', 'run_pretrain_clip', 'run_zero_shot', 'run_demo', 'run_bench',
-           'run_train', 'run_eval', 'run_predict', 'run_import_checkpoint', 'run_extract_features', 'run_retrieval',
-           'run_readme']
+           'run_train', 'run_eval', 'run_predict', 'run_import_checkpoint', 'run_localise', 'run_extract_features',
+           'run_retrieval', 'run_readme']
 
 # %% ../nbs/99_cli.ipynb #d28d52e0
 class CLIError(Exception):
@@ -53,7 +53,7 @@ def subcommand(name:str, help:str, configure:Callable=lambda p: None, reports:bo
 # %% ../nbs/99_cli.ipynb #35163648
 # how `--help` lists the subcommands: the order a reader meets them
 READING_ORDER = ('demo', 'bench', 'samples', 'pretrain-clip', 'zero-shot', 'profile', 'extract-features', 'train',
-                 'eval', 'predict', 'import-checkpoint', 'retrieval', 'docs', 'readme')
+                 'eval', 'predict', 'localise', 'import-checkpoint', 'retrieval', 'docs', 'readme')
 
 def ordered_subcommands() -> list[Subcommand]:
     "The registered subcommands in `READING_ORDER` (any others after them, in registration order)."
@@ -625,6 +625,15 @@ def _predict_check(args):
         raise CLIError(f'--window {args.window}, --stride {args.stride}: both must be positive seconds')
     _writable(str(Path(args.plot).parent) if args.plot else None, '--plot')
 
+def _plot_each(videos: list[dict], plot: str, draw) -> None:
+    "Draw each video with `draw(video, file)` to `plot`, or to `plot`-<n>-<video name> when there are several."
+    plot = Path(plot)
+    for k, v in enumerate(videos, 1):
+        out = plot if len(videos) == 1 else plot.with_name(f"{plot.stem}-{k}-{Path(v['path']).stem}{plot.suffix}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        draw(v, out)
+        v['plot'] = str(out)
+
 def _predict_human(report: dict) -> str:
     from efficient_video.predict import format_predictions
     return format_predictions(report)
@@ -639,13 +648,7 @@ def run_predict(args):
                              args.template, args.frames, args.top_k, args.views, args.crops, args.window,
                              args.stride, args.device)
     if args.plot:
-        drawn = [v for v in report['videos'] if 'timeline' in v]
-        plot = Path(args.plot)
-        for k, v in enumerate(drawn, 1):
-            out = plot if len(drawn) == 1 else plot.with_name(f"{plot.stem}-{k}-{Path(v['path']).stem}{plot.suffix}")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            predict.plot_timeline(v, out)
-            v['plot'] = str(out)
+        _plot_each([v for v in report['videos'] if 'timeline' in v], args.plot, predict.plot_timeline)
     return report
 
 # %% ../nbs/99_cli.ipynb #9a68d406
@@ -677,6 +680,54 @@ def run_import_checkpoint(args):
     from efficient_video import import_checkpoint as ic
     return ic.import_checkpoint(args.path, args.preset, args.out, args.source, args.classes_file, args.backbone,
                                 args.overrides, args.trust)
+
+# %% ../nbs/99_cli.ipynb #f8bb2079
+def _localise_options(p):
+    p.add_argument('videos', nargs='*', metavar='VIDEO', help='untrimmed video files, or folders of them')
+    p.add_argument('--checkpoint', default=None, help='a localiser run (written with --recogniser ... --out)')
+    p.add_argument('--top-k', type=_at_least(1), default=None, help='classes per proposal (default: the run\'s, 2)')
+    p.add_argument('--plot', default=None, metavar='FILE',
+                   help='draw actionness and proposals to FILE (PNG; several videos: FILE-<n>-<video name>.png)')
+    p.add_argument('--recogniser', default=None,
+                   help='train a localiser run instead: the Efficient-Prompt run whose prompts label proposals')
+    p.add_argument('--out', default=None, help='with --recogniser: a new folder for the localiser run')
+    p.add_argument('--segments', default=None,
+                   help='with --recogniser: a segments.json of annotated untrimmed clips (default: the shipped one)')
+    p.add_argument('--epochs', type=_at_least(1), default=60, help='with --recogniser: epochs of the actionness head')
+    p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
+
+def _localise_check(args):
+    training = args.recogniser is not None
+    if training and (args.videos or args.checkpoint or args.out is None):
+        raise CLIError('--recogniser RUN trains a localiser: give --out DIR, and no videos or --checkpoint')
+    if not training and (not args.videos or args.checkpoint is None):
+        raise CLIError('give VIDEO ... --checkpoint LOCALISER_RUN, or --recogniser EP_RUN --out DIR to make one')
+    for f in [*args.videos, *(x for x in (args.checkpoint, args.recogniser, args.segments) if x)]:
+        if not Path(f).exists():
+            raise CLIError(f"{f}: no such file or folder")
+    if training:
+        _writable(args.out, '--out')
+    _writable(str(Path(args.plot).parent) if args.plot else None, '--plot')
+
+# %% ../nbs/99_cli.ipynb #e063b102
+def _localise_human(report: dict) -> str:
+    if 'videos' not in report:
+        return '\n'.join(f'{k:>20} : {v}' for k, v in report.items())
+    from efficient_video.predict import format_localisation
+    return format_localisation(report)
+
+@subcommand('localise', 'actions in untrimmed videos: proposals and their classes from a localiser run (or train '
+            'one with --recogniser); exit status 1 if any video could not be read', _localise_options,
+            human=_localise_human, check=_localise_check,
+            status=lambda report: 1 if report.get('failed') else 0)
+def run_localise(args):
+    from efficient_video import predict
+    if args.recogniser is not None:
+        return predict.train_localiser(args.recogniser, args.out, args.segments, args.epochs, device=args.device)
+    report = predict.localise_videos(args.videos, args.checkpoint, args.top_k, args.device)
+    if args.plot:
+        _plot_each([v for v in report['videos'] if 'error' not in v], args.plot, predict.plot_localisation)
+    return report
 
 # %% ../nbs/99_cli.ipynb #42e0a477
 def _extract_options(p):

@@ -4,6 +4,7 @@
 
 # %% ../nbs/16a_predict.ipynb #pr-imports
 from __future__ import annotations
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -25,11 +26,20 @@ from .pretrain import sample_clip
 from .train import load_config, load_trained, model_from_config, run_classes
 from .temporal import template_options
 from .demo import pyplot_for, save_figure
+from .samples import samples_dir
+from .checkpoints import load_checkpoint
+from .engine import fit
+from .features import cached_dataset
+from .run_folder import atomic_write_text
+from .localisation import (Actionness, ActionnessLoss, actionness, detect, frame_labels, ground_truth,
+                                          group_proposals, localise, mean_ap, proposal_recall, read_segments,
+                                          untrimmed_config)
 
 # %% auto #0
-__all__ = ['VIDEO_SUFFIXES', 'ZERO_SHOT_TEMPLATE', 'PredictError', 'video_paths', 'load_for_predict', 'parse_classes',
-           'zero_shot_model', 'WindowSampler', 'windows', 'video_clips', 'top_classes', 'predict', 'format_predictions',
-           'plot_timeline']
+__all__ = ['VIDEO_SUFFIXES', 'ZERO_SHOT_TEMPLATE', 'LOCALISER_FILE', 'PredictError', 'video_paths', 'load_for_predict',
+           'parse_classes', 'zero_shot_model', 'WindowSampler', 'windows', 'video_clips', 'top_classes', 'predict',
+           'format_predictions', 'plot_timeline', 'train_localiser', 'load_localiser', 'FrameIndices', 'video_features',
+           'localise_videos', 'format_localisation', 'plot_localisation']
 
 # %% ../nbs/16a_predict.ipynb #pr-paths
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.webm', '.mkv', '.mov', '.m4v', '.mpg', '.mpeg')
@@ -253,3 +263,152 @@ def plot_timeline(video: dict, path: str | os.PathLike | None = None, rows: int 
     fig.colorbar(mesh, ax=ax, label='probability')
     fig.tight_layout()
     return save_figure(fig, path)
+
+# %% ../nbs/16a_predict.ipynb #pr-loc-train
+LOCALISER_FILE = 'localiser.json'   # a localiser run: the recogniser it labels with, the feature rate, stage 2's stride
+
+def _segments_fps(segments: str | os.PathLike | None) -> float:
+    "The frame rate a segments.json gives its frame numbers at (its top-level 'fps')."
+    path = Path(segments) if segments is not None else samples_dir()/'untrimmed'/'segments.json'
+    fps = json.loads(path.read_text()).get('fps') if path.is_file() else None
+    if not fps:
+        raise PredictError(f"{path}: no top-level 'fps' (the frame rate its frame numbers count at)")
+    return float(fps)
+
+def _recogniser(run: str | os.PathLike, device: str | None):
+    "The Efficient-Prompt run that labels proposals: `load_for_predict`, refusing other methods in one line."
+    model, cfg, names, ck = load_for_predict(run, device)
+    if not callable(getattr(model, 'class_features', None)) or not getattr(model, 'accepts_features', False):
+        raise PredictError(f"{ck}: a {cfg.method!r} run; localisation labels proposals with an Efficient-Prompt run's "
+                           "prompt classifier over frame features (train one with an efficient-prompt-* preset)")
+    return model, cfg, names, ck
+
+# %% ../nbs/16a_predict.ipynb #pr-loc-train2
+def train_localiser(recogniser: str | os.PathLike, out: str | os.PathLike, segments: str | os.PathLike | None = None,
+                    epochs: int = 60, lr: float = 3e-3, batch_size: int = 20, seed: int = 0,
+                    device: str | None = None) -> dict:
+    """Train the actionness head on the frozen features of Efficient-Prompt run `recogniser` over the 'train' clips
+    of `segments` (default: the shipped untrimmed clips) into `out`; test both stages on its 'test' clips."""
+    model, cfg, names, ck = _recogniser(recogniser, device)
+    videos, fps, out = read_segments(segments), _segments_fps(segments), Path(out)
+    lengths = sorted({v['num_frames'] for v in videos})
+    if len(lengths) != 1:
+        raise PredictError(f"{segments}: clips of {lengths} frames; the actionness head trains on clips of one length")
+    seed_everything(seed)
+    ucfg = untrimmed_config(videos, override(cfg, feature_cache=str(out/'features')), frames=lengths[0])
+    feats = {s: cached_dataset(ucfg, s, model.encode_frames) for s in ('train', 'test')}
+    by_path = {v['path']: v for v in videos}
+    targets = torch.stack([frame_labels(by_path[str(Path(p).resolve())]) for p in feats['train'].paths])
+    act = Actionness(feats['train'][0]['video'].shape[-1])
+    fit(act, feats['train'], override(ucfg, output_dir=str(out/'actionness'), epochs=epochs, max_steps=0,
+                                      batch_size=min(batch_size, len(targets)), grad_accum=1, lr=lr, weight_decay=0.01,
+                                      warmup_epochs=1.0, eval_every=0, ckpt_every=0, log_every=1000, seed=seed),
+        loss_fn=ActionnessLoss(targets))
+    settings = {'recogniser': str(ck.resolve()), 'width': act.net[0].in_channels, 'hidden': act.net[0].out_channels,
+                'fps': fps, 'stride': max(1, model.num_frames // 2), 'pooling': 'dense', 'top_k': 2}
+    atomic_write_text(out/LOCALISER_FILE, json.dumps(settings, indent=1))
+    p = actionness(act, feats['test'])
+    found = localise(model, feats['test'], p, videos, stride=settings['stride'])
+    return {'out': str(out), 'recogniser': str(ck), 'train_clips': len(targets), 'test_clips': len(feats['test']),
+            **mean_ap(found, ground_truth(videos, 'test')),
+            'proposal_recall@0.5': proposal_recall(p, feats['test'], videos) / 100}
+
+# %% ../nbs/16a_predict.ipynb #pr-loc-load
+def load_localiser(run: str | os.PathLike, device: str | None = None) -> tuple:
+    "`(actionness head, settings, recogniser, its cfg, class names)` of a localiser run folder."
+    f = Path(run)/LOCALISER_FILE
+    if not f.is_file():
+        raise PredictError(f"{run}: not a localiser run (no {LOCALISER_FILE}); make one with `efficient-video "
+                           f"localise --recogniser EP_RUN --out {run}`")
+    s = json.loads(f.read_text())
+    if not Path(s['recogniser']).exists():
+        raise PredictError(f"{f}: its recogniser run {s['recogniser']} is gone; train the localiser again")
+    model, cfg, names, _ = _recogniser(s['recogniser'], device)
+    act = Actionness(s['width'], s['hidden'])
+    load_checkpoint(find_checkpoint(Path(run)/'actionness'), act, restore_rng=False)
+    return act.to(next(model.parameters()).device).eval(), s, model, cfg, names
+
+class FrameIndices:
+    "A sampler that reads the frames `idx` (those the video has)."
+    def __init__(self, idx: torch.Tensor): self.idx = idx
+    def __call__(self, num_frames: int, generator=None) -> torch.Tensor: return self.idx[self.idx < num_frames]
+
+@torch.no_grad()
+def video_features(path: str | os.PathLike, model: torch.nn.Module, cfg: TrainConfig, rate: float,
+                   chunk: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame features `L×D` of every `step`-th frame of the video (`step` = its fps / `rate`, rounded, at least 1),
+    decoded and encoded `chunk` frames at a time, and each one's time in seconds."""
+    info = video_info(path)
+    step = max(1, round(info.fps / rate))
+    idx, dev, feats = torch.arange(0, info.num_frames, step), next(model.parameters()).device, []
+    for part in idx.split(chunk):
+        ds = VideoDataset([VideoRecord(Path(path), -1)], FrameIndices(part), eval_transform(cfg.image_size),
+                          on_error='raise')
+        feats.append(model.encode_frames(ds[0]['video'][None].to(dev))[0].float().cpu())
+    return torch.cat(feats), idx / info.fps
+
+# %% ../nbs/16a_predict.ipynb #pr-loc-run
+@torch.no_grad()
+def localise_videos(videos, checkpoint: str | os.PathLike, top_k: int | None = None, device: str | None = None,
+                    progress: bool = True) -> dict:
+    """Actions in untrimmed `videos` (files or folders) with localiser run `checkpoint`: per video its actionness
+    curve, class-agnostic proposals and their top-`top_k` classes (`detections`), in seconds; or why it could not be
+    read (the others go on)."""
+    paths = video_paths(videos)
+    act, s, model, cfg, names = load_localiser(checkpoint, device)
+    k = top_k or s['top_k']
+    out = []
+    for path in tqdm(paths, desc='localise', disable=not progress or len(paths) < 2, leave=False):
+        try:
+            f, t = video_features(path, model, cfg, s['fps'])
+        except (VideoDecodeError, OSError, ValueError) as e:
+            out.append({'path': str(path), 'error': f'{type(e).__name__}: {e}'})
+            continue
+        p = torch.sigmoid(act(f[None].to(next(act.parameters()).device)))[0].cpu()
+        props = group_proposals(p)
+        dt = float(t[1] - t[0]) if len(t) > 1 else 1 / s['fps']
+        sec = lambda i: round(float(t[i]) if i < len(t) else float(t[-1]) + dt, 3)     # [start, end): end's time
+        found = detect(model, f, props, k, model.num_frames, s['pooling'], s['stride'])
+        out.append({'path': str(path), 'seconds': sec(len(t)), 'times': [round(float(x), 3) for x in t],
+                    'actionness': [round(float(x), 4) for x in p],
+                    'proposals': [{'start': sec(a), 'end': sec(b), 'score': round(q, 4)} for a, b, q in props],
+                    'detections': sorted(({'start': sec(a), 'end': sec(b), 'label': names[c], 'index': c,
+                                           'score': round(q, 4)} for a, b, c, q in found), key=lambda d: -d['score'])})
+    return {'checkpoint': str(checkpoint), 'recogniser': s['recogniser'], 'num_classes': len(names),
+            'videos': out, 'failed': sum('error' in v for v in out)}
+
+# %% ../nbs/16a_predict.ipynb #pr-loc-show
+def format_localisation(report: dict, per_video: int = 5) -> str:
+    "Each video's best `per_video` detections, one line each: `start–end s  label  score`."
+    lines = []
+    for v in report['videos']:
+        if 'error' in v:
+            lines.append(f"{v['path']}: could not be read ({v['error']})")
+            continue
+        lines.append(f"{v['path']} ({v['seconds']:.1f} s, {len(v['proposals'])} proposals):")
+        lines += [f"  {d['start']:7.2f}–{d['end']:.2f} s  {d['label']}  {d['score']:.3f}" for d in
+                  v['detections'][:per_video]] or ['  no action found']
+    return '\n'.join(lines)
+
+def plot_localisation(video: dict, path: str | os.PathLike | None = None, proposals: int = 3):
+    """A video's actionness over time, its best `proposals` proposals shaded with their top class; saved to `path`
+    when given."""
+    plt = pyplot_for(path)
+    fig, ax = plt.subplots(figsize=(6.5, 2.6))
+    ax.plot(video['times'], video['actionness'], color='k', lw=1.2, label='actionness')
+    shown = []
+    for d in video['detections']:                       # best first: each proposal once, with its top class
+        if len(shown) < proposals and all((d['start'], d['end']) != (s['start'], s['end']) for s in shown):
+            shown.append(d)
+    for i, d in enumerate(shown):
+        ax.axvspan(d['start'], d['end'], color=f'C{i}', alpha=0.3, label=f"{d['label']} ({d['score']:.2f})")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlim(0, video['seconds'])
+    ax.set_xlabel('seconds')
+    ax.set_ylabel('actionness')
+    ax.legend(fontsize=7, loc='upper left')
+    ax.set_title(f"{Path(video['path']).name}: proposals and their top class", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

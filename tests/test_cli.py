@@ -302,3 +302,32 @@ def test_import_checkpoint(tmp_path):
                       (["--from", "aim", str(tmp_path/'names.txt'), "--out", str(tmp_path/'r4')], "names.txt")):
         p = run("import-checkpoint", *bad, "--preset", "aim-k400-vitb16")
         assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_localise_untrimmed(tmp_path):
+    "`localise --recogniser` makes a localiser run from an Efficient-Prompt run; `localise VIDEO` finds actions in it."
+    t = run("train", "--preset", "efficient-prompt-tiny", "max_steps=2", "batch_size=8", "feature_cache=none",
+            "val_list=none", "test_list=none", "shift_list=none", f"output_dir={tmp_path/'ep'}", "--json")
+    assert t.returncode == 0, t.stderr
+    made = run("localise", "--recogniser", str(tmp_path/'ep'), "--out", str(tmp_path/'loc'), "--epochs", "5", "--json")
+    assert made.returncode == 0, made.stderr
+    m = json.loads(made.stdout)
+    assert m["train_clips"] == 60 and 0 <= m["mAP@avg"] <= 1 and 0 <= m["proposal_recall@0.5"] <= 1, m
+    from efficient_video.samples import samples_dir
+    clip = samples_dir()/'untrimmed'/'untrimmed_60.mp4'
+    (tmp_path/'broken.mp4').write_bytes(b'garbage')
+    p = run("localise", str(clip), str(tmp_path/'broken.mp4'), "--checkpoint", str(tmp_path/'loc'), "--plot",
+            str(tmp_path/'plot.png'), "--json")
+    assert p.returncode == 1, p.stderr                          # one video could not be read: named, the other done
+    r = json.loads(p.stdout)
+    v = r["videos"][0]
+    assert r["failed"] == 1 and "error" in r["videos"][1] and abs(v["seconds"] - 6.0) < 1e-6, r
+    assert len(v["actionness"]) == 48 and all(d["end"] > d["start"] for d in v["detections"]), v
+    assert Path(v["plot"]).stat().st_size > 0
+    human = run("localise", str(clip), "--checkpoint", str(tmp_path/'loc'))
+    assert human.returncode == 0 and "untrimmed_60.mp4 (6.0 s" in human.stdout, human.stdout
+    for bad, says in (([str(clip)], "--checkpoint"), ([str(clip), "--checkpoint", str(tmp_path/'ep')], "not a localiser"),
+                      (["--recogniser", str(tmp_path/'ep')], "--out"),
+                      ([str(tmp_path/'none.mp4'), "--checkpoint", str(tmp_path/'loc')], "none.mp4")):
+        b = run("localise", *bad)
+        assert b.returncode == 2 and says in b.stderr and "Traceback" not in b.stderr, b.stderr
