@@ -588,7 +588,9 @@ def _predict_options(p):
     p.add_argument('--classes-file', default=None, help='class names, one per line (instead of --classes)')
     p.add_argument('--backbone', default=None, help='zero-shot: an open_clip model name (default: the sample CLIP)')
     p.add_argument('--pretrained', default=None, help='zero-shot: its weights, an open_clip tag or a local file')
-    p.add_argument('--template', default='a video of {}.', help='zero-shot: the prompt around each class name')
+    p.add_argument('--template', action='append', default=None,
+                   help='zero-shot: the prompt around each class name (default: "a video of {}."); repeat it for '
+                        'an ensemble (the text features averaged over the templates)')
     p.add_argument('--frames', type=_at_least(1), default=8, help='zero-shot: frames sampled per video')
     p.add_argument('--top-k', type=_at_least(1), default=5, help='classes listed per video')
     p.add_argument('--views', type=_at_least(1), default=None,
@@ -645,8 +647,8 @@ def _predict_human(report: dict) -> str:
 def run_predict(args):
     from efficient_video import predict
     report = predict.predict(args.videos, args.checkpoint, _predict_classes(args), args.backbone, args.pretrained,
-                             args.template, args.frames, args.top_k, args.views, args.crops, args.window,
-                             args.stride, args.device)
+                             args.template or predict.ZERO_SHOT_TEMPLATE, args.frames, args.top_k, args.views,
+                             args.crops, args.window, args.stride, args.device)
     if args.plot:
         _plot_each([v for v in report['videos'] if 'timeline' in v], args.plot, predict.plot_timeline)
     return report

@@ -25,6 +25,7 @@ from .methods import clip_model
 from .pretrain import sample_clip
 from .train import load_config, load_trained, model_from_config, run_classes
 from .temporal import template_options
+from .clip import zero_shot_classifier
 from .demo import pyplot_for, save_figure
 from .samples import samples_dir
 from .checkpoints import load_checkpoint
@@ -37,9 +38,9 @@ from .localisation import (Actionness, ActionnessLoss, actionness, detect, frame
 
 # %% auto #0
 __all__ = ['VIDEO_SUFFIXES', 'ZERO_SHOT_TEMPLATE', 'LOCALISER_FILE', 'PredictError', 'video_paths', 'load_for_predict',
-           'parse_classes', 'zero_shot_model', 'WindowSampler', 'windows', 'video_clips', 'top_classes', 'predict',
-           'format_predictions', 'plot_timeline', 'train_localiser', 'load_localiser', 'FrameIndices', 'video_features',
-           'localise_videos', 'format_localisation', 'plot_localisation']
+           'parse_classes', 'TemplateEnsemble', 'zero_shot_model', 'WindowSampler', 'windows', 'video_clips',
+           'top_classes', 'predict', 'format_predictions', 'plot_timeline', 'train_localiser', 'load_localiser',
+           'FrameIndices', 'video_features', 'localise_videos', 'format_localisation', 'plot_localisation']
 
 # %% ../nbs/16a_predict.ipynb #pr-paths
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.webm', '.mkv', '.mov', '.m4v', '.mpg', '.mpeg')
@@ -100,23 +101,42 @@ def parse_classes(classes: str | Sequence[str]) -> list[str]:
         raise PredictError(f"classes: {', '.join(twice)} given more than once")
     return names
 
+# %% ../nbs/16a_predict.ipynb #pr-zs-ens
+class TemplateEnsemble(torch.nn.Module):
+    """CLIP's prompt ensembling (Radford et al., 2021, §3.1.4) over a video: a zero-shot model's normalised video
+    feature against `weights`, each class's text features averaged over several templates and normalised again."""
+    def __init__(self, model: torch.nn.Module, weights: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer('weights', weights)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.logit_scale.exp() * self.model.video_features(x) @ self.weights.T
+
 def zero_shot_model(classes: Sequence[str], backbone: str | None = None, pretrained: str | None = None,
-                    template: str = ZERO_SHOT_TEMPLATE, frames: int = 8, image_size: int | None = None,
-                    device: str | None = None) -> tuple[torch.nn.Module, TrainConfig]:
+                    template: str | Sequence[str] = ZERO_SHOT_TEMPLATE, frames: int = 8,
+                    image_size: int | None = None, device: str | None = None) -> tuple[torch.nn.Module, TrainConfig]:
     """A CLIP's open-vocabulary classifier over `classes`, untrained: the mean of its frame features against the text
     features of `template` around each name (Efficient-Prompt with its prompt vectors fixed to the template's words
-    and no temporal layer, the demo's zero-shot row). The sample CLIP unless `backbone` (an `open_clip` name) and
-    `pretrained` (a tag or a local file) say otherwise; `frames` segment-sampled frames per video."""
+    and no temporal layer, the demo's zero-shot row); several templates: their `TemplateEnsemble`. The sample CLIP
+    unless `backbone` (an `open_clip` name) and `pretrained` (a tag or a local file); `frames` per video."""
+    templates = [template] if isinstance(template, str) else list(template)
+    if not templates:
+        raise PredictError("template: give at least one, e.g. 'a video of {}.'")
     clip = sample_clip() if backbone is None else {'backbone': backbone, 'pretrained': pretrained}
     if clip['pretrained'] is None and backbone is None:
         raise PredictError("no sample CLIP here (data_samples/tiny_clip/): pass backbone= and pretrained=")
     size = image_size or clip.get('image_size') or TrainConfig.image_size
     tok = clip_model(clip['backbone'], None, size)[1]                   # the tokenizer; no weights needed
+    opts = [template_options(t, tok) for t in templates]                # each template checked: one '{}'
     cfg = load_config(None, {**clip, 'image_size': size, 'method': 'efficient-prompt', 'frames': frames,
                              'sampler': 'segment', 'test_views': 1, 'test_crops': 1, 'device': device,
-                             'method_args': dict(template_options(template, tok), temporal_layers=0,
-                                                 learn_prompts=False)})
-    return model_from_config(cfg, len(classes), list(classes)).to(get_device(device)).eval(), cfg
+                             'method_args': dict(opts[0], temporal_layers=0, learn_prompts=False)})
+    model = model_from_config(cfg, len(classes), list(classes)).to(get_device(device)).eval()
+    if len(templates) > 1:
+        names = [class_text(n) for n in classes]
+        model = TemplateEnsemble(model, zero_shot_classifier(model.clip, tok, names, templates, device=device)).to(
+            get_device(device)).eval()
+    return model, cfg
 
 # %% ../nbs/16a_predict.ipynb #pr-predict
 class WindowSampler:
@@ -182,7 +202,8 @@ def top_classes(model: torch.nn.Module, cfg: TrainConfig, names: Sequence[str], 
 
 # %% ../nbs/16a_predict.ipynb #pr-predict2
 def predict(videos, checkpoint: str | os.PathLike | None = None, classes: str | Sequence[str] | None = None,
-            backbone: str | None = None, pretrained: str | None = None, template: str = ZERO_SHOT_TEMPLATE,
+            backbone: str | None = None, pretrained: str | None = None,
+            template: str | Sequence[str] = ZERO_SHOT_TEMPLATE,
             frames: int = 8, top_k: int = 5, views: int | None = None, crops: int | None = None,
             window: float | None = None, stride: float | None = None, device: str | None = None,
             progress: bool = True) -> dict:
@@ -190,7 +211,8 @@ def predict(videos, checkpoint: str | os.PathLike | None = None, classes: str | 
     - `checkpoint`: a trained run's model and classes, with its test sampler and views × crops (defaults);
     - `checkpoint` and `classes`: that run on new class names, for a method with a text tower (Efficient-Prompt's
       learned prompts around names it never saw);
-    - `classes` alone: a CLIP's zero-shot (`zero_shot_model`: the sample CLIP unless `backbone`, `pretrained`).
+    - `classes` alone: a CLIP's zero-shot (`zero_shot_model`: the sample CLIP unless `backbone`, `pretrained`),
+      with `template` or, given several, their ensemble.
     With `window` (seconds; every `stride` seconds, default `window`), each video also gets a `timeline`: the same
     prediction for every window, for long videos (`plot_timeline` draws it). An unreadable video gets an `error` and
     is counted in `failed`; the others go on."""
@@ -214,14 +236,17 @@ def predict(videos, checkpoint: str | os.PathLike | None = None, classes: str | 
         raise PredictError(f"crops={crops}: 1 (the centre crop) or 3 (three crops along the longer side)")
     out = top_classes(model, cfg, names, paths, top_k, views, crops, window, stride, progress)
     return {'checkpoint': str(ck) if checkpoint is not None else None, 'method': cfg.method, 'backbone': cfg.backbone,
-            'template': template if checkpoint is None else None, 'views': views, 'crops': crops,
+            'template': (template if isinstance(template, str) or len(template) > 1 else template[0])
+            if checkpoint is None else None, 'views': views, 'crops': crops,
             'frames': cfg.frames, 'window': window, 'stride': stride or window, 'num_classes': len(names),
             'videos': out, 'failed': sum('error' in v for v in out)}
 
 # %% ../nbs/16a_predict.ipynb #pr-format
 def format_predictions(report: dict) -> str:
     "One line per video: its top classes with percentages, or why it failed."
-    by = report['checkpoint'] or f"zero-shot {report['backbone']} with {report['template']!r}"
+    t = report['template']
+    by = report['checkpoint'] or f"zero-shot {report['backbone']} with " + (
+        f'{t!r}' if isinstance(t, str) else f'an ensemble of {len(t)} templates')
     lines = [f"{by} ({report['method']}, {report['views']} views × {report['crops']} crops):"]
     for v in report['videos']:
         what = (f"failed: {v['error']}" if 'error' in v else

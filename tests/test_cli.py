@@ -256,6 +256,9 @@ def test_predict_own_videos(tmp_path):
     assert zs.returncode == 0, zs.stderr
     r = json.loads(zs.stdout)
     assert r["checkpoint"] is None and r["num_classes"] == 3 and len(r["videos"][0]["top"]) == 2, r
+    ens = run("predict", str(clip), "--classes", "a coat, a bag, a sandal", "--template", "a video of {}.",
+              "--template", "a photo of {}.", "--json")
+    assert ens.returncode == 0 and json.loads(ens.stdout)["template"] == ["a video of {}.", "a photo of {}."], ens.stderr
     (tmp_path/'names.txt').write_text('a coat\na bag\n\n')
     tl = run("predict", str(clip), str(clip), "--classes-file", str(tmp_path/'names.txt'), "--window", "0.5",
              "--plot", str(tmp_path/'plots'/'tl.png'), "--json")
