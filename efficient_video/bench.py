@@ -4,6 +4,7 @@
 
 # %% ../nbs/17_bench.ipynb #98aee1b6
 from __future__ import annotations
+import bisect
 import contextlib
 import datetime
 import importlib
@@ -22,9 +23,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
+import av
 import torch
 import torch.nn.functional as F
 
+from .video import collate_videos, open_video
 from .core import override, count_flops, autocast_dtype, to_pair
 from .methods import build_model, discover_methods, get_method, get_preset, list_presets, profile_method
 from .data import build_dataset, read_records
@@ -32,6 +35,7 @@ from .run_folder import CKPT_PREFIX, read_metrics
 from .samples import REHEARSAL_FOLDERS, rehearsal_config, write_rehearsal
 from .train import evaluate, load_config, train
 from .predict import predict
+from .engine import set_grad_checkpointing
 from .demo import (DEMO_ROWS, DEMO_EPOCHS, REFERENCE, TOWER_ROWS, demo_config, train_and_test,
                                   zero_shot_accuracy, atomic_json, save_result, kept_result, abandon_run, row_key,
                                   device_type, name_list, pyplot_for, save_figure, order_bars)
@@ -39,13 +43,14 @@ from .demo import (DEMO_ROWS, DEMO_EPOCHS, REFERENCE, TOWER_ROWS, demo_config, t
 # %% auto #0
 __all__ = ['BENCH_ROWS', 'BENCH_SEEDS', 'BENCH_SHOTS', 'TEXT_ROWS', 'ZERO_SHOT_PRESET', 'REFERENCE_ROWS', 'REFERENCE_FRAMES',
            'REFERENCE_SCALE', 'PEAK_BF16_TFLOPS', 'PAPER_FIGURES', 'REHEARSAL_BACKBONE', 'REHEARSAL_STEPS',
-           'REHEARSAL_BATCH', 'REHEARSAL_ACCUM', 'BENCH_PARTS', 'DEFAULT_PARTS', 'BenchError', 'run_name',
-           'bench_config', 'mean_std', 'bench_key', 'bench_run', 'motion_plan', 'summarise_motion', 'run_motion_bench',
-           'format_motion_table', 'plot_motion', 'reference_args', 'peak_tflops', 'measure_training',
-           'measure_in_fresh_process', 'paper_comparison', 'run_reference', 'format_reference_table',
-           'format_paper_table', 'rehearsal_presets', 'rehearsal_fields', 'rehearse', 'run_rehearsal',
-           'format_rehearsal_table', 'machine', 'merge_reports', 'merge_record', 'run_bench', 'format_bench',
-           'describe_motion', 'describe_reference']
+           'REHEARSAL_BATCH', 'REHEARSAL_ACCUM', 'PIPELINE_PRESETS', 'BENCH_PARTS', 'DEFAULT_PARTS', 'BenchError',
+           'run_name', 'bench_config', 'mean_std', 'bench_key', 'bench_run', 'motion_plan', 'summarise_motion',
+           'run_motion_bench', 'format_motion_table', 'plot_motion', 'reference_args', 'peak_tflops',
+           'measure_training', 'measure_in_fresh_process', 'paper_comparison', 'run_reference',
+           'format_reference_table', 'format_paper_table', 'rehearsal_presets', 'rehearsal_fields', 'rehearse',
+           'run_rehearsal', 'format_rehearsal_table', 'measure_compile', 'format_compile', 'bare_decode',
+           'measure_pipeline', 'format_pipeline', 'feeding_arithmetic', 'machine', 'merge_reports', 'merge_record',
+           'run_bench', 'format_bench', 'describe_motion', 'describe_reference']
 
 # %% ../nbs/17_bench.ipynb #0e387289
 BENCH_ROWS = DEMO_ROWS
@@ -591,9 +596,131 @@ def format_rehearsal_table(part: dict) -> str:
                      f"{r['predict_seconds']:.1f} |")
     return '\n'.join(lines)
 
+# %% ../nbs/17_bench.ipynb #compile-c1
+def measure_compile(method: str = 'aim', frames: int = 8, device: str = 'cpu', batch: int = 2, steps: int = 2,
+                    backbone: str = 'ViT-B-16', num_classes: int = 400, image_size: int | None = None,
+                    grad_checkpointing: bool = True, **options) -> dict:
+    """Seconds per training step of `method` eager and `torch.compile`d (a warm-up step each, then `steps` timed), the
+    compiled model's first step (the compilation), and the steps it takes to pay for itself."""
+    discover_methods()
+    dev, out = torch.device(device), {}
+    for mode in ('eager', 'compiled'):
+        model = _reference_model(method, frames, dev, backbone, num_classes, image_size, **options)
+        set_grad_checkpointing(model, grad_checkpointing)
+        if mode == 'compiled':
+            model.compile()
+        step = _training_step(model, dev, batch, frames, num_classes)[0]
+        out[f'{mode}_first_step_seconds'] = _timed(step, 1, dev)
+        out[f'{mode}_seconds_per_step'] = _timed(step, steps, dev) / steps
+        del model, step
+    gain = out['eager_seconds_per_step'] - out['compiled_seconds_per_step']
+    compile_s = out['compiled_first_step_seconds'] - out['compiled_seconds_per_step']
+    return {'method': method, 'frames': frames, 'batch': batch, 'steps': steps, 'backbone': backbone,
+            'grad_checkpointing': grad_checkpointing, **out, 'compile_seconds': compile_s,
+            'speedup': out['eager_seconds_per_step'] / out['compiled_seconds_per_step'],
+            'break_even_steps': math.ceil(compile_s / gain) if gain > 0 else None,
+            'threads': torch.get_num_threads(), 'torch': torch.__version__}
+
+def format_compile(part: dict) -> str:
+    "The compile measurement as one Markdown table row per device."
+    lines = ['| device | eager s / step | compiled s / step | speed-up | compilation (s) | pays off after |',
+             '|---|--:|--:|--:|--:|--:|']
+    for dev, r in part.items():
+        pays = f"{r['break_even_steps']} steps" if r['break_even_steps'] else 'never (not faster)'
+        lines.append(f"| {dev} | {r['eager_seconds_per_step']:.2f} | {r['compiled_seconds_per_step']:.2f} | "
+                     f"{r['speedup']:.2f}× | {r['compile_seconds']:.0f} | {pays} |")
+    return '\n'.join(lines)
+
+# %% ../nbs/17_bench.ipynb #pipe-c1
+PIPELINE_PRESETS = ('aim-k400-vitb16', 'aim-k400-vitb16-32f', 'aim-ssv2-vitb16', 'aim-ucf101-vitb16',
+                    'aim-hmdb51-vitb16')     # one sampler setting per dataset format (and K400's 32 frames)
+
+def _gop_plan(path: str | os.PathLike, indices: Sequence[int]) -> dict[int, list[int]]:
+    "The needed frames' timestamps grouped by the keyframe that starts their GOP (read before the floor is timed)."
+    r = open_video(path, 'pyav')
+    try:
+        plan: dict = {}
+        for t in sorted({r.pts[i] for i in indices}):
+            plan.setdefault(r.key_pts[max(bisect.bisect_right(r.key_pts, t) - 1, 0)], []).append(t)
+        return plan
+    finally:
+        r.close()
+
+def bare_decode(path: str | os.PathLike, plan: dict[int, list[int]]) -> int:
+    "The floor: seek to each GOP's keyframe in `plan` and decode forward to its last needed frame; frames decoded."
+    n = 0
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        for key, ts in plan.items():
+            c.seek(key, stream=s, backward=True, any_frame=False)
+            for f in c.decode(s):
+                n += 1
+                if f.pts is not None and f.pts >= ts[-1]:
+                    break
+    return n
+
+def _cpu() -> float:
+    "CPU seconds of this process and of its finished children (DataLoader workers)."
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+# %% ../nbs/17_bench.ipynb #pipe-c2
+def measure_pipeline(preset: str, data: str | os.PathLike, clips: int = 16, workers: Sequence[int] = (0, 1, 2),
+                     backends: Sequence[str] = ('pyav', 'decord')) -> dict:
+    """Clips per CPU-second of `preset`'s training pipeline on its rehearsal set in `data` (each backend in one
+    process; PyAV with each number of DataLoader `workers`) and of the floor (`bare_decode` of the same frames)."""
+    cfg = override(load_config(preset, rehearsal_fields(preset, data)), num_workers=0)
+    ds = build_dataset(cfg, 'train')
+    n = min(clips, len(ds))
+    g = torch.Generator().manual_seed(0)
+    picks = [(ds.records[i].path, ds.sampler(len(open_video(ds.records[i].path, 'pyav')), g).reshape(-1).tolist())
+             for i in range(n)]
+    plans = [(p, _gop_plan(p, idx)) for p, idx in picks]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)           # one core's work, as in a DataLoader worker (which runs 1 torch thread)
+    t0 = _cpu()
+    decoded = sum(bare_decode(p, plan) for p, plan in plans)
+    rates = {'floor': n / (_cpu() - t0)}
+    for backend in backends:
+        for w in (workers if backend == 'pyav' else (0,)):
+            ds.backend = backend
+            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)), batch_size=1, num_workers=w,
+                                                 collate_fn=collate_videos)
+            t0, wall = _cpu(), time.perf_counter()
+            got = sum(len(b['index']) for b in loader)
+            del loader                                     # its workers exit: their CPU time is counted
+            rates[f'{backend}, {w} workers'] = got / (_cpu() - t0)
+            rates[f'{backend}, {w} workers, wall'] = got / (time.perf_counter() - wall)
+    torch.set_num_threads(threads)
+    return {'preset': preset, 'data_format': cfg.data_format, 'sampler': cfg.sampler, 'frames': cfg.frames,
+            'frame_interval': cfg.frame_interval, 'clips': n, 'frames_decoded_per_clip': decoded / n,
+            'clips_per_cpu_second': rates, 'ratio_to_floor': rates['floor'] / rates['pyav, 0 workers']}
+
+# %% ../nbs/17_bench.ipynb #pipe-c3
+def format_pipeline(rows: Sequence[dict]) -> str:
+    "Clips per CPU-second per preset: the floor, PyAV with 0/1/2 workers, decord; and the floor over our PyAV."
+    head = ('| preset | sampler | frames decoded / clip | floor | PyAV | PyAV, 1 worker | PyAV, 2 workers | decord '
+            '| floor ÷ ours |\n|---|---|--:|--:|--:|--:|--:|--:|--:|')
+    r = lambda x, k: f"{x['clips_per_cpu_second'][k]:.1f}" if k in x['clips_per_cpu_second'] else '—'
+    return '\n'.join([head] + [
+        f"| {x['preset']} | {x['sampler']} {x['frames']}" + (f" × {x['frame_interval']}" if x['sampler'] == 'dense'
+                                                           else '') +
+        f" | {x['frames_decoded_per_clip']:.0f} | {r(x, 'floor')} | {r(x, 'pyav, 0 workers')} | "
+        f"{r(x, 'pyav, 1 workers')} | {r(x, 'pyav, 2 workers')} | {r(x, 'decord, 0 workers')} | "
+        f"{x['ratio_to_floor']:.2f} |" for x in rows])
+
+def feeding_arithmetic(macs_per_clip: float, clips_per_core: float, gpu: str = 'H100 SXM', mfu: float = 0.4) -> dict:
+    """How many clips/s `gpu` trains at (bf16 peak × `mfu` ÷ 2 FLOPs per multiply-add × `macs_per_clip`), and how many
+    CPU cores of a pipeline at `clips_per_core` feed it."""
+    peak = peak_tflops(gpu)
+    clips_per_s = peak * 1e12 * mfu / (2 * macs_per_clip)
+    return {'gpu': gpu, 'peak_tflops': peak, 'mfu': mfu, 'gmacs_per_clip': macs_per_clip / 1e9,
+            'gpu_clips_per_second': clips_per_s, 'clips_per_core': clips_per_core,
+            'cores_needed': math.ceil(clips_per_s / clips_per_core)}
+
 # %% ../nbs/17_bench.ipynb #f6b6cae6
-BENCH_PARTS = ('motion', 'reference', 'paper', 'rehearsal')
-DEFAULT_PARTS = ('motion', 'reference', 'paper')   # the rehearsal runs on request: ~1 hour on our CPU
+BENCH_PARTS = ('motion', 'reference', 'paper', 'rehearsal', 'compile', 'pipeline')
+DEFAULT_PARTS = ('motion', 'reference', 'paper')   # the rehearsal (~1 hour on our CPU), compile, pipeline on request
 
 def machine() -> dict:
     "Where a report was made: date, platform, CPU count, torch, the GPU if any."
@@ -613,10 +740,11 @@ def _merge_rehearsal(old: dict, new: dict) -> dict:
     return out
 
 def merge_reports(old: dict, new: dict) -> dict:
-    "`old` with the parts of `new` (the reference part per device type, the rehearsal part per device and preset)."
-    out = {**old, **{k: v for k, v in new.items() if k not in ('reference', 'rehearsal')}}
-    if 'reference' in new:
-        out['reference'] = {**old.get('reference', {}), **new['reference']}
+    "`old` with the parts of `new` (reference and compile per device type, the rehearsal per device and preset)."
+    out = {**old, **{k: v for k, v in new.items() if k not in ('reference', 'rehearsal', 'compile')}}
+    for part in ('reference', 'compile'):
+        if part in new:
+            out[part] = {**old.get(part, {}), **new[part]}
     if 'rehearsal' in new:
         out['rehearsal'] = _merge_rehearsal(old.get('rehearsal', {}), new['rehearsal'])
     return out
@@ -634,8 +762,9 @@ def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = DEFA
               epochs: int = DEMO_EPOCHS, frames: Sequence[int] = REFERENCE_FRAMES, device: str | None = None,
               batch: int | None = None, steps: int | None = None, record: str | os.PathLike | None = None,
               presets: Sequence[str] | None = None, data: str | os.PathLike | None = None, log=print) -> dict:
-    """The benchmark `parts` ('motion', 'reference', 'paper', 'rehearsal'); writes `out/bench.json` (and merges into
-    `record`). `rows` selects methods (each part keeps those it has); `presets` and `data` go to `run_rehearsal`."""
+    """The benchmark `parts` (`BENCH_PARTS`); writes `out/bench.json` (and
+    merges into `record`). `rows` selects methods (each part keeps those it has); `presets` and `data` go to
+    `run_rehearsal`."""
     bad = [p for p in parts if p not in BENCH_PARTS]
     if bad:
         raise BenchError(f"--part {','.join(bad)}: choose from {','.join(BENCH_PARTS)}")
@@ -659,6 +788,15 @@ def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = DEFA
         res = run_rehearsal(out, presets, data, device, steps or REHEARSAL_STEPS, batch or REHEARSAL_BATCH, log=log,
                             on_row=keep)
         report['rehearsal'] = {res['device_type']: {**res, **info}}
+    if 'compile' in parts:
+        dev = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        log(f"compile: AIM ViT-B/16 x 8 training steps, eager then compiled, on {dev}")
+        report['compile'] = {device_type(dev): {**measure_compile(device=dev, batch=batch or 2, steps=steps or 2),
+                                                **info}}
+    if 'pipeline' in parts:
+        pdata = _rehearsal_data(out/'pipeline', PIPELINE_PRESETS, data, log)
+        report['pipeline'] = {'rows': [measure_pipeline(p, pdata) for p in PIPELINE_PRESETS],
+                              'threads': torch.get_num_threads(), **info}
     atomic_json(out/'bench.json', report)
     if 'motion' in report:
         plot_motion(report['motion'], out/'motion.png')
@@ -682,6 +820,11 @@ def format_bench(report: dict) -> str:
         parts.append(f"Rehearsal on {dev} ({part['backbone']}, random weights; {part['steps']} steps of "
                      f"{part['batch']} clips in {part['grad_accum']} micro-batches):\n\n"
                      + format_rehearsal_table(part))
+    if 'compile' in report:
+        parts.append('torch.compile against eager, AIM ViT-B/16 × 8 training steps:\n\n'
+                     + format_compile(report['compile']))
+    if 'pipeline' in report:
+        parts.append('The data pipeline, clips per CPU-second:\n\n' + format_pipeline(report['pipeline']['rows']))
     return '\n\n'.join(parts)
 
 # %% ../nbs/17_bench.ipynb #fd7bd337

@@ -477,7 +477,9 @@ def _bench_options(p):
                    help='comma-separated parts: motion (seeds, few-shot, zero-shot), reference (ViT-B/16 speed and '
                         'memory), paper (the papers\' figures beside our profile), rehearsal (every reference preset '
                         'trained, resumed and tested on rehearsal data with a random-weight ViT-B/16; ~1 hour on a '
-                        '2-core CPU) (default: the first three)')
+                        '2-core CPU), compile (torch.compile against eager on an AIM ViT-B/16 training step), '
+                        'pipeline (clips per CPU-second of each dataset\'s sampler against the bare-decode floor) '
+                        '(default: the first three)')
     p.add_argument('--methods', default=None, help='comma-separated rows (default: every row of each part)')
     p.add_argument('--seeds', default='0,1,2', help='motion part: seeds (default 0,1,2)')
     p.add_argument('--shots', default='2,4,8', help='motion part: few-shot clips per class (default 2,4,8)')

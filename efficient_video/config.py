@@ -82,6 +82,8 @@ class _Optimisation(_Data):
                                            # 'fp16', 'none'
     grad_checkpointing: bool = False       # recompute backbone activations in backward: needed memory-wise when
                                            # adapters inside the frozen ViT need gradients through it
+    compile: bool = False                  # torch.compile the model in place (inductor): the first steps compile,
+                                           # later ones may run faster (measured in the bench chapter)
 
 # %% ../nbs/03a_config.ipynb #new14
 @dataclass

@@ -115,7 +115,8 @@ def run_key(cfg: TrainConfig) -> dict:
     """Everything that determines what training `cfg` gives: its fields but `output_dir` (files by content, the videos
     of each split by size, local weights by content, the device by type) and the versions of this library and torch."""
     from efficient_video import __version__
-    key = {k: v for k, v in asdict(cfg).items() if k not in ('output_dir', 'video_root')}   # where, not what
+    # where and how fast, not what: a compiled model computes what the eager one does
+    key = {k: v for k, v in asdict(cfg).items() if k not in ('output_dir', 'video_root', 'compile')}
     for name in _FILE_FIELDS:
         if key[name] is not None:
             path, part = split_class_spec(key[name]) if name.endswith('class_names') else (Path(key[name]), None)

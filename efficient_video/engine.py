@@ -180,6 +180,8 @@ def start_run(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: C
         model.to(env.device)
         if cfg.grad_checkpointing:
             set_grad_checkpointing(model, True)
+        if cfg.compile:
+            model.compile()     # in place: the same parameters and state-dict names, so checkpoints do not change
         data, sampler, loader, gen, micro = _loader(train_set, cfg, env, collate_fn)
         steps_per_epoch = sampler.num_samples // micro // cfg.grad_accum
         if steps_per_epoch == 0:

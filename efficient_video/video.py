@@ -440,12 +440,16 @@ def _size2(size) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 def resize_clip(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    "Resize a uint8 T×H×W×C clip to `size`=(h, w) with antialiased bilinear interpolation."
+    """Resize a uint8 T×H×W×C clip to `size`=(h, w) with antialiased bilinear interpolation. On the CPU, PyTorch's
+    uint8 kernel on the channels-last view (no float copy; within one grey level of the float computation)."""
     if tuple(x.shape[1:3]) == tuple(size):
         return x
-    y = rearrange(x, 't h w c -> t c h w').float()            # interpolate wants channels first
+    y = rearrange(x, 't h w c -> t c h w')                    # a view: channels-last memory, as the kernel wants
+    if y.device.type != 'cpu':
+        y = F.interpolate(y.float(), size=size, mode='bilinear', align_corners=False, antialias=True)
+        return rearrange(y.round_().clamp_(0, 255).to(torch.uint8), 't c h w -> t h w c')
     y = F.interpolate(y, size=size, mode='bilinear', align_corners=False, antialias=True)
-    return rearrange(y.round_().clamp_(0, 255).to(torch.uint8), 't c h w -> t h w c')
+    return rearrange(y, 't c h w -> t h w c')
 
 def _uniform(lo, hi, generator): return lo + (hi - lo) * float(torch.rand((), generator=generator))
 def _randint(n, generator): return int(torch.randint(n, (), generator=generator))
@@ -538,12 +542,14 @@ class Normalize:
     def __init__(self, mean=CLIP_MEAN, std=CLIP_STD):
         self.mean = torch.tensor(mean).view(-1, 1, 1)   # C×1×1 broadcasts over H, W
         self.std = torch.tensor(std).view(-1, 1, 1)
+        self.scale = 1 / (255 * torch.tensor(std))      # per channel, last axis: x·scale - shift on uint8's layout
+        self.shift = torch.tensor(mean) / torch.tensor(std)
     def __call__(self, x: torch.Tensor, generator=None) -> torch.Tensor:
         if x.dtype != torch.uint8 or x.ndim < 4:
             raise ValueError(f"Normalize expects uint8 (…, T, H, W, C), got {x.dtype} {tuple(x.shape)}; "
                              f"it must be the last transform")
-        x = rearrange(x, '... t h w c -> ... t c h w').float().div_(255)
-        return (x - self.mean) / self.std
+        x = x.float().mul_(self.scale).sub_(self.shift)           # (x/255 - mean)/std in one pass each
+        return rearrange(x, '... t h w c -> ... t c h w')
 
 class Compose:
     "Apply transforms in order, passing the same `generator` to each."
@@ -816,7 +822,7 @@ class VideoDataset(torch.utils.data.Dataset):
             return {'video': None, 'label': rec.label, 'index': i, 'skipped': True, 'path': str(rec.path)}
         clips = rearrange(frames, '(v t) h w c -> v t h w c', v=V)
         out = [self.transform(c) if self.transform is not None else c for c in clips]
-        video = torch.stack(out)                                       # (V, T, ...) or (V, S, T, ...) with S crops
+        video = torch.stack(out) if len(out) > 1 else out[0][None]     # (V, T, ...) or (V, S, T, ...) with S crops
         if video.ndim == 6:
             video = rearrange(video, 'v s t c h w -> (v s) t c h w')   # views x crops
         elif video.shape[0] == 1:
