@@ -32,6 +32,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'efficient_video/bench.py'),
                                        'efficient_video.bench._rehearsal_data': ('bench.html#_rehearsal_data', 'efficient_video/bench.py'),
                                        'efficient_video.bench._rehearsal_part': ('bench.html#_rehearsal_part', 'efficient_video/bench.py'),
+                                       'efficient_video.bench._rehearsal_report': ( 'bench.html#_rehearsal_report',
+                                                                                    'efficient_video/bench.py'),
                                        'efficient_video.bench._rehearse_quietly': ( 'bench.html#_rehearse_quietly',
                                                                                     'efficient_video/bench.py'),
                                        'efficient_video.bench._span': ('bench.html#_span', 'efficient_video/bench.py'),

@@ -572,12 +572,22 @@ def run_rehearsal(out: str | os.PathLike = 'runs/bench', presets: Sequence[str] 
             on_row(_rehearsal_part(rows, device, steps, batch, grad_accum, time.perf_counter() - t0))
     return _rehearsal_part(rows, device, steps, batch, grad_accum, time.perf_counter() - t0)
 
+# %% ../nbs/17_bench.ipynb #rehearse-c4c
 def _rehearsal_part(rows: list, device: str | None, steps: int, batch: int, grad_accum: int, seconds: float) -> dict:
     "The rehearsal's report over `rows` so far: where and how it ran."
     done = [r for r in rows if 'error' not in r]
     dev = done[0]['device'] if done else (device or 'cpu')
     return {'device': dev, 'device_type': device_type(dev), 'steps': steps, 'batch': batch, 'grad_accum': grad_accum,
             'backbone': REHEARSAL_BACKBONE, 'seconds': round(seconds, 1), 'rows': list(rows)}
+
+def _rehearsal_report(out: Path, presets, data, device, steps, batch, record, info: dict, log) -> dict:
+    "`run_rehearsal`'s part of the report; each finished preset is merged into `record` at once."
+    def keep(res):
+        if record is not None:
+            merge_record(record, {'rehearsal': {res['device_type']: {**res, **info}}})
+    res = run_rehearsal(out, presets, data, device, steps or REHEARSAL_STEPS, batch or REHEARSAL_BATCH, log=log,
+                        on_row=keep)
+    return {res['device_type']: {**res, **info}}
 
 # %% ../nbs/17_bench.ipynb #rehearse-c5
 def format_rehearsal_table(part: dict) -> str:
@@ -762,15 +772,13 @@ def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = DEFA
               epochs: int = DEMO_EPOCHS, frames: Sequence[int] = REFERENCE_FRAMES, device: str | None = None,
               batch: int | None = None, steps: int | None = None, record: str | os.PathLike | None = None,
               presets: Sequence[str] | None = None, data: str | os.PathLike | None = None, log=print) -> dict:
-    """The benchmark `parts` (`BENCH_PARTS`); writes `out/bench.json` (and
-    merges into `record`). `rows` selects methods (each part keeps those it has); `presets` and `data` go to
-    `run_rehearsal`."""
+    """The benchmark `parts` (`BENCH_PARTS`); writes `out/bench.json` (and merges into `record`). `rows` selects
+    methods (each part keeps those it has); `presets` and `data` go to `run_rehearsal`."""
     bad = [p for p in parts if p not in BENCH_PARTS]
     if bad:
         raise BenchError(f"--part {','.join(bad)}: choose from {','.join(BENCH_PARTS)}")
-    out = Path(out)
+    out, report, info = Path(out), {}, machine()
     out.mkdir(parents=True, exist_ok=True)
-    report, info = {}, machine()
     if 'motion' in parts:
         report['motion'] = {**run_motion_bench(out, rows, seeds, shots, epochs, device, log), **info}
     if 'reference' in parts:
@@ -782,12 +790,7 @@ def run_bench(out: str | os.PathLike = 'runs/bench', parts: Sequence[str] = DEFA
         figures = [f for f in PAPER_FIGURES if not rows or f['method'] in rows]
         report['paper'] = {'rows': paper_comparison(figures), **info}
     if 'rehearsal' in parts:
-        def keep(res):     # each finished preset goes into the record at once: an interrupted hour loses one row
-            if record is not None:
-                merge_record(record, {'rehearsal': {res['device_type']: {**res, **info}}})
-        res = run_rehearsal(out, presets, data, device, steps or REHEARSAL_STEPS, batch or REHEARSAL_BATCH, log=log,
-                            on_row=keep)
-        report['rehearsal'] = {res['device_type']: {**res, **info}}
+        report['rehearsal'] = _rehearsal_report(out, presets, data, device, steps, batch, record, info, log)
     if 'compile' in parts:
         dev = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         log(f"compile: AIM ViT-B/16 x 8 training steps, eager then compiled, on {dev}")

@@ -168,8 +168,7 @@ def _loader(train_set: Dataset, cfg: TrainConfig, env: DistEnv, collate_fn: Call
 # %% ../nbs/04_engine.ipynb #5702539b
 def start_run(model: nn.Module, train_set: Dataset, cfg: TrainConfig, loss_fn: Callable | None = None,
               env: DistEnv | None = None, collate_fn: Callable = collate_videos, **hooks) -> Run:
-    """Build a `Run` of `cfg` (data, optimizer, schedule, scaler, DDP), resumed from a checkpoint if `cfg.resume` says
-    so."""
+    """Build a `Run` of `cfg` (data, optimizer, schedule, scaler, DDP), resumed from a checkpoint if `cfg.resume`."""
     env = env or init_distributed(cfg.device)
     validate_config(cfg, env.world_size, check_files=False)
     with contextlib.ExitStack() as undo:   # a run that fails to start gives its folder back

@@ -431,7 +431,7 @@ def plot_localisation(video: dict, path: str | os.PathLike | None = None, propos
     ax.set_xlim(0, video['seconds'])
     ax.set_xlabel('seconds')
     ax.set_ylabel('actionness')
-    ax.legend(fontsize=7, loc='upper left')
+    ax.legend(fontsize=8, loc='upper left')
     ax.set_title(f"{Path(video['path']).name}: proposals and their top class", fontsize=9)
     fig.tight_layout()
     if path is not None:

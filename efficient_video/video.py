@@ -542,13 +542,12 @@ class Normalize:
     def __init__(self, mean=CLIP_MEAN, std=CLIP_STD):
         self.mean = torch.tensor(mean).view(-1, 1, 1)   # C×1×1 broadcasts over H, W
         self.std = torch.tensor(std).view(-1, 1, 1)
-        self.scale = 1 / (255 * torch.tensor(std))      # per channel, last axis: x·scale - shift on uint8's layout
-        self.shift = torch.tensor(mean) / torch.tensor(std)
+        self.mean_c, self.std_c = torch.tensor(mean), torch.tensor(std)   # per channel on the last axis (H, W, C)
     def __call__(self, x: torch.Tensor, generator=None) -> torch.Tensor:
         if x.dtype != torch.uint8 or x.ndim < 4:
             raise ValueError(f"Normalize expects uint8 (…, T, H, W, C), got {x.dtype} {tuple(x.shape)}; "
                              f"it must be the last transform")
-        x = x.float().mul_(self.scale).sub_(self.shift)           # (x/255 - mean)/std in one pass each
+        x = x.float().div_(255).sub_(self.mean_c).div_(self.std_c)    # (x/255 - mean)/std, in place, channels last
         return rearrange(x, '... t h w c -> ... t c h w')
 
 class Compose:
