@@ -645,12 +645,13 @@ def format_compile(part: dict) -> str:
 PIPELINE_PRESETS = ('aim-k400-vitb16', 'aim-k400-vitb16-32f', 'aim-ssv2-vitb16', 'aim-ucf101-vitb16',
                     'aim-hmdb51-vitb16')     # one sampler setting per dataset format (and K400's 32 frames)
 
-def _gop_plan(path: str | os.PathLike, indices: Sequence[int]) -> dict[int, list[int]]:
-    "The needed frames' timestamps grouped by the keyframe that starts their GOP (read before the floor is timed)."
+def _gop_plan(path: str | os.PathLike, sampler, generator: torch.Generator) -> dict[int, list[int]]:
+    """The timestamps of the frames `sampler` draws from the video, grouped by the keyframe that starts their GOP
+    (read before the floor is timed)."""
     r = open_video(path, 'pyav')
     try:
         plan: dict = {}
-        for t in sorted({r.pts[i] for i in indices}):
+        for t in sorted({r.pts[i] for i in sampler(len(r), generator).reshape(-1).tolist()}):
             plan.setdefault(r.key_pts[max(bisect.bisect_right(r.key_pts, t) - 1, 0)], []).append(t)
         return plan
     finally:
@@ -683,9 +684,7 @@ def measure_pipeline(preset: str, data: str | os.PathLike, clips: int = 16, work
     ds = build_dataset(cfg, 'train')
     n = min(clips, len(ds))
     g = torch.Generator().manual_seed(0)
-    picks = [(ds.records[i].path, ds.sampler(len(open_video(ds.records[i].path, 'pyav')), g).reshape(-1).tolist())
-             for i in range(n)]
-    plans = [(p, _gop_plan(p, idx)) for p, idx in picks]
+    plans = [(ds.records[i].path, _gop_plan(ds.records[i].path, ds.sampler, g)) for i in range(n)]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)           # one core's work, as in a DataLoader worker (which runs 1 torch thread)
     t0 = _cpu()

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .core import get_device, override, seed_everything
 from .config import TrainConfig, config_from_json
-from .video import VideoDataset, VideoDecodeError, VideoRecord, eval_transform, video_info
+from .video import VideoDataset, VideoDecodeError, VideoRecord, eval_transform, open_video, video_info
 from .data import frame_sampler
 from .checkpoints import find_checkpoint
 from .evaluation import multiview_probs
@@ -40,7 +40,7 @@ from .localisation import (Actionness, ActionnessLoss, actionness, detect, frame
 __all__ = ['VIDEO_SUFFIXES', 'ZERO_SHOT_TEMPLATE', 'LOCALISER_FILE', 'PredictError', 'video_paths', 'load_for_predict',
            'parse_classes', 'TemplateEnsemble', 'zero_shot_model', 'WindowSampler', 'windows', 'video_clips',
            'top_classes', 'predict', 'format_predictions', 'plot_timeline', 'train_localiser', 'load_localiser',
-           'FrameIndices', 'video_features', 'localise_videos', 'format_localisation', 'plot_localisation']
+           'video_features', 'localise_videos', 'format_localisation', 'plot_localisation']
 
 # %% ../nbs/16a_predict.ipynb #pr-paths
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.webm', '.mkv', '.mov', '.m4v', '.mpg', '.mpeg')
@@ -131,12 +131,11 @@ def zero_shot_model(classes: Sequence[str], backbone: str | None = None, pretrai
     cfg = load_config(None, {**clip, 'image_size': size, 'method': 'efficient-prompt', 'frames': frames,
                              'sampler': 'segment', 'test_views': 1, 'test_crops': 1, 'device': device,
                              'method_args': dict(opts[0], temporal_layers=0, learn_prompts=False)})
-    model = model_from_config(cfg, len(classes), list(classes)).to(get_device(device)).eval()
+    model = model_from_config(cfg, len(classes), list(classes))
     if len(templates) > 1:
         names = [class_text(n) for n in classes]
-        model = TemplateEnsemble(model, zero_shot_classifier(model.clip, tok, names, templates, device=device)).to(
-            get_device(device)).eval()
-    return model, cfg
+        model = TemplateEnsemble(model, zero_shot_classifier(model.clip, tok, names, templates))
+    return model.to(get_device(device)).eval(), cfg
 
 # %% ../nbs/16a_predict.ipynb #pr-predict
 class WindowSampler:
@@ -353,24 +352,19 @@ def load_localiser(run: str | os.PathLike, device: str | None = None) -> tuple:
     load_checkpoint(find_checkpoint(Path(run)/'actionness'), act, restore_rng=False)
     return act.to(next(model.parameters()).device).eval(), s, model, cfg, names
 
-class FrameIndices:
-    "A sampler that reads the frames `idx` (those the video has)."
-    def __init__(self, idx: torch.Tensor): self.idx = idx
-    def __call__(self, num_frames: int, generator=None) -> torch.Tensor: return self.idx[self.idx < num_frames]
-
 @torch.no_grad()
 def video_features(path: str | os.PathLike, model: torch.nn.Module, cfg: TrainConfig, rate: float,
                    chunk: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """Frame features `L×D` of every `step`-th frame of the video (`step` = its fps / `rate`, rounded, at least 1),
-    decoded and encoded `chunk` frames at a time, and each one's time in seconds."""
-    info = video_info(path)
-    step = max(1, round(info.fps / rate))
-    idx, dev, feats = torch.arange(0, info.num_frames, step), next(model.parameters()).device, []
-    for part in idx.split(chunk):
-        ds = VideoDataset([VideoRecord(Path(path), -1)], FrameIndices(part), eval_transform(cfg.image_size),
-                          on_error='raise')
-        feats.append(model.encode_frames(ds[0]['video'][None].to(dev))[0].float().cpu())
-    return torch.cat(feats), idx / info.fps
+    decoded (the file opened once) and encoded `chunk` frames at a time, and each one's time in seconds."""
+    r, dev, transform = open_video(path), next(model.parameters()).device, eval_transform(cfg.image_size)
+    try:
+        idx = torch.arange(0, len(r), max(1, round(r.fps / rate)))
+        feats = [model.encode_frames(transform(torch.from_numpy(np.ascontiguousarray(r.get(part.tolist()))))[None]
+                                     .to(dev))[0].float().cpu() for part in idx.split(chunk)]
+        return torch.cat(feats), idx / r.fps
+    finally:
+        r.close()
 
 # %% ../nbs/16a_predict.ipynb #pr-loc-run
 @torch.no_grad()
@@ -434,6 +428,4 @@ def plot_localisation(video: dict, path: str | os.PathLike | None = None, propos
     ax.legend(fontsize=8, loc='upper left')
     ax.set_title(f"{Path(video['path']).name}: proposals and their top class", fontsize=9)
     fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return save_figure(fig, path)

@@ -540,14 +540,12 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class Normalize:
     "uint8 (…, T, H, W, C) -> float (…, T, C, H, W) with (x/255 - mean)/std per channel."
     def __init__(self, mean=CLIP_MEAN, std=CLIP_STD):
-        self.mean = torch.tensor(mean).view(-1, 1, 1)   # C×1×1 broadcasts over H, W
-        self.std = torch.tensor(std).view(-1, 1, 1)
-        self.mean_c, self.std_c = torch.tensor(mean), torch.tensor(std)   # per channel on the last axis (H, W, C)
+        self.mean, self.std = torch.tensor(mean), torch.tensor(std)   # per channel: the last axis of (H, W, C)
     def __call__(self, x: torch.Tensor, generator=None) -> torch.Tensor:
         if x.dtype != torch.uint8 or x.ndim < 4:
             raise ValueError(f"Normalize expects uint8 (…, T, H, W, C), got {x.dtype} {tuple(x.shape)}; "
                              f"it must be the last transform")
-        x = x.float().div_(255).sub_(self.mean_c).div_(self.std_c)    # (x/255 - mean)/std, in place, channels last
+        x = x.float().div_(255).sub_(self.mean).div_(self.std)    # (x/255 - mean)/std, in place, channels last
         return rearrange(x, '... t h w c -> ... t c h w')
 
 class Compose:
